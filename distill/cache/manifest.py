@@ -1,0 +1,105 @@
+"""Cache manifests: what a soft-label array was computed from, and checks that it still matches.
+
+A cache directory holds ``logits.npy`` (a plain ``.npy`` array, memory-mappable, never pickled) and
+``manifest.json``. The manifest is written last and atomically, so its presence marks a complete cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST_VERSION = 1
+ARRAY_NAME = "logits.npy"
+MANIFEST_NAME = "manifest.json"
+
+
+class CacheError(ValueError):
+    """A cache that is missing, incomplete, corrupted or computed from something else."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """:func:`atomic_write_text` of ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+@dataclass
+class Manifest:
+    """Everything a reader checks before trusting a cache.
+
+    Attributes:
+        generation: generation whose logits these are.
+        teacher_checkpoint: checkpoint path the logits were computed with (relative to the run directory).
+        teacher_sha256: sha256 of that checkpoint file.
+        dataset: the data module's fingerprint (name, length, num_classes, labels_sha256, transform).
+        dtype: numpy dtype name of the stored logits.
+        shape: ``[num_samples, num_classes]``.
+        array_sha256: sha256 of ``logits.npy`` as written.
+        array_bytes: size of ``logits.npy`` in bytes.
+        version: manifest format version.
+    """
+
+    generation: int
+    teacher_checkpoint: str
+    teacher_sha256: str
+    dataset: dict[str, Any]
+    dtype: str
+    shape: list[int]
+    array_sha256: str
+    array_bytes: int
+    version: int = MANIFEST_VERSION
+
+    def write(self, directory: str | Path) -> None:
+        atomic_write_json(Path(directory) / MANIFEST_NAME, asdict(self))
+
+    @classmethod
+    def read(cls, directory: str | Path) -> Manifest:
+        path = Path(directory) / MANIFEST_NAME
+        if not path.is_file():
+            raise CacheError(f"no complete soft-label cache in {directory} (missing {MANIFEST_NAME})")
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise CacheError(f"cache manifest {path} is malformed: {e}") from None
+
+    def check(self, dataset: dict[str, Any], teacher_sha256: str | None, where: str) -> None:
+        """Raise :class:`CacheError` naming the first field that differs from the current dataset / teacher."""
+        if self.version != MANIFEST_VERSION:
+            raise CacheError(f"cache {where} has manifest version {self.version}, expected {MANIFEST_VERSION}")
+        for key, value in dataset.items():
+            if self.dataset.get(key) != value:
+                raise CacheError(f"cache {where} was built for dataset {key}={self.dataset.get(key)!r}, "
+                                 f"but the current dataset has {key}={value!r}")
+        if teacher_sha256 is not None and self.teacher_sha256 != teacher_sha256:
+            raise CacheError(f"cache {where} was built from a different teacher checkpoint "
+                             f"(sha256 {self.teacher_sha256[:12]}... vs {teacher_sha256[:12]}...)")

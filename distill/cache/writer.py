@@ -1,0 +1,77 @@
+"""Build a soft-label cache through Lightning's predict loop (a :class:`BasePredictionWriter`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from distill.cache.manifest import ARRAY_NAME, CacheError, Manifest, sha256_file
+
+CACHE_DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+class CacheWriter(BasePredictionWriter):
+    """Writes each predicted batch of logits into a memory-mapped ``.npy`` at the batch's dataset indices.
+
+    The array is written under a temporary name and renamed when every index has been written exactly once;
+    the manifest (with the array's sha256) is written last. An interrupted build leaves no file a reader accepts.
+
+    Args:
+        directory: cache directory (created).
+        num_samples: length of the dataset being scored.
+        num_classes: logits per sample.
+        dtype: ``"float16"`` (default: half the disk and page cache; logits need ~3 significant digits) or
+            ``"float32"``.
+        manifest_fields: every :class:`Manifest` field except the array checksum, size, dtype and shape.
+    """
+
+    def __init__(self, directory: str | Path, num_samples: int, num_classes: int, dtype: str,
+                 manifest_fields: dict[str, Any]) -> None:
+        super().__init__(write_interval="batch")
+        if dtype not in CACHE_DTYPES:
+            raise CacheError(f"cache.dtype must be one of {sorted(CACHE_DTYPES)}, got {dtype!r}")
+        self.directory = Path(directory)
+        self.shape = (num_samples, num_classes)
+        self.dtype = dtype
+        self.manifest_fields = manifest_fields
+        self._array: np.memmap | None = None
+        self._written: np.ndarray | None = None
+
+    @property
+    def _partial(self) -> Path:
+        return self.directory / (ARRAY_NAME + ".partial")
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in (self.directory / "manifest.json", self.directory / ARRAY_NAME):
+            stale.unlink(missing_ok=True)
+        self._array = np.lib.format.open_memmap(self._partial, mode="w+", dtype=CACHE_DTYPES[self.dtype],
+                                                shape=self.shape)
+        self._written = np.zeros(self.shape[0], dtype=np.int32)
+
+    def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
+                           batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        index = batch[2].cpu().numpy()
+        self._array[index] = prediction.detach().float().cpu().numpy().astype(self._array.dtype)
+        np.add.at(self._written, index, 1)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._array.flush()
+        del self._array
+        self._array = None
+        counts = np.bincount(self._written, minlength=3)
+        if self._written.min() != 1 or self._written.max() != 1:
+            raise CacheError(f"cache build wrote {counts[0]} indices zero times and {counts[2:].sum()} more than "
+                             "once; the cache loader must visit every sample exactly once")
+        with open(self._partial, "rb+") as f:
+            os.fsync(f.fileno())
+        final = self.directory / ARRAY_NAME
+        os.replace(self._partial, final)
+        Manifest(**self.manifest_fields, dtype=self.dtype, shape=list(self.shape), array_sha256=sha256_file(final),
+                 array_bytes=final.stat().st_size).write(self.directory)

@@ -1,0 +1,124 @@
+"""The data contract of the engine: datasets yield ``(image, label, index)`` and data modules describe themselves.
+
+The sample index is what lets a student read its teacher's scores from the soft-label cache instead of running the
+teacher, so every training dataset must return it and it must be stable (the position in the un-shuffled train set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from distill.registry import Registry
+
+DATASETS: Registry[type[DistillDataModule]] = Registry("dataset")
+
+
+class TensorIndexedDataset(Dataset):
+    """Samples held in memory as one tensor; yields ``(x, y, index)``.
+
+    Args:
+        images: ``(N, C, H, W)`` tensor (already normalised floats, or uint8 for a transform to convert).
+        labels: ``(N,)`` integer class labels.
+        transform: optional per-sample callable applied to ``images[i]``.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.transform = images, labels.long(), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        x = self.images[i]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[i], i
+
+
+class DistillDataModule(L.LightningDataModule):
+    """Base class of the project's data modules.
+
+    Subclasses set ``train_set`` (augmented view), ``cache_set`` (the same samples in the same order, un-augmented:
+    what the teacher scores for the cache) and ``test_set`` in :meth:`setup`, and fill the class attributes.
+
+    Args:
+        batch_size: training batch size.
+        eval_batch_size: batch size for cache building and evaluation (no gradients, so larger is cheaper).
+        num_workers: DataLoader workers; 0 keeps in-memory datasets in the main process (fastest for small data).
+        train_subset: use only the first ``train_subset`` training samples (after the fixed split); for smoke tests.
+    """
+
+    name: str = "base"
+    num_classes: int = 0
+    in_chans: int = 0
+    class_names: list[str] = []
+
+    def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, num_workers: int = 0,
+                 train_subset: int | None = None, **_: Any) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.train_subset = train_subset
+        self.train_set: Dataset | None = None
+        self.cache_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def transform_description(self) -> str:
+        """Human-readable description of the un-augmented transform used for caching (stored in manifests)."""
+        return "identity"
+
+    def train_labels(self) -> np.ndarray:
+        """Labels of the training set in index order."""
+        self._require_setup()
+        return np.asarray([int(self.cache_set[i][1]) for i in range(len(self.cache_set))], dtype=np.int64)
+
+    def test_labels(self) -> np.ndarray:
+        """Labels of the test set in loader order."""
+        self._require_setup()
+        return np.asarray([int(self.test_set[i][1]) for i in range(len(self.test_set))], dtype=np.int64)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a soft-label cache must agree with: dataset name, size, classes, labels hash and transform."""
+        labels = np.ascontiguousarray(self.train_labels(), dtype=np.int64)
+        return {
+            "name": self.name,
+            "length": int(len(labels)),
+            "num_classes": int(self.num_classes),
+            "labels_sha256": hashlib.sha256(labels.tobytes()).hexdigest(),
+            "transform": self.transform_description(),
+        }
+
+    def _require_setup(self) -> None:
+        if self.cache_set is None:
+            self.setup("fit")
+
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def cache_dataloader(self) -> DataLoader:
+        """Un-augmented training samples in index order, for building the soft-label cache."""
+        self._require_setup()
+        return self._loader(self.cache_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+
+def subset_first(images: torch.Tensor, labels: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the first ``n`` samples (all when ``n`` is None)."""
+    return (images, labels) if n is None else (images[:n], labels[:n])

@@ -1,0 +1,211 @@
+"""The born-again loop: generation 0 learns from labels, generation k from generation k-1 (or the ensemble 0..k-1).
+
+For each generation k: seed with :func:`generation_seed`, build a fresh backbone, fit it, save ``gen-k/model.ckpt``,
+evaluate it (and the ensemble of generations 0..k) on the test set, then score the un-augmented training set once
+and store the logits in ``cache/gen-k``. The next student reads that cache by sample index and never runs its teacher
+(unless ``cache.mode: online``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from rich.console import Console
+
+from distill.cache import CacheWriter, SoftLabelCache, atomic_write_json, sha256_file
+from distill.config import CacheConfig, KDConfig, generation_config
+from distill.data import DATASETS, DistillDataModule
+from distill.losses import build_loss
+from distill.metrics import agreement, ensemble_logits, evaluate
+from distill.models import backbone_label, create_backbone
+from distill.module import GenerationModule
+from distill.optim import OptimizerConfig
+from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource
+
+
+def generation_seed(seed: int, generation: int) -> int:
+    """Seed of one generation: a 32-bit value derived from (run seed, generation) by numpy's SeedSequence.
+
+    Distinct generations get statistically independent initialisations and data orders; the same pair always gives
+    the same seed.
+    """
+    return int(np.random.SeedSequence([seed, generation]).generate_state(1)[0])
+
+
+@dataclass
+class RunLayout:
+    """Paths inside a run directory."""
+
+    root: Path
+
+    def gen_dir(self, k: int) -> Path:
+        return self.root / f"gen-{k}"
+
+    def checkpoint(self, k: int) -> Path:
+        return self.gen_dir(k) / "model.ckpt"
+
+    def cache_dir(self, k: int) -> Path:
+        return self.root / "cache" / f"gen-{k}"
+
+    def test_logits(self, k: int) -> Path:
+        return self.gen_dir(k) / "test_logits.npy"
+
+
+def build_datamodule(data: dict[str, Any]) -> DistillDataModule:
+    """Instantiate the data module named by ``data["name"]`` with the other keys, and set it up."""
+    options = {k: v for k, v in data.items() if k != "name"}
+    dm = DATASETS.get(data["name"])(**options)
+    dm.setup("fit")
+    return dm
+
+
+def teacher_members(generation: int, kd: KDConfig) -> list[int]:
+    """Generations whose scores teach ``generation``: the previous one, or all earlier ones for an ensemble."""
+    if generation == 0:
+        return []
+    return list(range(generation)) if kd.teacher == "ensemble" else [generation - 1]
+
+
+def load_student(path: Path, backbone: Any, num_classes: int, in_chans: int) -> torch.nn.Module:
+    """Rebuild a generation's network from its checkpoint (``weights_only=True``: no pickled code runs)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    model = create_backbone(backbone, num_classes, in_chans)
+    model.load_state_dict({k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")})
+    return model.eval()
+
+
+class BornAgainRun:
+    """Runs generations 0..N of a parsed recipe into a run directory.
+
+    Args:
+        cfg: the validated recipe (from :func:`distill.config.parse_recipe`).
+        out: run directory (created; must not hold another run).
+        recipe_name: name recorded in the summary.
+        console: where progress and the final table go.
+    """
+
+    def __init__(self, cfg: Namespace, out: str | Path, recipe_name: str, console: Console | None = None) -> None:
+        self.cfg = cfg
+        self.layout = RunLayout(Path(out))
+        self.recipe_name = recipe_name
+        self.console = console or Console()
+        self.dm: DistillDataModule | None = None
+        self.test_logits: list[torch.Tensor] = []
+
+    def trainer_kwargs(self, g: Namespace) -> dict[str, Any]:
+        return dict(g.trainer.as_dict() if isinstance(g.trainer, Namespace) else g.trainer)
+
+    def _callbacks(self, kwargs: dict[str, Any]) -> list:
+        return [RichProgressBar(leave=True)] if kwargs.get("enable_progress_bar", True) is not False else []
+
+    def _predict_trainer(self, g: Namespace, extra: list | None = None) -> L.Trainer:
+        """A one-device trainer for inference (cache building and evaluation)."""
+        kw = self.trainer_kwargs(g)
+        return L.Trainer(accelerator=kw.get("accelerator", "auto"), devices=1, precision=kw.get("precision"),
+                         logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         enable_progress_bar=kw.get("enable_progress_bar", True) is not False,
+                         callbacks=self._callbacks(kw) + (extra or []))
+
+    def teacher_source(self, k: int, g: Namespace) -> TeacherSource | None:
+        members = teacher_members(k, KDConfig(**g.kd.as_dict()))
+        if not members:
+            return None
+        if CacheConfig(**g.cache.as_dict()).mode == "online":
+            models = [load_student(self.layout.checkpoint(j), generation_config(self.cfg, j).backbone,
+                                   self.dm.num_classes, self.dm.in_chans) for j in members]
+            return OnlineTeacher(models)
+        fingerprint = self.dm.fingerprint()
+        return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), fingerprint,
+                                             sha256_file(self.layout.checkpoint(j))) for j in members])
+
+    def train(self, k: int, g: Namespace) -> tuple[GenerationModule, float]:
+        """Fit generation ``k`` from a fresh initialisation; return the module and the fit wall time."""
+        L.seed_everything(generation_seed(self.cfg.seed, k), workers=True, verbose=False)
+        kd = KDConfig(**g.kd.as_dict())
+        student = create_backbone(g.backbone, self.dm.num_classes, self.dm.in_chans)
+        kw = self.trainer_kwargs(g)
+        module = GenerationModule(student, build_loss(k, kd.variant, kd.alpha, kd.temperature),
+                                  self.teacher_source(k, g), self.dm.num_classes,
+                                  OptimizerConfig(**g.optimizer.as_dict()), max_epochs=kw["max_epochs"], generation=k)
+        gen_dir = self.layout.gen_dir(k)
+        trainer = L.Trainer(**kw, default_root_dir=gen_dir, logger=CSVLogger(gen_dir, name="logs", version=""),
+                            callbacks=self._callbacks(kw), enable_checkpointing=False)
+        val = self.dm.val_dataloader() if getattr(self.dm, "has_val", False) else None
+        start = time.perf_counter()
+        trainer.fit(module, train_dataloaders=self.dm.train_dataloader(), val_dataloaders=val)
+        seconds = time.perf_counter() - start
+        tmp = gen_dir / ".model.ckpt.tmp"
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state: resumable
+        os.replace(tmp, self.layout.checkpoint(k))
+        return module, seconds
+
+    def build_cache(self, k: int, g: Namespace, module: GenerationModule) -> None:
+        """Score the un-augmented training set with generation ``k`` and write ``cache/gen-k``."""
+        ckpt = self.layout.checkpoint(k)
+        writer = CacheWriter(self.layout.cache_dir(k), len(self.dm.cache_set), self.dm.num_classes,
+                             CacheConfig(**g.cache.as_dict()).dtype,
+                             {"generation": k, "teacher_checkpoint": str(ckpt.relative_to(self.layout.root)),
+                              "teacher_sha256": sha256_file(ckpt), "dataset": self.dm.fingerprint()})
+        self._predict_trainer(g, [writer]).predict(module, self.dm.cache_dataloader(), return_predictions=False)
+
+    def evaluate(self, k: int, g: Namespace, module: GenerationModule, seconds: float) -> dict[str, Any]:
+        """Test metrics of generation ``k`` and its agreement with its teacher; saves ``gen-k/test_logits.npy``."""
+        logits = torch.cat(self._predict_trainer(g).predict(module, self.dm.test_dataloader())).cpu()
+        np.save(self.layout.test_logits(k), logits.numpy())
+        self.test_logits.append(logits)
+        labels = torch.as_tensor(self.dm.test_labels())
+        members = teacher_members(k, KDConfig(**g.kd.as_dict()))
+        teacher = ensemble_logits([self.test_logits[j] for j in members]) if members else None
+        return {
+            "generation": k, "backbone": backbone_label(g.backbone),
+            "teacher": "+".join(f"gen-{j}" for j in members) or None,
+            "epochs": int(self.trainer_kwargs(g)["max_epochs"]), "seed": generation_seed(self.cfg.seed, k),
+            "train_seconds": round(seconds, 2), "test": evaluate(logits, labels),
+            "agreement_with_teacher": agreement(logits, teacher) if teacher is not None else None,
+        }
+
+    def ensembles(self) -> list[dict[str, Any]]:
+        """Test accuracy and NLL of the probability-average of generations 0..k, for every k >= 1."""
+        labels = torch.as_tensor(self.dm.test_labels())
+        out = []
+        for k in range(1, len(self.test_logits)):
+            metrics = evaluate(ensemble_logits(self.test_logits[: k + 1]), labels, calibration=False)
+            out.append({"members": list(range(k + 1)), "test": {m: metrics[m] for m in ("acc", "nll")}})
+        return out
+
+    def run(self) -> dict[str, Any]:
+        """Train every generation and return (and write) ``summary.json``."""
+        self.dm = build_datamodule(self.cfg.data)
+        summary: dict[str, Any] = {"recipe": self.recipe_name, "seed": self.cfg.seed, "generations": [],
+                                   "ensembles": []}
+        for k in range(self.cfg.generations + 1):
+            g = generation_config(self.cfg, k)
+            teacher = teacher_members(k, KDConfig(**g.kd.as_dict()))
+            self.console.rule(f"[bold]generation {k}/{self.cfg.generations}[/] · {backbone_label(g.backbone)} · "
+                              + (f"teacher {'+'.join(f'gen-{j}' for j in teacher)} ({g.cache.mode})" if teacher
+                                 else "cross-entropy on labels"))
+            self.layout.gen_dir(k).mkdir(parents=True, exist_ok=True)
+            module, seconds = self.train(k, g)
+            metrics = self.evaluate(k, g, module, seconds)
+            atomic_write_json(self.layout.gen_dir(k) / "metrics.json", metrics)
+            self.build_cache(k, g, module)
+            summary["generations"].append({key: v for key, v in metrics.items() if key != "seed"})
+        summary["ensembles"] = self.ensembles()
+        atomic_write_json(self.layout.root / "summary.json", summary)
+        return summary
+
+
+def load_summary(run_dir: str | Path) -> dict[str, Any]:
+    """Read ``RUN/summary.json``."""
+    return json.loads((Path(run_dir) / "summary.json").read_text())

@@ -1,0 +1,7 @@
+"""Backbones: the factory, the user registry and the project's own families (registered into timm on import)."""
+
+from distill.models import cifar_densenet, cifar_resnet, cifar_wrn, small_cnn  # noqa: F401  (register with timm)
+from distill.models.base import ClassifierBackbone
+from distill.models.factory import BACKBONES, backbone_label, create_backbone, register_backbone
+
+__all__ = ["BACKBONES", "ClassifierBackbone", "backbone_label", "create_backbone", "register_backbone"]

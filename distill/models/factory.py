@@ -1,0 +1,118 @@
+"""Build a backbone from a recipe's ``backbone`` value.
+
+Accepted forms, tried in this order:
+
+* a name registered with :func:`register_backbone` (the project's one registry for user models);
+* a timm model name (the project's CIFAR families and ``small_cnn`` are registered into timm's registry);
+* a torchvision classification model name (``torchvision.models.list_models(torchvision.models)``);
+* ``{"class_path": "pkg.module.Class", "init_args": {...}}`` -- any ``nn.Module`` class or factory by import path;
+* ``{"name": "<any of the names above>", "init_args": {...}}`` -- a name with extra keyword arguments.
+
+``num_classes`` and ``in_chans`` come from the data module and are passed when the callable accepts them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import timm
+import torchvision
+from torch import nn
+
+from distill.registry import Registry, RegistryError
+
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
+
+
+def register_backbone(name: str | None = None) -> Callable:
+    """Decorator registering a user backbone class or factory under ``name`` (default: its ``__name__``).
+
+    Example:
+        >>> @register_backbone("my_net")
+        ... class MyNet(nn.Module): ...
+    """
+    return BACKBONES.register(name)
+
+
+def _call_with_supported(fn: Callable[..., nn.Module], kwargs: dict[str, Any]) -> nn.Module:
+    """Call ``fn`` with ``kwargs``, dropping ``in_chans`` when ``fn`` does not take it (num_classes is kept)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return fn(**kwargs)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return fn(**kwargs)
+    return fn(**{k: v for k, v in kwargs.items() if k in params or k == "num_classes"})
+
+
+def _torchvision_names() -> list[str]:
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def _import_path(path: str) -> Callable[..., nn.Module]:
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"backbone.class_path {path!r} must be a dotted import path like 'package.module.Class'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"backbone.class_path {path!r} cannot be imported: {e}") from None
+
+
+def _known_names() -> list[str]:
+    return BACKBONES.names() + timm.list_models() + _torchvision_names()
+
+
+def _normalise(spec: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or ("name" in spec) == ("class_path" in spec):
+        raise ValueError(f"backbone must be a name or a mapping with exactly one of 'name'/'class_path', got {spec!r}")
+    extra = set(spec) - {"name", "class_path", "init_args"}
+    if extra:
+        raise ValueError(f"backbone has unknown key(s) {sorted(extra)}; expected name|class_path and init_args")
+    return spec
+
+
+def check_backbone(spec: str | dict[str, Any]) -> None:
+    """Raise the error :func:`create_backbone` would raise for an unknown name or malformed spec, without building."""
+    spec = _normalise(spec)
+    if "class_path" in spec:
+        _import_path(spec["class_path"])
+    elif not (spec["name"] in BACKBONES or timm.is_model(spec["name"]) or spec["name"] in _torchvision_names()):
+        raise RegistryError(BACKBONES.unknown_message(spec["name"], _known_names()))
+
+
+def create_backbone(spec: str | dict[str, Any], num_classes: int, in_chans: int) -> nn.Module:
+    """Create a freshly initialised backbone with ``num_classes`` outputs for ``in_chans``-channel input.
+
+    Args:
+        spec: a name or a ``class_path``/``name`` + ``init_args`` mapping (see the module docstring).
+        num_classes: classifier outputs.
+        in_chans: input channels of the data.
+
+    Raises:
+        RegistryError: unknown name (message lists close matches).
+        ValueError: malformed spec or an import failure.
+    """
+    check_backbone(spec)
+    spec = _normalise(spec)
+    kwargs = {**dict(spec.get("init_args") or {}), "num_classes": num_classes}
+    if "class_path" in spec:
+        return _call_with_supported(_import_path(spec["class_path"]), {**kwargs, "in_chans": in_chans})
+    name = spec["name"]
+    if name in BACKBONES:
+        return _call_with_supported(BACKBONES.get(name), {**kwargs, "in_chans": in_chans})
+    if timm.is_model(name):
+        return timm.create_model(name, in_chans=in_chans, **{"pretrained": False, **kwargs})
+    if in_chans != 3:
+        raise ValueError(f"torchvision model {name!r} takes 3-channel input but the data has {in_chans}")
+    return torchvision.models.get_model(name, weights=kwargs.pop("weights", None), **kwargs)
+
+
+def backbone_label(spec: str | dict[str, Any]) -> str:
+    """Short display name of a backbone spec (its name or class path)."""
+    return spec if isinstance(spec, str) else str(spec.get("name") or spec.get("class_path"))

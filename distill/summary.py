@@ -1,0 +1,28 @@
+"""The end-of-run table: one row per generation and per ensemble."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """A rich table of ``summary.json``: accuracies in percent, NLL and ECE as fractions, seconds of training."""
+    table = Table(title=f"{summary['recipe']} (seed {summary['seed']})")
+    for col in ("model", "backbone", "teacher", "epochs", "test acc %", "NLL", "ECE", "agree %", "train s"):
+        table.add_column(col, justify="left" if col in ("model", "backbone", "teacher") else "right")
+    for g in summary["generations"]:
+        t = g["test"]
+        table.add_row(f"gen-{g['generation']}", g["backbone"], g["teacher"] or "labels", str(g["epochs"]),
+                      _pct(t["acc"]), f"{t['nll']:.3f}", f"{t['ece']:.3f}", _pct(g["agreement_with_teacher"]),
+                      f"{g['train_seconds']:.1f}")
+    for e in summary["ensembles"]:
+        members = e["members"]
+        table.add_row(f"ensemble {members[0]}..{members[-1]}", "", "", "", _pct(e["test"]["acc"]),
+                      f"{e['test']['nll']:.3f}", "", "", "")
+    return table
