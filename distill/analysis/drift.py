@@ -86,7 +86,7 @@ def reliability(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> Reliab
         ECE = sum_b (n_b / N) * |acc_b - conf_b|
 
     which is torchmetrics' ``MulticlassCalibrationError(norm="l1")`` (same ``linspace`` edges, left-closed bins).
-    One deliberate difference: torchmetrics (<= 1.9, issue Lightning-AI/torchmetrics#3510) counts a confidence of
+    One deliberate difference: torchmetrics (1.9, open issue Lightning-AI/torchmetrics#3510) counts a confidence of
     exactly 1.0 in an extra hidden bin; here it is in the last bin as in Guo et al. (2017). The two agree whenever no
     max-probability equals 1.0 exactly (float32 softmax saturates at margins above ~17 nats).
 

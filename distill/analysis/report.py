@@ -98,7 +98,8 @@ def plot_reliability(reliability_result: Reliability, path: str | Path) -> Path:
     top.bar(lo, np.nan_to_num(r.accuracy), width=width, align="edge", edgecolor="black", label="accuracy")
     gap_base = np.nan_to_num(np.minimum(r.accuracy, r.confidence))
     gap = np.nan_to_num(np.abs(r.confidence - r.accuracy))
-    top.bar(lo, gap, bottom=gap_base, width=width, align="edge", color="tab:red", alpha=0.35, label="gap")
+    gap_style = {"fill": False, "edgecolor": "tab:red", "hatch": "//", "label": "gap"}
+    top.bar(lo, gap, bottom=gap_base, width=width, align="edge", **gap_style)
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"ECE = {r.ece:.4f}")
     top.legend(loc="upper left", fontsize=8)

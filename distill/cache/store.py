@@ -46,4 +46,4 @@ class SoftLabelCache:
 
     def all(self) -> torch.Tensor:
         """Every sample's logits as float32 (reads the whole array)."""
-        return torch.from_numpy(np.asarray(self.array, dtype=np.float32))
+        return torch.from_numpy(np.array(self.array, dtype=np.float32))  # a writable copy

@@ -7,7 +7,7 @@ teacher, so every training dataset must return it and it must be stable (the pos
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -17,6 +17,24 @@ from torch.utils.data import DataLoader, Dataset
 from distill.registry import Registry
 
 DATASETS: Registry[type[DistillDataModule]] = Registry("dataset")
+
+
+class DataError(ValueError):
+    """Bad data input (corrupt image, wrong layout, bad option value); the message is one line naming the culprit."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A data root, folder or file is missing; both a :class:`ValueError` and a :class:`FileNotFoundError`."""
+
+
+def dataset_labels(ds: Dataset) -> np.ndarray:
+    """Labels of ``ds`` in index order: its ``labels`` tensor/array when it has one, else one sample at a time."""
+    labels = getattr(ds, "labels", None)
+    if labels is not None:
+        if isinstance(labels, torch.Tensor):
+            labels = labels.cpu().numpy()
+        return np.asarray(labels, dtype=np.int64)
+    return np.asarray([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)
 
 
 class TensorIndexedDataset(Dataset):
@@ -47,7 +65,13 @@ class DistillDataModule(L.LightningDataModule):
     """Base class of the project's data modules.
 
     Subclasses set ``train_set`` (augmented view), ``cache_set`` (the same samples in the same order, un-augmented:
-    what the teacher scores for the cache) and ``test_set`` in :meth:`setup`, and fill the class attributes.
+    what the teacher scores for the cache), ``test_set`` and optionally ``val_set`` in :meth:`setup`, and fill the
+    class attributes.
+
+    Validation: :meth:`val_dataloader` returns an empty list when there is no validation split. Lightning skips the
+    validation loop for an empty list, both with ``trainer.fit(model, datamodule=dm)`` and with an explicit
+    ``val_dataloaders=dm.val_dataloader()``; returning ``None`` from a data module hook makes ``fit`` raise a
+    TypeError. Check :attr:`has_val` to avoid passing the empty list (and Lightning's "length is zero" warning).
 
     Args:
         batch_size: training batch size.
@@ -62,7 +86,7 @@ class DistillDataModule(L.LightningDataModule):
     class_names: list[str] = []
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, num_workers: int = 0,
-                 train_subset: int | None = None, **_: Any) -> None:
+                 train_subset: int | None = None) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -71,6 +95,13 @@ class DistillDataModule(L.LightningDataModule):
         self.train_set: Dataset | None = None
         self.cache_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    @property
+    def has_val(self) -> bool:
+        """Whether :meth:`val_dataloader` yields batches (call after :meth:`setup`)."""
+        self._require_setup()
+        return self.val_set is not None and len(self.val_set) > 0
 
     def transform_description(self) -> str:
         """Human-readable description of the un-augmented transform used for caching (stored in manifests)."""
@@ -79,12 +110,17 @@ class DistillDataModule(L.LightningDataModule):
     def train_labels(self) -> np.ndarray:
         """Labels of the training set in index order."""
         self._require_setup()
-        return np.asarray([int(self.cache_set[i][1]) for i in range(len(self.cache_set))], dtype=np.int64)
+        return dataset_labels(self.cache_set)
 
     def test_labels(self) -> np.ndarray:
         """Labels of the test set in loader order."""
         self._require_setup()
-        return np.asarray([int(self.test_set[i][1]) for i in range(len(self.test_set))], dtype=np.int64)
+        return dataset_labels(self.test_set)
+
+    def val_labels(self) -> np.ndarray:
+        """Labels of the validation set in loader order (empty without a validation split)."""
+        self._require_setup()
+        return dataset_labels(self.val_set) if self.val_set is not None else np.zeros(0, dtype=np.int64)
 
     def fingerprint(self) -> dict[str, Any]:
         """What a soft-label cache must agree with: dataset name, size, classes, labels hash and transform."""
@@ -117,6 +153,13 @@ class DistillDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         self._require_setup()
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader | Sequence[DataLoader]:
+        """Un-augmented validation samples, or ``[]`` without a validation split (see the class docstring)."""
+        self._require_setup()
+        if self.val_set is None or len(self.val_set) == 0:
+            return []
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
 
 
 def subset_first(images: torch.Tensor, labels: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
