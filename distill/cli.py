@@ -11,6 +11,7 @@ from typing import Callable
 
 from rich.console import Console
 
+from distill.cache.manifest import atomic_write_text
 from distill.registry import Registry
 
 COMMANDS: Registry[Callable[[list[str]], int]] = Registry("command")
@@ -25,6 +26,18 @@ commands:
   inspect RUN   dark-knowledge inspection of a finished run (see `distill inspect --help`)
 
 `distill COMMAND --help` lists the options of a command (for run: every recipe key and its default)."""
+
+
+RUN_HELP = """usage: distill run RECIPE.yaml [--out DIR] [--resume [--force]] [--print_config] [--KEY VALUE ...]
+
+  --out DIR       run directory (default: runs/<recipe>-<timestamp>); must be new unless --resume
+  --resume        continue the run in --out DIR: finished generations and valid caches are reused
+  --force         with --resume: accept a recipe that differs from the run's config.yaml
+  --print_config  print the fully resolved recipe and exit
+  --KEY VALUE     override any recipe key below, e.g. --kd.alpha 0.5 --trainer.max_epochs 3
+
+exit codes: 0 done, 1 training failed (non-finite loss), 2 bad input (recipe, data, cache, directory)
+"""
 
 
 class UsageError(Exception):
@@ -54,38 +67,70 @@ def _pop_option(args: list[str], name: str, takes_value: bool) -> str | bool | N
 
 @COMMANDS.register("run")
 def run_command(argv: list[str]) -> int:
-    """``distill run RECIPE [--out DIR] [--print_config] [overrides]``."""
+    """``distill run RECIPE [--out DIR] [--resume [--force]] [--print_config] [overrides]``."""
     from distill.config import RecipeError, build_parser, dump_config, parse_recipe
+    from distill.state import config_diff
 
     parser = build_parser()
     if any(a in ("-h", "--help") for a in argv):
+        print(RUN_HELP)
         parser.print_help()
         return 0
     args = list(argv)
     out = _pop_option(args, "--out", True)
     print_config = _pop_option(args, "--print_config", False)
+    resume, force = _pop_option(args, "--resume", False), _pop_option(args, "--force", False)
     recipe = args.pop(0) if args and not args[0].startswith("-") else None
+    if resume:
+        if not out:
+            return _fail("--resume needs --out RUN, the run directory to continue")
+        if not (Path(out) / "config.yaml").is_file():
+            return _fail(f"--resume: {out} is not a run directory (no config.yaml)")
+        recipe = recipe or str(Path(out) / "config.yaml")
     try:
         cfg = parse_recipe(recipe, args, parser)
     except RecipeError as e:
         return _fail(str(e))
+    resolved = dump_config(cfg, parser)
     if print_config:
-        sys.stdout.write(dump_config(cfg, parser))
+        sys.stdout.write(resolved)
         return 0
     name = Path(recipe).stem if recipe else "recipe"
     run_dir = Path(out) if out else Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        return _fail(f"output directory {run_dir} exists and is not empty; choose another --out")
+    if resume:
+        name = _recipe_name(run_dir, name)
+        changed = config_diff((run_dir / "config.yaml").read_text(), resolved)
+        if changed and not force:
+            return _fail(f"the recipe differs from {run_dir}/config.yaml: {'; '.join(changed)} "
+                         "(add --force to continue with the new values)")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        return _fail(f"output directory {run_dir} exists and is not empty; choose another --out or add --resume")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump_config(cfg, parser))
+        atomic_write_text(run_dir / "config.yaml", resolved)
+        atomic_write_text(run_dir / "recipe-name", name + "\n")
     except OSError as e:
-        return _fail(f"cannot write the run directory {run_dir}: {e.strerror}")
+        return _fail(f"cannot write the run directory {run_dir}: {e.strerror or e}")
     return _train(cfg, run_dir, name)
+
+
+@COMMANDS.register("inspect")
+def inspect_command(argv: list[str]) -> int:
+    """``distill inspect RUN [options]``: dark-knowledge inspection of a finished run."""
+    from distill.analysis.command import inspect_main
+
+    return inspect_main(argv)
+
+
+def _recipe_name(run_dir: Path, default: str) -> str:
+    path = run_dir / "recipe-name"
+    return path.read_text().strip() if path.is_file() else default
 
 
 def _train(cfg, run_dir: Path, name: str) -> int:
     from distill.cache import CacheError
+    from distill.callbacks import NonFiniteLossError
+    from distill.data.base import DataError
     from distill.generations import BornAgainRun
     from distill.summary import summary_table
 
@@ -94,8 +139,11 @@ def _train(cfg, run_dir: Path, name: str) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # we print our own per-generation headers
     try:
         summary = BornAgainRun(cfg, run_dir, name, console).run()
-    except (CacheError, FileNotFoundError) as e:
+    except (CacheError, DataError) as e:
         return _fail(str(e))
+    except NonFiniteLossError as e:
+        _fail(f"{e}; the last good checkpoint is kept: lower optimizer.lr and rerun with --resume --force")
+        return 1
     console.print(summary_table(summary))
     console.print(f"run directory: {run_dir}  (summary.json, config.yaml, gen-*/, cache/gen-*/)")
     return 0

@@ -19,18 +19,21 @@ import lightning as L
 import numpy as np
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
-from distill.cache import CacheWriter, SoftLabelCache, atomic_write_json, sha256_file
+from distill.cache import CacheError, CacheWriter, Manifest, SoftLabelCache, atomic_write_json, sha256_file
+from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard
 from distill.config import CacheConfig, KDConfig, generation_config
 from distill.data import DATASETS, DistillDataModule
+from distill.faults import fault_point
 from distill.losses import build_loss
 from distill.metrics import agreement, ensemble_logits, evaluate
 from distill.models import backbone_label, create_backbone
 from distill.module import GenerationModule
 from distill.optim import OptimizerConfig
+from distill.state import RunState
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource
 
 
@@ -60,6 +63,10 @@ class RunLayout:
 
     def test_logits(self, k: int) -> Path:
         return self.gen_dir(k) / "test_logits.npy"
+
+    def last_checkpoint(self, k: int) -> Path:
+        """End-of-epoch checkpoint with the full trainer state, for resuming an interrupted generation."""
+        return self.gen_dir(k) / "checkpoints" / "last.ckpt"
 
 
 def build_datamodule(data: dict[str, Any]) -> DistillDataModule:
@@ -130,8 +137,12 @@ class BornAgainRun:
                                              sha256_file(self.layout.checkpoint(j))) for j in members])
 
     def train(self, k: int, g: Namespace) -> tuple[GenerationModule, float]:
-        """Fit generation ``k`` from a fresh initialisation; return the module and the fit wall time."""
-        L.seed_everything(generation_seed(self.cfg.seed, k), workers=True, verbose=False)
+        """Fit generation ``k`` from a fresh initialisation (or from its last end-of-epoch checkpoint when resuming).
+
+        Returns the module and the fit wall time. The final state is saved atomically to ``gen-k/model.ckpt``.
+        """
+        seed = generation_seed(self.cfg.seed, k)
+        L.seed_everything(seed, workers=True, verbose=False)
         kd = KDConfig(**g.kd.as_dict())
         student = create_backbone(g.backbone, self.dm.num_classes, self.dm.in_chans)
         kw = self.trainer_kwargs(g)
@@ -139,30 +150,45 @@ class BornAgainRun:
                                   self.teacher_source(k, g), self.dm.num_classes,
                                   OptimizerConfig(**g.optimizer.as_dict()), max_epochs=kw["max_epochs"], generation=k)
         gen_dir = self.layout.gen_dir(k)
+        last = self.layout.last_checkpoint(k)
+        every_epoch = ModelCheckpoint(dirpath=last.parent, filename=last.stem, save_top_k=1, every_n_epochs=1,
+                                      enable_version_counter=False)
         trainer = L.Trainer(**kw, default_root_dir=gen_dir, logger=CSVLogger(gen_dir, name="logs", version=""),
-                            callbacks=self._callbacks(kw), enable_checkpointing=False)
-        val = self.dm.val_dataloader() if getattr(self.dm, "has_val", False) else None
+                            callbacks=[*self._callbacks(kw), EpochSeed(seed), FiniteLossGuard(), every_epoch],
+                            plugins=[AtomicCheckpointIO()])
+        val = self.dm.val_dataloader() if self.dm.has_val else None
         start = time.perf_counter()
-        trainer.fit(module, train_dataloaders=self.dm.train_dataloader(), val_dataloaders=val)
+        trainer.fit(module, train_dataloaders=self.dm.train_dataloader(), val_dataloaders=val,
+                    ckpt_path=last if last.is_file() else None, weights_only=True)
         seconds = time.perf_counter() - start
-        tmp = gen_dir / ".model.ckpt.tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # full state: resumable
-        os.replace(tmp, self.layout.checkpoint(k))
+        trainer.save_checkpoint(self.layout.checkpoint(k), weights_only=False)  # atomic through the plugin
+        last.unlink(missing_ok=True)
         return module, seconds
 
-    def build_cache(self, k: int, g: Namespace, module: GenerationModule) -> None:
-        """Score the un-augmented training set with generation ``k`` and write ``cache/gen-k``."""
+    def load_module(self, k: int, g: Namespace) -> GenerationModule:
+        """A finished generation's module rebuilt from ``gen-k/model.ckpt`` (for re-building its cache)."""
+        student = load_student(self.layout.checkpoint(k), g.backbone, self.dm.num_classes, self.dm.in_chans)
+        kd = KDConfig(**g.kd.as_dict())
+        return GenerationModule(student, build_loss(0, kd.variant, kd.alpha, kd.temperature), None,
+                                self.dm.num_classes, OptimizerConfig(**g.optimizer.as_dict()),
+                                max_epochs=self.trainer_kwargs(g)["max_epochs"], generation=k)
+
+    def build_cache(self, k: int, g: Namespace, module: GenerationModule) -> str:
+        """Score the un-augmented training set with generation ``k``, write ``cache/gen-k``; return its sha256."""
         ckpt = self.layout.checkpoint(k)
         writer = CacheWriter(self.layout.cache_dir(k), len(self.dm.cache_set), self.dm.num_classes,
                              CacheConfig(**g.cache.as_dict()).dtype,
                              {"generation": k, "teacher_checkpoint": str(ckpt.relative_to(self.layout.root)),
                               "teacher_sha256": sha256_file(ckpt), "dataset": self.dm.fingerprint()})
         self._predict_trainer(g, [writer]).predict(module, self.dm.cache_dataloader(), return_predictions=False)
+        return Manifest.read(self.layout.cache_dir(k)).array_sha256
 
     def evaluate(self, k: int, g: Namespace, module: GenerationModule, seconds: float) -> dict[str, Any]:
         """Test metrics of generation ``k`` and its agreement with its teacher; saves ``gen-k/test_logits.npy``."""
         logits = torch.cat(self._predict_trainer(g).predict(module, self.dm.test_dataloader())).cpu()
-        np.save(self.layout.test_logits(k), logits.numpy())
+        tmp = self.layout.gen_dir(k) / ".test_logits.tmp.npy"
+        np.save(tmp, logits.numpy())
+        os.replace(tmp, self.layout.test_logits(k))
         self.test_logits.append(logits)
         labels = torch.as_tensor(self.dm.test_labels())
         members = teacher_members(k, KDConfig(**g.kd.as_dict()))
@@ -184,24 +210,56 @@ class BornAgainRun:
             out.append({"members": list(range(k + 1)), "test": {m: metrics[m] for m in ("acc", "nll")}})
         return out
 
+    def _cache_is_valid(self, k: int, state: RunState) -> bool:
+        if str(k) not in state.caches:
+            return False
+        try:
+            SoftLabelCache(self.layout.cache_dir(k), self.dm.fingerprint(), sha256_file(self.layout.checkpoint(k)))
+        except CacheError as e:
+            self.console.print(f"[yellow]cache of generation {k} is not usable ({e}); rebuilding it[/]")
+            return False
+        return True
+
+    def _generation_is_done(self, k: int, state: RunState) -> bool:
+        ckpt, metrics = self.layout.checkpoint(k), self.layout.gen_dir(k) / "metrics.json"
+        sha = state.generation_sha(k)
+        return (sha is not None and ckpt.is_file() and metrics.is_file() and self.layout.test_logits(k).is_file()
+                and sha256_file(ckpt) == sha)
+
     def run(self) -> dict[str, Any]:
-        """Train every generation and return (and write) ``summary.json``."""
+        """Train every generation not already finished in the run directory; return (and write) ``summary.json``.
+
+        A finished generation (checkpoint checksum recorded in ``state.json``) and a valid cache are reused, so
+        running again after a crash continues from the last good point.
+        """
         self.dm = build_datamodule(self.cfg.data)
-        summary: dict[str, Any] = {"recipe": self.recipe_name, "seed": self.cfg.seed, "generations": [],
-                                   "ensembles": []}
+        state = RunState(self.layout.root)
+        generations = []
         for k in range(self.cfg.generations + 1):
             g = generation_config(self.cfg, k)
             teacher = teacher_members(k, KDConfig(**g.kd.as_dict()))
-            self.console.rule(f"[bold]generation {k}/{self.cfg.generations}[/] · {backbone_label(g.backbone)} · "
-                              + (f"teacher {'+'.join(f'gen-{j}' for j in teacher)} ({g.cache.mode})" if teacher
-                                 else "cross-entropy on labels"))
-            self.layout.gen_dir(k).mkdir(parents=True, exist_ok=True)
-            module, seconds = self.train(k, g)
-            metrics = self.evaluate(k, g, module, seconds)
-            atomic_write_json(self.layout.gen_dir(k) / "metrics.json", metrics)
-            self.build_cache(k, g, module)
-            summary["generations"].append({key: v for key, v in metrics.items() if key != "seed"})
-        summary["ensembles"] = self.ensembles()
+            title = (f"teacher {'+'.join(f'gen-{j}' for j in teacher)} ({g.cache.mode})" if teacher
+                     else "cross-entropy on labels")
+            module = None
+            if self._generation_is_done(k, state):
+                self.console.rule(f"generation {k}/{self.cfg.generations} · done, reusing it")
+                metrics = json.loads((self.layout.gen_dir(k) / "metrics.json").read_text())
+                self.test_logits.append(torch.from_numpy(np.load(self.layout.test_logits(k), allow_pickle=False)))
+            else:
+                self.console.rule(f"[bold]generation {k}/{self.cfg.generations}[/] · {backbone_label(g.backbone)} · "
+                                  + title)
+                self.layout.gen_dir(k).mkdir(parents=True, exist_ok=True)
+                module, seconds = self.train(k, g)
+                metrics = self.evaluate(k, g, module, seconds)
+                atomic_write_json(self.layout.gen_dir(k) / "metrics.json", metrics)
+                state.mark_generation(k, sha256_file(self.layout.checkpoint(k)))
+                fault_point(f"trained:{k}")
+            if not self._cache_is_valid(k, state):
+                state.mark_cache(k, self.build_cache(k, g, module or self.load_module(k, g)))
+                fault_point(f"cached:{k}")
+            generations.append({key: v for key, v in metrics.items() if key != "seed"})
+        summary = {"recipe": self.recipe_name, "seed": self.cfg.seed, "generations": generations,
+                   "ensembles": self.ensembles()}
         atomic_write_json(self.layout.root / "summary.json", summary)
         return summary
 

@@ -72,6 +72,25 @@ class GenerationModule(L.LightningModule):
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self.student(batch[0]).float()
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Remember how the recipe's learning rate differs from the checkpoint's (a resume after a NaN, say)."""
+        old = checkpoint.get("hyper_parameters", {}).get("optimizer", {}).get("lr")
+        self._lr_rescale = self.optimizer_cfg.lr / old if old else 1.0
+
+    def on_train_start(self) -> None:
+        """Apply a changed learning rate to the restored optimizer and schedule (same shape, new scale)."""
+        ratio = getattr(self, "_lr_rescale", 1.0)
+        if ratio == 1.0:
+            return
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] *= ratio
+                if "initial_lr" in group:
+                    group["initial_lr"] *= ratio
+        for config in self.trainer.lr_scheduler_configs:
+            config.scheduler.base_lrs = [lr * ratio for lr in config.scheduler.base_lrs]
+        self._lr_rescale = 1.0
+
     def configure_optimizers(self):
         opt, sched = build_optimizer(self.student.parameters(), self.optimizer_cfg, self.hparams.max_epochs)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

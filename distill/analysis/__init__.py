@@ -38,8 +38,22 @@ from distill.analysis.taxonomy import (
     taxonomy_score,
 )
 
+# The run loader imports the engine (Lightning, the data modules); load it only when asked for.
+_RUN_EXPORTS = ("InspectError", "InspectableRun", "load_run")
+
+
+def __getattr__(name: str):  # PEP 562 lazy attribute
+    if name in _RUN_EXPORTS:
+        from distill.analysis import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "BUILTIN_GROUPINGS",
+    "InspectError",
+    "InspectableRun",
     "CLASS_NAMES",
     "Neighbours",
     "Pairs",
@@ -53,6 +67,7 @@ __all__ = [
     "js_divergence",
     "label_noise_suspects",
     "load_grouping",
+    "load_run",
     "most_similar_pairs",
     "nearest_neighbour",
     "neighbours",

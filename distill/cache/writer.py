@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from distill.cache.manifest import ARRAY_NAME, CacheError, Manifest, sha256_file
+from distill.faults import fault_point
 
 CACHE_DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -60,6 +61,7 @@ class CacheWriter(BasePredictionWriter):
         index = batch[2].cpu().numpy()
         self._array[index] = prediction.detach().float().cpu().numpy().astype(self._array.dtype)
         np.add.at(self._written, index, 1)
+        fault_point(f"cache:{self.manifest_fields['generation']}:batch:{batch_idx}")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._array.flush()

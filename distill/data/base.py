@@ -20,7 +20,18 @@ DATASETS: Registry[type[DistillDataModule]] = Registry("dataset")
 
 
 class DataError(ValueError):
-    """Bad data input (corrupt image, wrong layout, bad option value); the message is one line naming the culprit."""
+    """Bad data input (corrupt image, wrong layout, bad option value); the message is one line naming the culprit.
+
+    Raised in a DataLoader worker, PyTorch re-raises it in the main process with the worker's traceback as message;
+    ``str()`` then gives just the original message (the traceback's last line), so it stays one line.
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(lines) > 1 and ": " in lines[-1] and lines[-1].split(": ", 1)[0].endswith("Error"):
+            return lines[-1].split(": ", 1)[1]
+        return text
 
 
 class DataNotFoundError(DataError, FileNotFoundError):
@@ -142,8 +153,13 @@ class DistillDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches; the order of epoch e depends only on (seed in effect now, e) -- resumable."""
+        from distill.data.memory import EpochShuffleSampler  # memory imports base (via defaults)
+
         self._require_setup()
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        sampler = EpochShuffleSampler(len(self.train_set), seed=torch.initial_seed())
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, drop_last=False)
 
     def cache_dataloader(self) -> DataLoader:
         """Un-augmented training samples in index order, for building the soft-label cache."""

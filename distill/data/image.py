@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill.data.base import DataError, DistillDataModule
 from distill.data.defaults import AugmentSpec, resolve_spec
-from distill.data.memory import EpochBatchSampler, MemoryImageSet, passthrough
+from distill.data.memory import EpochBatchSampler, EpochShuffleSampler, MemoryImageSet, passthrough
 from distill.data.sources import PerSampleSet, Split, build_transform
 
 PIPELINES = ("auto", "memory", "torchvision")
@@ -178,10 +178,10 @@ class ImageDataModule(DistillDataModule):
         self._require_setup()
         self.train_seed = seed = torch.initial_seed() if self.seed is None else self.seed
         if self.pipeline_used == "memory":
-            self.train_set.seed = seed
+            self.train_set.seed = seed  # for per-sample access; the loader's keys carry their own seed
             sampler = EpochBatchSampler(len(self.train_set), self.batch_size, seed=seed, shuffle=True)
             return DataLoader(self.train_set, batch_size=None, sampler=sampler, collate_fn=passthrough)
         workers = self._workers()
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(seed), num_workers=workers,
+        sampler = EpochShuffleSampler(len(self.train_set), seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
                           persistent_workers=workers > 0, drop_last=False)

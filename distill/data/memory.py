@@ -117,16 +117,38 @@ def augment_batch(images: torch.Tensor, indices: torch.Tensor, epoch: int, seed:
 
 @dataclass(frozen=True)
 class BatchKey:
-    """One training batch to build: the epoch and the sample indices (int64 tensor)."""
+    """One training batch to build: the epoch, the sample indices (int64 tensor) and the augmentation seed."""
 
     epoch: int
     indices: torch.Tensor
+    seed: int = 0
 
 
 def shuffle_order(n: int, epoch: int, seed: int) -> torch.Tensor:
     """The sample order of ``epoch``: a permutation of ``range(n)`` determined by ``(seed, epoch)``."""
     g = torch.Generator().manual_seed((_epoch_key(seed, epoch, 100) << 32) | _epoch_key(seed, epoch, 101))
     return torch.randperm(n, generator=g)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Per-sample sampler whose order in epoch ``e`` is :func:`shuffle_order` ``(n, e, seed)``.
+
+    Unlike ``DataLoader(shuffle=True)``, whose order depends on the random state left by everything before it, the
+    order of an epoch depends only on ``(seed, epoch)``: a run resumed at an epoch boundary sees the same batches as
+    an uninterrupted one. Lightning calls :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(shuffle_order(self.n, self.epoch, self.seed).tolist())
 
 
 class EpochBatchSampler(Sampler[BatchKey]):
@@ -137,7 +159,7 @@ class EpochBatchSampler(Sampler[BatchKey]):
     Args:
         n: number of samples.
         batch_size: samples per batch.
-        seed: shuffling seed (the order of epoch ``e`` is :func:`shuffle_order` ``(n, e, seed)``).
+        seed: shuffling and augmentation seed (the order of epoch ``e`` is :func:`shuffle_order` ``(n, e, seed)``).
         shuffle: shuffle each epoch (else index order).
         drop_last: drop the last incomplete batch.
     """
@@ -159,7 +181,7 @@ class EpochBatchSampler(Sampler[BatchKey]):
     def __iter__(self) -> Iterator[BatchKey]:
         order = shuffle_order(self.n, self.epoch, self.seed) if self.shuffle else torch.arange(self.n)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield BatchKey(self.epoch, order[start:start + self.batch_size])
+            yield BatchKey(self.epoch, order[start:start + self.batch_size], self.seed)
 
 
 class MemoryImageSet(Dataset):
@@ -167,8 +189,8 @@ class MemoryImageSet(Dataset):
 
     Access modes: ``ds[BatchKey]`` builds a whole batch ``(x (B,C,H,W) float32, y (B,) int64, index (B,) int64)``
     (the training loader); ``__getitems__`` (a DataLoader with ``batch_size``) builds the batch at once and hands the
-    default collate per-sample tuples; ``ds[i]`` one sample. Outside a :class:`BatchKey` the epoch is
-    :attr:`epoch` (0 unless set).
+    default collate per-sample tuples; ``ds[i]`` one sample. Outside a :class:`BatchKey` the epoch and seed are the
+    attributes :attr:`epoch` (0 unless set) and :attr:`seed`.
 
     Args:
         images: uint8 ``(N, C, H, W)``, on any device (batches come out on that device).
@@ -192,20 +214,25 @@ class MemoryImageSet(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batch(self, indices: torch.Tensor | Sequence[int], epoch: int | None = None) -> tuple[torch.Tensor, ...]:
-        """``(x, y, index)`` of the given samples, augmented for ``epoch`` (default :attr:`epoch`) if augmenting."""
+    def batch(self, indices: torch.Tensor | Sequence[int], epoch: int | None = None,
+              seed: int | None = None) -> tuple[torch.Tensor, ...]:
+        """``(x, y, index)`` of the given samples, augmented (if augmenting) for ``epoch`` and ``seed``.
+
+        ``epoch`` and ``seed`` default to the attributes :attr:`epoch` and :attr:`seed`.
+        """
         idx = torch.as_tensor(indices, dtype=torch.long).to(self.images.device)
         raw = self.images[idx]
-        epoch = self.epoch if epoch is None else epoch
-        x = augment_batch(raw, idx, epoch, self.seed, self.spec) if self.augment else normalize_batch(raw, self.spec)
-        return x, self.labels[idx], idx
+        if not self.augment:
+            return normalize_batch(raw, self.spec), self.labels[idx], idx
+        epoch, seed = self.epoch if epoch is None else epoch, self.seed if seed is None else seed
+        return augment_batch(raw, idx, epoch, seed, self.spec), self.labels[idx], idx
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         return list(zip(*self.batch(indices), strict=True))
 
     def __getitem__(self, key: int | BatchKey) -> tuple:
         if isinstance(key, BatchKey):
-            return self.batch(key.indices, key.epoch)
+            return self.batch(key.indices, key.epoch, key.seed)
         x, y, i = self.batch([int(key)])
         return x[0], y[0], int(i[0])
 

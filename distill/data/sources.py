@@ -38,13 +38,13 @@ class ImageLoader:
     def __call__(self, path: str | os.PathLike) -> torch.Tensor:
         try:
             with Image.open(path) as im:
-                im = im.convert(self.mode)
+                im = im.convert(self.mode) if im.mode != self.mode else im
                 if im.size != self.size:
                     if not self.resize:
                         raise DataError(f"image {path} is {im.size[0]}x{im.size[1]}, expected "
                                         f"{self.size[0]}x{self.size[1]}; set image_size to resize all images")
                     im = im.resize(self.size, Image.Resampling.BILINEAR)
-                arr = np.asarray(im)
+                arr = np.array(im)
         except FileNotFoundError:
             raise DataNotFoundError(f"image file not found: {path}") from None
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:

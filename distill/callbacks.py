@@ -1,0 +1,81 @@
+"""Callbacks and plugins for long, resumable runs: epoch seeding, non-finite loss guard, atomic checkpoints."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from distill.faults import fault_point
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the message names generation, epoch and step."""
+
+
+class EpochSeed(Callback):
+    """Re-seed python, numpy and torch before the first batch of every epoch from (generation seed, epoch).
+
+    Every epoch's random draws in the training step (dropout, DKPP permutations) then depend only on the seed and
+    the epoch number, so a run resumed from an end-of-epoch checkpoint continues exactly as if never stopped. (The
+    data order is the sampler's business: the data modules' samplers are seeded by (seed, epoch) through
+    ``set_epoch``.) Seeding at the first batch rather than in ``on_train_epoch_start`` also covers the first epoch
+    after a restore, for which Lightning skips the epoch-start hooks.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if batch_idx == 0:
+            epoch_seed = int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0])
+            random.seed(epoch_seed)
+            np.random.seed(epoch_seed)
+            torch.manual_seed(epoch_seed)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fault_point(f"fit:{pl_module.hparams.generation}:epoch:{trainer.current_epoch - 1}")
+
+
+class FiniteLossGuard(Callback):
+    """Stop training with :class:`NonFiniteLossError` when a step's loss is NaN or infinite.
+
+    The check happens before the optimizer step of the next batch could spread the damage; the last end-of-epoch
+    checkpoint stays as it was. (It reads the loss value, one device sync per step.)
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        gen = pl_module.hparams.generation
+        if loss is not None and not torch.isfinite(loss).all():
+            raise NonFiniteLossError(f"generation {gen}, epoch {trainer.current_epoch}, step {trainer.global_step}: "
+                                     f"training loss is {loss.item()}")
+        fault_point(f"fit:{gen}:step:{trainer.global_step}")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, but written to a temporary file, fsynced and renamed: never a half checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
