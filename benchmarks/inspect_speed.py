@@ -14,7 +14,8 @@ recipe parsing, cache verification (sha256 of arrays and checkpoints), all analy
 terminal tables (sent to /dev/null). Not measured: decoding a real dataset -- ``bench100`` makes labels instantly and
 an image only when the suspect grid asks for it, whereas real CIFAR-100 decodes 50,000 images in ``setup``.
 
-Usage: ``python benchmarks/inspect_speed.py [--repeat 3] [--generations 2] [--keep DIR]``.
+Usage: ``python benchmarks/inspect_speed.py [--repeat 3] [--generations 2] [--keep DIR] [--profile-imports]
+[distill inspect options, e.g. --jobs 1]``.
 """
 
 from __future__ import annotations
@@ -109,11 +110,11 @@ def make_run(root: Path, generations: int, ckpt_mb: int) -> None:
                  array_bytes=(cache / "logits.npy").stat().st_size).write(cache)
 
 
-def child(run_dir: str) -> int:
+def child(run_dir: str, extra: list[str]) -> int:
     """Inside the timed process: ``distill inspect RUN`` with ``bench100`` registered (by importing this file)."""
     from distill.cli import main
 
-    return main(["inspect", run_dir])
+    return main(["inspect", run_dir, *extra])
 
 
 def main() -> None:
@@ -124,9 +125,9 @@ def main() -> None:
     parser.add_argument("--keep", default=None, help="build the run here and keep it (default: a temporary dir)")
     parser.add_argument("--profile-imports", action="store_true", help="also time a process that only imports")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # anything else is passed to distill inspect, e.g. --jobs 1
     if args.child:
-        sys.exit(child(args.child))
+        sys.exit(child(args.child, extra))
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.keep) if args.keep else Path(tmp) / "bench100-run"
         start = time.perf_counter()
@@ -138,7 +139,7 @@ def main() -> None:
         for _ in range(args.repeat):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, __file__, "--child", str(run_dir)], env=env,
+            done = subprocess.run([sys.executable, __file__, "--child", str(run_dir), *extra], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             times.append(time.perf_counter() - start)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)

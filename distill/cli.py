@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import sys
 import warnings
 from datetime import datetime
@@ -103,15 +104,9 @@ def run_command(argv: list[str]) -> int:
         if changed and not force:
             return _fail(f"the recipe differs from {run_dir}/config.yaml: {'; '.join(changed)} "
                          "(add --force to continue with the new values)")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         return _fail(f"output directory {run_dir} exists and is not empty; choose another --out or add --resume")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", resolved)
-        atomic_write_text(run_dir / "recipe-name", name + "\n")
-    except OSError as e:
-        return _fail(f"cannot write the run directory {run_dir}: {e.strerror or e}")
-    return _train(cfg, run_dir, name)
+    return _train(cfg, run_dir, name, resolved)
 
 
 @COMMANDS.register("inspect")
@@ -127,23 +122,40 @@ def _recipe_name(run_dir: Path, default: str) -> str:
     return path.read_text().strip() if path.is_file() else default
 
 
-def _train(cfg, run_dir: Path, name: str) -> int:
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input (recipe, data, backbone, cache, checkpoint) rather than a bug."""
     from distill.cache import CacheError
-    from distill.callbacks import NonFiniteLossError
+    from distill.config import RecipeError
     from distill.data.base import DataError
+    from distill.models import BackboneError
+    from distill.registry import RegistryError
+
+    return RecipeError, CacheError, DataError, BackboneError, RegistryError, pickle.UnpicklingError
+
+
+def _train(cfg, run_dir: Path, name: str, resolved: str) -> int:
+    from distill.callbacks import NonFiniteLossError
     from distill.generations import BornAgainRun
     from distill.summary import summary_table
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")  # in-memory data needs no workers
+    for noise in (".*does not have many workers.*", ".*validation_step.*val_dataloader.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", noise)  # in-memory data needs no workers; no val split is deliberate
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # we print our own per-generation headers
     try:
-        summary = BornAgainRun(cfg, run_dir, name, console).run()
-    except (CacheError, DataError) as e:
-        return _fail(str(e))
+        run = BornAgainRun(cfg, run_dir, name, console)
+        run.preflight()  # data and backbones are checked before the run directory is touched
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", resolved)
+        atomic_write_text(run_dir / "recipe-name", name + "\n")
+        summary = run.run()
+    except _user_errors() as e:
+        return _fail(" ".join(str(e).split()))
     except NonFiniteLossError as e:
         _fail(f"{e}; the last good checkpoint is kept: lower optimizer.lr and rerun with --resume --force")
         return 1
+    except OSError as e:  # disk full, read-only or missing directory: name the file
+        return _fail(f"cannot write {e.filename or run_dir}: {e.strerror or e}")
     console.print(summary_table(summary))
     console.print(f"run directory: {run_dir}  (summary.json, config.yaml, gen-*/, cache/gen-*/)")
     return 0

@@ -1,7 +1,7 @@
 """The recipe schema, parsing (YAML file + dotted overrides, jsonargparse) and validation.
 
 A recipe is YAML with these top-level keys (see ``distill run --help`` for every key and its default):
-``seed``, ``generations``, ``data``, ``backbone``, ``kd``, ``cache``, ``optimizer``, ``trainer`` (passed to
+``seed``, ``generations``, ``data``, ``backbone``, ``kd``, ``cache``, ``speed``, ``optimizer``, ``trainer`` (passed to
 :class:`lightning.Trainer`) and ``per_generation`` (overrides of ``backbone``/``kd``/``optimizer``/``trainer`` for one
 generation). Mistakes raise :class:`RecipeError` with one line naming the key.
 """
@@ -16,13 +16,14 @@ from typing import Any, Dict, List, Literal, Optional, Union
 
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
-from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveFloat
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveFloat, PositiveInt
 
 from distill.data import DATASETS
 from distill.losses import LOSSES
 from distill.models.factory import check_backbone
 from distill.optim import OPTIMIZERS, SCHEDULERS, OptimizerConfig
 from distill.registry import RegistryError
+from distill.speed import SpeedConfig
 
 
 class RecipeError(ValueError):
@@ -45,15 +46,24 @@ class KDConfig:
 
 @dataclass
 class CacheConfig:
-    """Where the teacher scores come from during student training.
+    """Where the teacher scores come from during student training, and how the soft-label cache stores them.
 
-    ``clean``: read the previous generation's logits on un-augmented images from the soft-label cache (no teacher
-    forward pass; default). ``online``: run the teacher(s) on the student's augmented batch. ``dtype``: float16
-    halves the cache size; logits need only ~3 significant digits.
+    ``mode``: ``clean`` reads the previous generation's logits on un-augmented images from the cache (no teacher
+    forward pass; default); ``replay`` caches the teacher's scores of ``epochs`` augmented views per sample and the
+    student trains on exactly those views (epoch t uses view epoch t % epochs; needs an augmenting in-memory image
+    dataset); ``online`` runs the teacher(s) on the student's augmented batch. ``dtype``: float16 halves the size of a
+    ``full`` cache; logits need only ~3 significant digits. ``format``: ``full`` logits or ``topk`` (the ``topk``
+    largest log-probabilities in float16 + int16 class indices, 4 * topk bytes a view; the rest of the probability
+    spread evenly). ``epochs`` (replay only): 10 views per sample by default -- building costs 10 inference passes
+    over the training set (about 3-4 training epochs of compute) and 10x the storage of one clean view, while giving
+    the student views as varied as 10 epochs of ordinary augmentation; longer students cycle through them.
     """
 
-    mode: Literal["clean", "online"] = "clean"
+    mode: Literal["clean", "replay", "online"] = "clean"
     dtype: Literal["float16", "float32"] = "float16"
+    format: Literal["full", "topk"] = "full"
+    topk: PositiveInt = 10
+    epochs: PositiveInt = 10
 
 
 # Trainer arguments the engine owns: it adds a CSV logger, progress bar and checkpoints per generation.
@@ -74,6 +84,7 @@ def build_parser() -> ArgumentParser:
                    help="timm/torchvision/registered name, or {class_path|name: ..., init_args: {...}}")
     p.add_class_arguments(KDConfig, "kd")
     p.add_class_arguments(CacheConfig, "cache")
+    p.add_class_arguments(SpeedConfig, "speed")
     p.add_class_arguments(OptimizerConfig, "optimizer")
     p.add_class_arguments(L.Trainer, "trainer", instantiate=False, skip=TRAINER_OWNED)
     p.set_defaults({"trainer.max_epochs": 10, "trainer.enable_model_summary": False, "trainer.log_every_n_steps": 10})

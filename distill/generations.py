@@ -2,8 +2,9 @@
 
 For each generation k: seed with :func:`generation_seed`, build a fresh backbone, fit it, save ``gen-k/model.ckpt``,
 evaluate it (and the ensemble of generations 0..k) on the test set, then score the un-augmented training set once
-and store the logits in ``cache/gen-k``. The next student reads that cache by sample index and never runs its teacher
-(unless ``cache.mode: online``).
+(or, with ``cache.mode: replay``, ``cache.epochs`` augmented views of it) and store the logits in ``cache/gen-k``. The
+next student reads that cache by sample index (and view epoch) and never runs its teacher (unless ``cache.mode:
+online``).
 """
 
 from __future__ import annotations
@@ -23,18 +24,32 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
-from distill.cache import CacheError, CacheWriter, Manifest, SoftLabelCache, atomic_write_json, sha256_file
+from distill.cache import (
+    CacheError,
+    CacheLayout,
+    CacheMismatchError,
+    CacheWriter,
+    Manifest,
+    SoftLabelCache,
+    atomic_write_json,
+    sha256_file,
+)
+from distill.cache.formats import build_format
+from distill.cache.replay import CACHE_MODES, cache_layout, require_replay, view_loader
 from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard
 from distill.config import CacheConfig, KDConfig, generation_config
 from distill.data import DATASETS, DistillDataModule
 from distill.faults import fault_point
 from distill.losses import build_loss
 from distill.metrics import agreement, ensemble_logits, evaluate
-from distill.models import backbone_label, create_backbone
+from distill.models import backbone_label, check_output, create_backbone
 from distill.module import GenerationModule
 from distill.optim import OptimizerConfig
+from distill.speed import SpeedConfig, apply_speed
 from distill.state import RunState
-from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource
+from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
+
+REPLAY_SEED_STREAM = 10_000  # generation_seed(seed, REPLAY_SEED_STREAM): the view seed of cache.mode replay
 
 
 def generation_seed(seed: int, generation: int) -> int:
@@ -44,6 +59,16 @@ def generation_seed(seed: int, generation: int) -> int:
     the same seed.
     """
     return int(np.random.SeedSequence([seed, generation]).generate_state(1)[0])
+
+
+def replay_seed(seed: int, data_seed: int | None = None) -> int:
+    """View seed of ``cache.mode: replay``: one per run, shared by every generation's cache build and training.
+
+    ``data.seed`` when the recipe sets it (it then fixes every generation's views anyway), else
+    ``generation_seed(seed, 10_000)``: derived from the run seed like a generation's seed, but from a stream no
+    generation uses, so the views are independent of every generation's initialisation and data order.
+    """
+    return int(data_seed) if data_seed is not None else generation_seed(seed, REPLAY_SEED_STREAM)
 
 
 @dataclass
@@ -102,12 +127,14 @@ class BornAgainRun:
         console: where progress and the final table go.
     """
 
-    def __init__(self, cfg: Namespace, out: str | Path, recipe_name: str, console: Console | None = None) -> None:
+    def __init__(self, cfg: Namespace, out: str | Path, recipe_name: str, console: Console | None = None,
+                 dm: DistillDataModule | None = None) -> None:
         self.cfg = cfg
         self.layout = RunLayout(Path(out))
         self.recipe_name = recipe_name
         self.console = console or Console()
-        self.dm: DistillDataModule | None = None
+        self.dm = dm
+        self._preflight_done = False
         self.test_logits: list[torch.Tensor] = []
 
     def trainer_kwargs(self, g: Namespace) -> dict[str, Any]:
@@ -120,21 +147,40 @@ class BornAgainRun:
         """A one-device trainer for inference (cache building and evaluation)."""
         kw = self.trainer_kwargs(g)
         return L.Trainer(accelerator=kw.get("accelerator", "auto"), devices=1, precision=kw.get("precision"),
-                         logger=False, enable_checkpointing=False, enable_model_summary=False,
+                         inference_mode=True, logger=False, enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=kw.get("enable_progress_bar", True) is not False,
                          callbacks=self._callbacks(kw) + (extra or []))
+
+    @property
+    def speed(self) -> SpeedConfig:
+        """The recipe's ``speed`` section."""
+        return SpeedConfig(**self.cfg.speed.as_dict()) if "speed" in self.cfg else SpeedConfig()
+
+    def cache_layout(self, g: Namespace) -> CacheLayout:
+        """The layout of the caches this run builds and reads (views from :func:`replay_seed` in replay mode)."""
+        c = CacheConfig(**g.cache.as_dict())
+        replay = CACHE_MODES.get(c.mode).replay
+        return cache_layout(c.mode, c.format, c.topk, c.epochs, replay_seed(self.cfg.seed, self.cfg.data.get("seed")),
+                            self.dm.augmentation_description() if replay else None)
+
+    def check_cache_settings(self) -> None:
+        """Fail before any training when the ``cache`` section cannot work with the data (DataError / CacheError)."""
+        c = CacheConfig(**self.cfg.cache.as_dict())
+        if CACHE_MODES.get(c.mode).replay:
+            require_replay(self.dm)
+        build_format(c.format, self.dm.num_classes, c.dtype, c.topk)
 
     def teacher_source(self, k: int, g: Namespace) -> TeacherSource | None:
         members = teacher_members(k, KDConfig(**g.kd.as_dict()))
         if not members:
             return None
-        if CacheConfig(**g.cache.as_dict()).mode == "online":
-            models = [load_student(self.layout.checkpoint(j), generation_config(self.cfg, j).backbone,
-                                   self.dm.num_classes, self.dm.in_chans) for j in members]
+        if CACHE_MODES.get(CacheConfig(**g.cache.as_dict()).mode).online:
+            models = [apply_speed(load_student(self.layout.checkpoint(j), generation_config(self.cfg, j).backbone,
+                                               self.dm.num_classes, self.dm.in_chans), self.speed) for j in members]
             return OnlineTeacher(models)
-        fingerprint = self.dm.fingerprint()
+        fingerprint, layout = self.dm.fingerprint(), self.cache_layout(g)
         return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), fingerprint,
-                                             sha256_file(self.layout.checkpoint(j))) for j in members])
+                                             sha256_file(self.layout.checkpoint(j)), layout) for j in members])
 
     def train(self, k: int, g: Namespace) -> tuple[GenerationModule, float]:
         """Fit generation ``k`` from a fresh initialisation (or from its last end-of-epoch checkpoint when resuming).
@@ -144,17 +190,23 @@ class BornAgainRun:
         seed = generation_seed(self.cfg.seed, k)
         L.seed_everything(seed, workers=True, verbose=False)
         kd = KDConfig(**g.kd.as_dict())
-        student = create_backbone(g.backbone, self.dm.num_classes, self.dm.in_chans)
+        student = apply_speed(create_backbone(g.backbone, self.dm.num_classes, self.dm.in_chans), self.speed)
         kw = self.trainer_kwargs(g)
+        teacher = self.teacher_source(k, g)
         module = GenerationModule(student, build_loss(k, kd.variant, kd.alpha, kd.temperature),
-                                  self.teacher_source(k, g), self.dm.num_classes,
+                                  teacher, self.dm.num_classes,
                                   OptimizerConfig(**g.optimizer.as_dict()), max_epochs=kw["max_epochs"], generation=k)
+        layout = self.cache_layout(g)
+        replayed = layout.replay and isinstance(teacher, CachedTeacher)  # students of a replay run see the views
+        if layout.replay:
+            self.dm.set_views(layout.view_seed if replayed else None, layout.view_epochs)
         gen_dir = self.layout.gen_dir(k)
         last = self.layout.last_checkpoint(k)
         every_epoch = ModelCheckpoint(dirpath=last.parent, filename=last.stem, save_top_k=1, every_n_epochs=1,
                                       enable_version_counter=False)
         trainer = L.Trainer(**kw, default_root_dir=gen_dir, logger=CSVLogger(gen_dir, name="logs", version=""),
-                            callbacks=[*self._callbacks(kw), EpochSeed(seed), FiniteLossGuard(), every_epoch],
+                            callbacks=[*self._callbacks(kw), EpochSeed(seed), FiniteLossGuard(), every_epoch,
+                                       *([ViewEpoch(teacher)] if replayed else [])],
                             plugins=[AtomicCheckpointIO()])
         val = self.dm.val_dataloader() if self.dm.has_val else None
         start = time.perf_counter()
@@ -167,20 +219,27 @@ class BornAgainRun:
 
     def load_module(self, k: int, g: Namespace) -> GenerationModule:
         """A finished generation's module rebuilt from ``gen-k/model.ckpt`` (for re-building its cache)."""
-        student = load_student(self.layout.checkpoint(k), g.backbone, self.dm.num_classes, self.dm.in_chans)
+        student = apply_speed(load_student(self.layout.checkpoint(k), g.backbone, self.dm.num_classes,
+                                           self.dm.in_chans), self.speed)
         kd = KDConfig(**g.kd.as_dict())
         return GenerationModule(student, build_loss(0, kd.variant, kd.alpha, kd.temperature), None,
                                 self.dm.num_classes, OptimizerConfig(**g.optimizer.as_dict()),
                                 max_epochs=self.trainer_kwargs(g)["max_epochs"], generation=k)
 
     def build_cache(self, k: int, g: Namespace, module: GenerationModule) -> str:
-        """Score the un-augmented training set with generation ``k``, write ``cache/gen-k``; return its sha256."""
+        """Score the training set with generation ``k``, write ``cache/gen-k``; return the array's sha256.
+
+        Clean layouts score the un-augmented set; replay layouts every view ``(e, i)``, ``e < cache.epochs``. The
+        predict loop runs in inference mode with ``data.eval_batch_size`` samples a batch (and ``trainer.precision``).
+        """
         ckpt = self.layout.checkpoint(k)
+        layout = self.cache_layout(g)
         writer = CacheWriter(self.layout.cache_dir(k), len(self.dm.cache_set), self.dm.num_classes,
                              CacheConfig(**g.cache.as_dict()).dtype,
                              {"generation": k, "teacher_checkpoint": str(ckpt.relative_to(self.layout.root)),
-                              "teacher_sha256": sha256_file(ckpt), "dataset": self.dm.fingerprint()})
-        self._predict_trainer(g, [writer]).predict(module, self.dm.cache_dataloader(), return_predictions=False)
+                              "teacher_sha256": sha256_file(ckpt), "dataset": self.dm.fingerprint()}, layout)
+        loader = view_loader(self.dm, layout) if layout.replay else self.dm.cache_dataloader()
+        self._predict_trainer(g, [writer]).predict(module, loader, return_predictions=False)
         return Manifest.read(self.layout.cache_dir(k)).array_sha256
 
     def evaluate(self, k: int, g: Namespace, module: GenerationModule, seconds: float) -> dict[str, Any]:
@@ -210,13 +269,31 @@ class BornAgainRun:
             out.append({"members": list(range(k + 1)), "test": {m: metrics[m] for m in ("acc", "nll")}})
         return out
 
+    def preflight(self) -> None:
+        """Build the data and every generation's backbone once, before any training: a backbone whose output does
+        not fit the dataset fails now (:class:`~distill.models.BackboneError`), not after hours of earlier generations.
+        """
+        if self._preflight_done:
+            return
+        if self.dm is None:
+            self.dm = build_datamodule(self.cfg.data)
+        sample = self.dm.cache_set[0][0]
+        for k in range(self.cfg.generations + 1):
+            spec = generation_config(self.cfg, k).backbone
+            model = create_backbone(spec, self.dm.num_classes, self.dm.in_chans)
+            check_output(model, sample, self.dm.num_classes, backbone_label(spec))
+        self._preflight_done = True
+
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
         if str(k) not in state.caches:
             return False
         try:
-            SoftLabelCache(self.layout.cache_dir(k), self.dm.fingerprint(), sha256_file(self.layout.checkpoint(k)))
+            SoftLabelCache(self.layout.cache_dir(k), self.dm.fingerprint(), sha256_file(self.layout.checkpoint(k)),
+                           self.cache_layout(generation_config(self.cfg, k)))
+        except CacheMismatchError:
+            raise  # intact but computed from something else: the user must decide, we never overwrite it silently
         except CacheError as e:
-            self.console.print(f"[yellow]cache of generation {k} is not usable ({e}); rebuilding it[/]")
+            self.console.print(f"[yellow]cache of generation {k} is damaged ({e}); rebuilding it[/]")
             return False
         return True
 
@@ -232,7 +309,8 @@ class BornAgainRun:
         A finished generation (checkpoint checksum recorded in ``state.json``) and a valid cache are reused, so
         running again after a crash continues from the last good point.
         """
-        self.dm = build_datamodule(self.cfg.data)
+        self.preflight()
+        self.check_cache_settings()
         state = RunState(self.layout.root)
         generations = []
         for k in range(self.cfg.generations + 1):

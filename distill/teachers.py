@@ -6,9 +6,11 @@ into train mode, never hands its parameters to the optimizer and never checkpoin
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from distill.cache import SoftLabelCache
@@ -26,23 +28,52 @@ class TeacherSource(Protocol):
 class CachedTeacher:
     """Teacher scores read from one cache, or the probability-average of several (``kd.teacher: ensemble``).
 
+    Replay caches are read at view epoch ``epoch % E``; :class:`ViewEpoch` keeps :attr:`epoch` equal to the trainer's
+    epoch. On a CUDA device the caches are copied to the device once (``resident``), so a lookup is a gather on the
+    device with the batch's indices: no host round trip, no synchronisation.
+
     Args:
         caches: verified caches of the teacher generation(s).
+        resident: hold the caches on the training device; None (default): only when that device is not the CPU
+            (on the CPU the memory map is already an in-memory gather, through the page cache).
     """
 
-    def __init__(self, caches: list[SoftLabelCache]) -> None:
+    def __init__(self, caches: list[SoftLabelCache], resident: bool | None = None) -> None:
         if not caches:
             raise ValueError("a cached teacher needs at least one cache")
         self.caches = caches
+        self.resident = resident
         self.device = torch.device("cpu")
+        self.epoch = 0
 
     def to(self, device: torch.device) -> CachedTeacher:
         self.device = torch.device(device)
+        if self.resident or (self.resident is None and self.device.type != "cpu"):
+            self.caches = [c.to_device(self.device) for c in self.caches]
         return self
 
+    def set_epoch(self, epoch: int) -> None:
+        """The training epoch whose views are being trained on (replay caches read view epoch ``epoch % E``)."""
+        self.epoch = int(epoch)
+
     def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        members = [c.lookup(index) for c in self.caches]
+        members = [c.lookup(index, self.epoch) for c in self.caches]
         return ensemble_logits(members).to(self.device, non_blocking=True)
+
+
+class ViewEpoch(Callback):
+    """Tell a :class:`CachedTeacher` the current epoch before every training batch (cheap: one attribute).
+
+    Set per batch rather than per epoch so that the first epoch after a resume, whose epoch-start hooks Lightning
+    skips, is right too. The data side gets the same epoch from Lightning's ``sampler.set_epoch``.
+    """
+
+    def __init__(self, teacher: CachedTeacher) -> None:
+        self.teacher = teacher
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self.teacher.set_epoch(trainer.current_epoch)
 
 
 class OnlineTeacher:

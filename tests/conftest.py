@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from distill.cli import main
 
@@ -26,3 +27,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     assert run_cli("run", "recipes/digits-ban.yaml", "--out", str(out), *TINY_RUN_ARGS) == 0
     return out
+
+
+class SevenLogits(torch.nn.Module):
+    """A user backbone that ignores ``num_classes`` (for the output-size check); importable as conftest.SevenLogits."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.fc = torch.nn.LazyLinear(7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))

@@ -78,8 +78,10 @@ def test_neighbours_taxonomy_suspects_and_drift_outputs(inspected: Path):
 
 
 def test_generation_option_restricts_to_one(tiny_run: Path, tmp_path: Path):
-    assert run_cli("inspect", str(tiny_run), "--generation", "1", "--out", str(tmp_path)) == 0
+    # --jobs 1 draws in-process (the fixture above used the forked workers)
+    assert run_cli("inspect", str(tiny_run), "--generation", "1", "--out", str(tmp_path), "--jobs", "1") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drift.json", "gen-1"]
+    assert (tmp_path / "gen-1" / "similarity_heatmap.png").stat().st_size > 0
     assert json.loads((tmp_path / "drift.json").read_text())["drift"] == []
 
 

@@ -2,6 +2,10 @@
 
 A cache directory holds ``logits.npy`` (a plain ``.npy`` array, memory-mappable, never pickled) and
 ``manifest.json``. The manifest is written last and atomically, so its presence marks a complete cache.
+
+The array's layout is described by a :class:`CacheLayout` (recorded in the manifest): ``(N, ...)`` rows for one clean
+view per sample, ``(E, N, ...)`` for ``cache.mode: replay`` (view epoch, sample index), each row in the storage
+format of :mod:`distill.cache.formats`. Manifests written before these fields existed read as clean, full caches.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,10 @@ MANIFEST_NAME = "manifest.json"
 
 class CacheError(ValueError):
     """A cache that is missing, incomplete, corrupted or computed from something else."""
+
+
+class CacheMismatchError(CacheError):
+    """An intact cache computed from another dataset, teacher or cache setting: an error, never rebuilt silently."""
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -52,6 +60,32 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+@dataclass(frozen=True)
+class CacheLayout:
+    """Which views a cache holds and how each is stored; a reader that expects another layout rejects the cache.
+
+    Attributes:
+        mode: ``"clean"`` (one un-augmented view per sample) or ``"replay"`` (augmented views ``(e, i)``).
+        format: storage format name (:data:`distill.cache.formats.FORMATS`).
+        topk: ``k`` of the ``topk`` format (None for formats without one).
+        view_epochs: number of view epochs ``E`` of a replay cache (None when clean).
+        view_seed: augmentation seed of the replayed views (None when clean).
+        augmentation: description of the replayed augmentation, e.g. ``random_crop(padding=2), hflip(0.5)``.
+    """
+
+    mode: str = "clean"
+    format: str = "full"
+    topk: int | None = None
+    view_epochs: int | None = None
+    view_seed: int | None = None
+    augmentation: str | None = None
+
+    @property
+    def replay(self) -> bool:
+        """Whether the cache holds ``(view epoch, index)`` views."""
+        return self.view_epochs is not None
+
+
 @dataclass
 class Manifest:
     """Everything a reader checks before trusting a cache.
@@ -66,6 +100,7 @@ class Manifest:
         array_sha256: sha256 of ``logits.npy`` as written.
         array_bytes: size of ``logits.npy`` in bytes.
         version: manifest format version.
+        mode, format, topk, view_epochs, view_seed, augmentation: the :class:`CacheLayout` (defaults: clean, full).
     """
 
     generation: int
@@ -77,6 +112,17 @@ class Manifest:
     array_sha256: str
     array_bytes: int
     version: int = MANIFEST_VERSION
+    mode: str = "clean"
+    format: str = "full"
+    topk: int | None = None
+    view_epochs: int | None = None
+    view_seed: int | None = None
+    augmentation: str | None = None
+
+    @property
+    def layout(self) -> CacheLayout:
+        """The layout fields as a :class:`CacheLayout`."""
+        return CacheLayout(**{f.name: getattr(self, f.name) for f in fields(CacheLayout)})
 
     def write(self, directory: str | Path) -> None:
         atomic_write_json(Path(directory) / MANIFEST_NAME, asdict(self))
@@ -92,14 +138,22 @@ class Manifest:
         except (json.JSONDecodeError, TypeError) as e:
             raise CacheError(f"cache manifest {path} is malformed: {e}") from None
 
-    def check(self, dataset: dict[str, Any], teacher_sha256: str | None, where: str) -> None:
-        """Raise :class:`CacheError` naming the first field that differs from the current dataset / teacher."""
+    def check(self, dataset: dict[str, Any], teacher_sha256: str | None, where: str,
+              layout: CacheLayout | None = None) -> None:
+        """Raise :class:`CacheError` naming the first field that differs from the dataset / teacher / layout expected.
+
+        ``layout=None`` accepts any layout (a reader that only inspects the scores).
+        """
         if self.version != MANIFEST_VERSION:
-            raise CacheError(f"cache {where} has manifest version {self.version}, expected {MANIFEST_VERSION}")
+            raise CacheMismatchError(f"cache {where} has manifest version {self.version}, expected {MANIFEST_VERSION}")
         for key, value in dataset.items():
             if self.dataset.get(key) != value:
-                raise CacheError(f"cache {where} was built for dataset {key}={self.dataset.get(key)!r}, "
-                                 f"but the current dataset has {key}={value!r}")
+                raise CacheMismatchError(f"cache {where} was built for dataset {key}={self.dataset.get(key)!r}, "
+                                         f"but the current dataset has {key}={value!r}")
         if teacher_sha256 is not None and self.teacher_sha256 != teacher_sha256:
-            raise CacheError(f"cache {where} was built from a different teacher checkpoint "
-                             f"(sha256 {self.teacher_sha256[:12]}... vs {teacher_sha256[:12]}...)")
+            raise CacheMismatchError(f"cache {where} was built from a different teacher checkpoint "
+                                     f"(sha256 {self.teacher_sha256[:12]}... vs {teacher_sha256[:12]}...)")
+        for key, value in asdict(layout or self.layout).items():
+            if getattr(self, key) != value:
+                raise CacheMismatchError(f"cache {where} was built with cache {key}={getattr(self, key)!r}, "
+                                         f"but the run expects {key}={value!r}")

@@ -1,4 +1,4 @@
-"""Read a soft-label cache: verify it, memory-map it, look scores up by dataset index."""
+"""Read a soft-label cache: verify it, memory-map it, look scores up by (view epoch, dataset index)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.cache.manifest import ARRAY_NAME, CacheError, Manifest, sha256_file
+from distill.cache.formats import CacheFormat, FullFormat, build_format
+from distill.cache.manifest import ARRAY_NAME, CacheError, CacheLayout, Manifest, sha256_file
 
 
 class SoftLabelCache:
-    """A verified, memory-mapped ``(num_samples, num_classes)`` array of teacher logits.
+    """A verified, memory-mapped array of teacher scores: ``(N, ...)`` rows (clean) or ``(E, N, ...)`` (replay).
 
     Opening checks, in order: a complete manifest exists; the array's size and sha256 match it; the manifest matches
-    the current dataset fingerprint and teacher checkpoint. Any difference raises :class:`CacheError`.
+    the current dataset fingerprint, teacher checkpoint and (when given) the expected :class:`CacheLayout`; the
+    array's shape and dtype match the manifest's format. Any difference raises :class:`CacheError`.
+
+    Reads are vectorised gathers: :meth:`lookup` indexes the memory map with the whole batch of indices at once (or,
+    after :meth:`to_device`, indexes tensors held on the device) and decodes the rows with the storage format.
 
     Args:
         directory: the cache directory (``RUN/cache/gen-k``).
         dataset: the current data module's :meth:`fingerprint`.
         teacher_sha256: sha256 of the teacher checkpoint as it is on disk now (None skips that check).
+        layout: the layout the reader needs (None accepts whatever layout the cache has).
     """
 
-    def __init__(self, directory: str | Path, dataset: dict[str, Any], teacher_sha256: str | None) -> None:
+    def __init__(self, directory: str | Path, dataset: dict[str, Any], teacher_sha256: str | None,
+                 layout: CacheLayout | None = None) -> None:
         self.directory = Path(directory)
         self.manifest = Manifest.read(self.directory)
         path = self.directory / ARRAY_NAME
@@ -31,19 +38,75 @@ class SoftLabelCache:
             raise CacheError(f"cache array {path} is missing or has the wrong size")
         if sha256_file(path) != self.manifest.array_sha256:
             raise CacheError(f"cache array {path} does not match its manifest checksum (corrupted?)")
-        self.manifest.check(dataset, teacher_sha256, str(self.directory))
-        self.array = np.load(path, mmap_mode="r", allow_pickle=False)
-        if list(self.array.shape) != self.manifest.shape or self.array.dtype.name != self.manifest.dtype:
-            raise CacheError(f"cache array {path} has shape {self.array.shape} {self.array.dtype}, "
-                             f"manifest says {self.manifest.shape} {self.manifest.dtype}")
+        self.manifest.check(dataset, teacher_sha256, str(self.directory), layout)
+        self.layout = self.manifest.layout
+        self.num_classes = int(self.manifest.dataset.get("num_classes", self.manifest.shape[-1]))
+        self.format: CacheFormat = build_format(self.layout.format, self.num_classes, self.manifest.dtype,
+                                                self.layout.topk)
+        self.stored = np.load(path, mmap_mode="r", allow_pickle=False)
+        rows = [self.layout.view_epochs] if self.layout.replay else []
+        expected = rows + [int(self.manifest.dataset.get("length", self.stored.shape[len(rows)]))]
+        expected += list(self.format.row_shape)
+        if (list(self.stored.shape) != self.manifest.shape or list(self.stored.shape) != expected
+                or self.stored.dtype != self.format.numpy_dtype):
+            raise CacheError(f"cache array {path} has shape {self.stored.shape} {self.stored.dtype}, manifest says "
+                             f"{self.manifest.shape} {self.format.numpy_dtype} ({self.layout.format})")
+        self._resident: tuple[torch.Tensor, ...] | None = None
+        self._sample_logits: np.ndarray | None = None
+
+    @property
+    def views(self) -> int:
+        """Number of view epochs ``E`` (1 for a clean cache)."""
+        return self.layout.view_epochs or 1
 
     def __len__(self) -> int:
-        return self.array.shape[0]
+        return self.stored.shape[1 if self.layout.replay else 0]
 
-    def lookup(self, index: torch.Tensor) -> torch.Tensor:
-        """Float32 logits of the samples at dataset indices ``index`` (one vectorised memory-map gather)."""
-        return torch.from_numpy(np.asarray(self.array[index.cpu().numpy()], dtype=np.float32))
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored scores (the array without its ``.npy`` header)."""
+        return int(self.stored.nbytes)
+
+    def to_device(self, device: torch.device | str) -> SoftLabelCache:
+        """Hold the stored rows as tensors on ``device`` (read once); later lookups gather there, with no host trip.
+
+        For a GPU whose batches (and indices) live on the device: the gather stays on it and nothing synchronises.
+        """
+        self._resident = tuple(t.to(device) for t in self.format.tensors(np.array(self.stored)))
+        return self
+
+    def lookup(self, index: torch.Tensor, epoch: int = 0) -> torch.Tensor:
+        """float32 ``(B, C)`` logits of the samples at dataset indices ``index`` in view epoch ``epoch % E``.
+
+        A clean cache ignores ``epoch``. One vectorised gather per call: from the memory map (result on the CPU) or,
+        after :meth:`to_device`, from the device tensors (result on that device).
+        """
+        view = int(epoch) % self.views
+        if self._resident is not None:
+            index = index.to(self._resident[0].device)
+            parts = (t[view] if self.layout.replay else t for t in self._resident)
+            return self.format.decode_tensors(*(p[index] for p in parts))
+        rows = self.stored[view] if self.layout.replay else self.stored
+        return self.format.decode(rows[index.cpu().numpy()])
 
     def all(self) -> torch.Tensor:
-        """Every sample's logits as float32 (reads the whole array)."""
-        return torch.from_numpy(np.array(self.array, dtype=np.float32))  # a writable copy
+        """Every stored view's logits as float32: ``(N, C)``, or ``(E, N, C)`` for a replay cache (reads it all)."""
+        return self.format.decode(np.array(self.stored))  # from a writable copy of the map, whatever the format
+
+    @property
+    def array(self) -> np.ndarray:
+        """``(N, C)`` logits per training sample, for readers that want one score vector per sample (inspection).
+
+        A clean ``full`` cache returns the memory map itself. A ``topk`` cache returns the reconstructed logits; a
+        replay cache the log of the mean probability over its views, ``log(mean_e softmax(z_e))`` -- the teacher's
+        expected prediction over the cached augmentations (computed once, float32).
+        """
+        if not self.layout.replay and isinstance(self.format, FullFormat):
+            return self.stored
+        if self._sample_logits is None:
+            probs = torch.zeros(len(self), self.num_classes)
+            for e in range(self.views):  # one view at a time: memory stays at two (N, C) float32 arrays
+                probs += torch.softmax(self.format.decode(np.array(self.stored[e] if self.layout.replay
+                                                                   else self.stored)), dim=1)
+            self._sample_logits = (probs / self.views).clamp_min(torch.finfo(torch.float32).tiny).log().numpy()
+        return self._sample_logits

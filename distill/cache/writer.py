@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,35 +12,44 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from distill.cache.manifest import ARRAY_NAME, CacheError, Manifest, sha256_file
+from distill.cache.formats import CACHE_DTYPES, build_format
+from distill.cache.manifest import ARRAY_NAME, CacheError, CacheLayout, Manifest, sha256_file
 from distill.faults import fault_point
 
-CACHE_DTYPES = {"float16": np.float16, "float32": np.float32}
+__all__ = ["CACHE_DTYPES", "CacheWriter"]
 
 
 class CacheWriter(BasePredictionWriter):
     """Writes each predicted batch of logits into a memory-mapped ``.npy`` at the batch's dataset indices.
 
-    The array is written under a temporary name and renamed when every index has been written exactly once;
-    the manifest (with the array's sha256) is written last. An interrupted build leaves no file a reader accepts.
+    Batches are ``(x, y, index)`` for a clean cache and ``(x, y, index, view_epoch)`` for a replay cache, whose array
+    is ``(E, N, ...)``: the row of view ``(e, i)`` is ``array[e, i]``. Each prediction is encoded by the layout's
+    storage format (:mod:`distill.cache.formats`).
+
+    The array is written under a temporary name and renamed when every row has been written exactly once; the
+    manifest (with the array's sha256 and the layout) is written last. An interrupted build leaves no file a reader
+    accepts.
 
     Args:
         directory: cache directory (created).
         num_samples: length of the dataset being scored.
         num_classes: logits per sample.
         dtype: ``"float16"`` (default: half the disk and page cache; logits need ~3 significant digits) or
-            ``"float32"``.
-        manifest_fields: every :class:`Manifest` field except the array checksum, size, dtype and shape.
+            ``"float32"``; the value dtype of the ``full`` format.
+        manifest_fields: every :class:`Manifest` field except the array checksum, size, dtype, shape and layout.
+        layout: views and storage format (default: clean, full).
     """
 
     def __init__(self, directory: str | Path, num_samples: int, num_classes: int, dtype: str,
-                 manifest_fields: dict[str, Any]) -> None:
+                 manifest_fields: dict[str, Any], layout: CacheLayout | None = None) -> None:
         super().__init__(write_interval="batch")
         if dtype not in CACHE_DTYPES:
             raise CacheError(f"cache.dtype must be one of {sorted(CACHE_DTYPES)}, got {dtype!r}")
         self.directory = Path(directory)
-        self.shape = (num_samples, num_classes)
-        self.dtype = dtype
+        self.layout = layout or CacheLayout()
+        self.format = build_format(self.layout.format, num_classes, dtype, self.layout.topk)
+        self.rows = (self.layout.view_epochs, num_samples) if self.layout.replay else (num_samples,)
+        self.shape = self.rows + self.format.row_shape
         self.manifest_fields = manifest_fields
         self._array: np.memmap | None = None
         self._written: np.ndarray | None = None
@@ -52,14 +62,18 @@ class CacheWriter(BasePredictionWriter):
         self.directory.mkdir(parents=True, exist_ok=True)
         for stale in (self.directory / "manifest.json", self.directory / ARRAY_NAME):
             stale.unlink(missing_ok=True)
-        self._array = np.lib.format.open_memmap(self._partial, mode="w+", dtype=CACHE_DTYPES[self.dtype],
+        self._array = np.lib.format.open_memmap(self._partial, mode="w+", dtype=self.format.numpy_dtype,
                                                 shape=self.shape)
-        self._written = np.zeros(self.shape[0], dtype=np.int32)
+        self._written = np.zeros(self.rows, dtype=np.int32)
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         index = batch[2].cpu().numpy()
-        self._array[index] = prediction.detach().float().cpu().numpy().astype(self._array.dtype)
+        if self.layout.replay:
+            if len(batch) < 4:
+                raise CacheError("a replay cache build needs batches (x, y, index, view_epoch)")
+            index = (batch[3].cpu().numpy(), index)
+        self._array[index] = self.format.encode(prediction)
         np.add.at(self._written, index, 1)
         fault_point(f"cache:{self.manifest_fields['generation']}:batch:{batch_idx}")
 
@@ -67,13 +81,13 @@ class CacheWriter(BasePredictionWriter):
         self._array.flush()
         del self._array
         self._array = None
-        counts = np.bincount(self._written, minlength=3)
+        counts = np.bincount(self._written.ravel(), minlength=3)
         if self._written.min() != 1 or self._written.max() != 1:
-            raise CacheError(f"cache build wrote {counts[0]} indices zero times and {counts[2:].sum()} more than "
-                             "once; the cache loader must visit every sample exactly once")
+            raise CacheError(f"cache build wrote {counts[0]} rows zero times and {counts[2:].sum()} more than "
+                             "once; the cache loader must visit every (view, sample) exactly once")
         with open(self._partial, "rb+") as f:
             os.fsync(f.fileno())
         final = self.directory / ARRAY_NAME
         os.replace(self._partial, final)
-        Manifest(**self.manifest_fields, dtype=self.dtype, shape=list(self.shape), array_sha256=sha256_file(final),
-                 array_bytes=final.stat().st_size).write(self.directory)
+        Manifest(**self.manifest_fields, **asdict(self.layout), dtype=self.format.value_dtype, shape=list(self.shape),
+                 array_sha256=sha256_file(final), array_bytes=final.stat().st_size).write(self.directory)

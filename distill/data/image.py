@@ -77,6 +77,7 @@ class ImageDataModule(DistillDataModule):
         self.train_seed: int | None = None  # the seed of the last train_dataloader()
         self._overrides = {"mean": mean, "std": std, "crop_padding": crop_padding, "hflip": hflip}
         self.pipeline_used: str | None = None
+        self.views: tuple[int, int] | None = None  # (view seed, view epochs) of cache.mode replay; see set_views
 
     @cached_property
     def spec(self) -> AugmentSpec:
@@ -169,17 +170,46 @@ class ImageDataModule(DistillDataModule):
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
                           persistent_workers=workers > 0, drop_last=False)
 
+    def check_views(self) -> None:
+        """Raise :class:`DataError` unless training views can be replayed (memory pipeline with an augmentation)."""
+        self._require_setup()
+        if self.pipeline_used != "memory":
+            raise DataError(f"cache.mode replay needs data.pipeline memory ({self.name} uses {self.pipeline_used}): "
+                            "only the in-memory path makes views a function of (seed, epoch, index)")
+        if not self.spec.augments:
+            raise DataError(f"cache.mode replay needs a training augmentation, and {self.name} has none here "
+                            "(crop_padding 0, no hflip): its only view is the clean one, use cache.mode clean")
+
+    def set_views(self, seed: int | None, epochs: int | None = None) -> None:
+        """Replay fixed views (``cache.mode: replay``): epoch ``t`` trains on the views of epoch ``t % epochs``.
+
+        The views are ``augment_batch(images, index, t % epochs, seed)``, exactly what a replay cache built with the
+        same ``seed`` and ``epochs`` scored; the sample order still follows the training seed and ``t``. ``seed=None``
+        restores the usual views (a new view every epoch, from the training seed). Takes effect at the next
+        :meth:`train_dataloader`.
+        """
+        if seed is None:
+            self.views = None
+            return
+        self.check_views()
+        if epochs is None or int(epochs) < 1:
+            raise DataError(f"replayed views need a number of view epochs >= 1, got {epochs}")
+        self.views = (int(seed), int(epochs))
+
     def train_dataloader(self) -> DataLoader:
         """Shuffled, augmented training batches; each epoch's order and views are fixed by ``seed``.
 
         Memory path: ``DataLoader(train_set, batch_size=None, sampler=EpochBatchSampler)``; Lightning calls
-        ``loader.sampler.set_epoch(epoch)`` before each epoch. Outside Lightning call it yourself.
+        ``loader.sampler.set_epoch(epoch)`` before each epoch. Outside Lightning call it yourself. After
+        :meth:`set_views` the views cycle through the replayed ones.
         """
         self._require_setup()
         self.train_seed = seed = torch.initial_seed() if self.seed is None else self.seed
         if self.pipeline_used == "memory":
             self.train_set.seed = seed  # for per-sample access; the loader's keys carry their own seed
-            sampler = EpochBatchSampler(len(self.train_set), self.batch_size, seed=seed, shuffle=True)
+            view_seed, view_epochs = self.views or (None, None)
+            sampler = EpochBatchSampler(len(self.train_set), self.batch_size, seed=seed, shuffle=True,
+                                        view_seed=view_seed, view_epochs=view_epochs)
             return DataLoader(self.train_set, batch_size=None, sampler=sampler, collate_fn=passthrough)
         workers = self._workers()
         sampler = EpochShuffleSampler(len(self.train_set), seed)

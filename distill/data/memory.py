@@ -162,13 +162,20 @@ class EpochBatchSampler(Sampler[BatchKey]):
         seed: shuffling and augmentation seed (the order of epoch ``e`` is :func:`shuffle_order` ``(n, e, seed)``).
         shuffle: shuffle each epoch (else index order).
         drop_last: drop the last incomplete batch.
+        view_seed: augmentation seed of replayed views (``cache.mode: replay``); None: ``seed``.
+        view_epochs: replay cycle ``E``: epoch ``t`` yields the views of epoch ``t % E`` (its keys carry ``t % E``);
+            the order still follows ``t``. None: every epoch has its own views.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False,
+                 view_seed: int | None = None, view_epochs: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if view_epochs is not None and view_epochs < 1:
+            raise ValueError(f"view_epochs must be >= 1, got {view_epochs}")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.shuffle, self.drop_last = shuffle, drop_last
+        self.view_seed, self.view_epochs = view_seed, view_epochs
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -180,8 +187,10 @@ class EpochBatchSampler(Sampler[BatchKey]):
 
     def __iter__(self) -> Iterator[BatchKey]:
         order = shuffle_order(self.n, self.epoch, self.seed) if self.shuffle else torch.arange(self.n)
+        view_epoch = self.epoch if self.view_epochs is None else self.epoch % self.view_epochs
+        view_seed = self.seed if self.view_seed is None else self.view_seed
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield BatchKey(self.epoch, order[start:start + self.batch_size], self.seed)
+            yield BatchKey(view_epoch, order[start:start + self.batch_size], view_seed)
 
 
 class MemoryImageSet(Dataset):

@@ -2,6 +2,14 @@
 
 from distill.models import cifar_densenet, cifar_resnet, cifar_wrn, small_cnn  # noqa: F401  (register with timm)
 from distill.models.base import ClassifierBackbone
-from distill.models.factory import BACKBONES, backbone_label, create_backbone, register_backbone
+from distill.models.factory import (
+    BACKBONES,
+    BackboneError,
+    backbone_label,
+    check_output,
+    create_backbone,
+    register_backbone,
+)
 
-__all__ = ["BACKBONES", "ClassifierBackbone", "backbone_label", "create_backbone", "register_backbone"]
+__all__ = ["BACKBONES", "BackboneError", "ClassifierBackbone", "backbone_label", "check_output", "create_backbone",
+           "register_backbone"]

@@ -19,10 +19,16 @@ from collections.abc import Callable
 from typing import Any
 
 import timm
+import torch
 import torchvision
 from torch import nn
 
 from distill.registry import Registry, RegistryError
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be used with the data (wrong output shape, wrong input channels, failed forward)."""
+
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
 
@@ -116,3 +122,21 @@ def create_backbone(spec: str | dict[str, Any], num_classes: int, in_chans: int)
 def backbone_label(spec: str | dict[str, Any]) -> str:
     """Short display name of a backbone spec (its name or class path)."""
     return spec if isinstance(spec, str) else str(spec.get("name") or spec.get("class_path"))
+
+
+def check_output(model: nn.Module, sample: torch.Tensor, num_classes: int, label: str) -> None:
+    """Run ``model`` on one sample and raise :class:`BackboneError` unless it returns ``(1, num_classes)`` logits."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(sample.unsqueeze(0))
+    except Exception as e:  # any failure here is the backbone not fitting the data; say which and why, in one line
+        raise BackboneError(f"backbone {label!r} fails on a {tuple(sample.shape)} input: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.shape != (1, num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise BackboneError(f"backbone {label!r} returns {shape} for one sample, expected (1, {num_classes}) logits "
+                            f"for the dataset's {num_classes} classes")
