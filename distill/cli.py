@@ -21,7 +21,7 @@ USAGE = """usage: distill COMMAND [ARGS]
 Knowledge distillation and Born-Again Networks on PyTorch Lightning.
 
 commands:
-  run RECIPE.yaml [--out DIR] [--print_config] [--KEY VALUE ...]
+  run RECIPE.yaml [--out DIR] [--resume [--force]] [--print_config] [--KEY VALUE ...]
         train generation 0 and the born-again students of a recipe; e.g.
         distill run recipes/digits-ban.yaml --generations 1 --trainer.max_epochs 2 --kd.temperature 2
   inspect RUN   dark-knowledge inspection of a finished run (see `distill inspect --help`)

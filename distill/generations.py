@@ -198,7 +198,7 @@ class BornAgainRun:
                                   OptimizerConfig(**g.optimizer.as_dict()), max_epochs=kw["max_epochs"], generation=k)
         layout = self.cache_layout(g)
         replayed = layout.replay and isinstance(teacher, CachedTeacher)  # students of a replay run see the views
-        if layout.replay:
+        if callable(getattr(self.dm, "set_views", None)):  # image data modules; digits has one view per sample
             self.dm.set_views(layout.view_seed if replayed else None, layout.view_epochs)
         gen_dir = self.layout.gen_dir(k)
         last = self.layout.last_checkpoint(k)

@@ -10,9 +10,8 @@ import pickle
 import shutil
 
 import pytest
-from PIL import Image
-
 from conftest import TINY_RUN_ARGS, run_cli
+from PIL import Image
 
 RECIPE = "recipes/digits-ban.yaml"
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 RECIPES = sorted(Path("recipes").glob("*.yaml"))

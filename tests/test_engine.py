@@ -7,8 +7,8 @@ import json
 import lightning as L
 import pytest
 import torch
-
 from conftest import TINY_RUN_ARGS, run_cli
+
 from distill.generations import build_datamodule, generation_seed
 from distill.losses import KDLoss
 from distill.module import GenerationModule

@@ -7,13 +7,16 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_cli
 from PIL import Image
 
-from distill.analysis.run import InspectError, load_run
+from distill.analysis.run import InspectableRun, InspectError, load_run
+from distill.analysis.taxonomy import CLASS_NAMES
 from distill.cache import CacheError
 
 GROUPING = {"round": ["0", "6", "8", "9"], "straight": ["1", "4", "7"]}
@@ -134,3 +137,30 @@ def test_tampered_checkpoint_is_rejected(tiny_run: Path, tmp_path: Path, capsys)
     with pytest.raises(CacheError):
         load_run(copy, [0])
     assert load_run(copy, [1]).generations == [1]  # the untouched generation still opens
+
+
+def _stub_run(name: str, class_names: list[str], datamodule: object = None) -> InspectableRun:
+    """An :class:`InspectableRun` without a run directory, for the parts that need only names and a data module."""
+    return InspectableRun(root=Path("."), config=SimpleNamespace(data={"name": name}), datamodule=datamodule,
+                          class_names=class_names, train_labels=np.zeros(0, np.int64),
+                          test_labels=np.zeros(0, np.int64), temperature=1.0)
+
+
+def test_builtin_grouping_by_dataset_name_or_class_names():
+    cifar10 = list(CLASS_NAMES["cifar10"])
+    assert _stub_run("cifar10", cifar10).grouping()[0] == "built-in cifar10"
+    source, groups = _stub_run("imagefolder", cifar10).grouping()  # an image folder with CIFAR-10's classes
+    assert source == "built-in cifar10" and sorted(sum(groups.values(), [])) == list(range(10))
+    assert _stub_run("cifar100", list(CLASS_NAMES["cifar100"])).grouping()[0] == "built-in cifar100"
+    assert _stub_run("imagefolder", ["a", "b"]).grouping() is None
+
+
+def test_images_are_unnormalised_with_the_modules_mean_and_std():
+    pixels = torch.tensor([[[0.0, 0.5], [1.0, 0.25]], [[1.0, 0.0], [0.5, 0.5]]])  # (C=2, H, W) in [0, 1]
+    mean, std = (0.5, 0.2), (0.25, 0.5)
+    normalised = (pixels - torch.tensor(mean).view(2, 1, 1)) / torch.tensor(std).view(2, 1, 1)
+    dm = SimpleNamespace(spec=SimpleNamespace(mean=mean, std=std), cache_set=[(normalised, 0, 0)])
+    np.testing.assert_allclose(_stub_run("x", ["a"], dm).images([0])[0], pixels.numpy(), atol=1e-6)
+    plain = SimpleNamespace(cache_set=[(normalised, 0, 0)])  # no mean/std: min-max scaled
+    shown = _stub_run("x", ["a"], plain).images([0])[0]
+    assert shown.min() == 0.0 and shown.max() == 1.0

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import run_cli
 
 # 300 samples / batch 64 = 5 steps per epoch; eval batch 128 = 3 cache batches.

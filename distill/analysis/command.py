@@ -251,7 +251,8 @@ def inspect(args: argparse.Namespace, console: Console) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InspectError(f"cannot create output directory {out}: {e.strerror}") from None
-    render = Renderer(args.jobs or min(4, os.cpu_count() or 1))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    render = Renderer(args.jobs or min(4, cpus))
     try:
         summaries = [inspect_generation(run, k, args, out, grouping, console, render) for k in run.generations]
         across_generations(run, summaries, out, console)
