@@ -50,16 +50,21 @@ class FiniteLossGuard(Callback):
     """Stop training with :class:`NonFiniteLossError` when a step's loss is NaN or infinite.
 
     The check happens before the optimizer step of the next batch could spread the damage; the last end-of-epoch
-    checkpoint stays as it was. (It reads the loss value, one device sync per step.)
+    checkpoint stays as it was. (It reads the loss value, one device sync per step.) Under DDP the ranks agree on the
+    decision (one tiny all-reduce per step), so every rank stops at the same step with the same error instead of the
+    others waiting in the next gradient all-reduce.
     """
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         gen = pl_module.hparams.generation
-        if loss is not None and not torch.isfinite(loss).all():
+        local = loss is None or bool(torch.isfinite(loss).all())
+        finite = trainer.strategy.reduce_boolean_decision(local, all=True) if trainer.world_size > 1 else local
+        if not finite:
+            value = "non-finite on another rank" if local else loss.item()
             raise NonFiniteLossError(f"generation {gen}, epoch {trainer.current_epoch}, step {trainer.global_step}: "
-                                     f"training loss is {loss.item()}")
+                                     f"training loss is {value}")
         fault_point(f"fit:{gen}:step:{trainer.global_step}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import sys
 import warnings
@@ -41,6 +42,11 @@ exit codes: 0 done, 1 training failed (non-finite loss), 2 bad input (recipe, da
 """
 
 
+# The run directory, handed to the processes Lightning's DDP launcher starts (they re-run the command line, and a
+# default ``runs/<recipe>-<timestamp>`` would differ by the seconds in between).
+RUN_DIR_ENV = "DISTILL_RUN_DIR"
+
+
 class UsageError(Exception):
     """A user mistake: printed as one line, exit code 2."""
 
@@ -70,6 +76,7 @@ def _pop_option(args: list[str], name: str, takes_value: bool) -> str | bool | N
 def run_command(argv: list[str]) -> int:
     """``distill run RECIPE [--out DIR] [--resume [--force]] [--print_config] [overrides]``."""
     from distill.config import RecipeError, build_parser, dump_config, parse_recipe
+    from distill.distributed import env_is_global_zero
     from distill.state import config_diff
 
     parser = build_parser()
@@ -97,14 +104,14 @@ def run_command(argv: list[str]) -> int:
         sys.stdout.write(resolved)
         return 0
     name = Path(recipe).stem if recipe else "recipe"
-    run_dir = Path(out) if out else Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(out) if out else _default_run_dir(name)
     if resume:
         name = _recipe_name(run_dir, name)
         changed = config_diff((run_dir / "config.yaml").read_text(), resolved)
         if changed and not force:
             return _fail(f"the recipe differs from {run_dir}/config.yaml: {'; '.join(changed)} "
                          "(add --force to continue with the new values)")
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    elif env_is_global_zero() and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         return _fail(f"output directory {run_dir} exists and is not empty; choose another --out or add --resume")
     return _train(cfg, run_dir, name, resolved)
 
@@ -115,6 +122,16 @@ def inspect_command(argv: list[str]) -> int:
     from distill.analysis.command import inspect_main
 
     return inspect_main(argv)
+
+
+def _default_run_dir(name: str) -> Path:
+    """``runs/<recipe>-<timestamp>``, or the directory rank 0 handed down to the DDP processes it launched."""
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        raise UsageError("give --out DIR when torchrun or srun starts the processes: each process would otherwise "
+                         "pick its own timestamped run directory")
+    return Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def _recipe_name(run_dir: Path, default: str) -> str:
@@ -134,21 +151,27 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _train(cfg, run_dir: Path, name: str, resolved: str) -> int:
+    from distill import distributed
     from distill.callbacks import NonFiniteLossError
     from distill.generations import BornAgainRun
     from distill.summary import summary_table
 
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    zero = distributed.env_is_global_zero()  # under DDP only global rank 0 writes the run directory and prints
+    console = Console(width=None if sys.stdout.isatty() else 120, quiet=not zero)
     for noise in (".*does not have many workers.*", ".*validation_step.*val_dataloader.*", ".*LeafSpec.*"):
         warnings.filterwarnings("ignore", noise)  # in-memory data needs no workers; no val split is deliberate
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # we print our own per-generation headers
+    inherited = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # for the processes a DDP launch starts; restored below
     try:
         run = BornAgainRun(cfg, run_dir, name, console)
         run.preflight()  # data and backbones are checked before the run directory is touched
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", resolved)
-        atomic_write_text(run_dir / "recipe-name", name + "\n")
+        if zero:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.yaml", resolved)
+            atomic_write_text(run_dir / "recipe-name", name + "\n")
         summary = run.run()
+        distributed.finish()  # under DDP: every rank is done before rank 0 exits
     except _user_errors() as e:
         return _fail(" ".join(str(e).split()))
     except NonFiniteLossError as e:
@@ -156,6 +179,11 @@ def _train(cfg, run_dir: Path, name: str, resolved: str) -> int:
         return 1
     except OSError as e:  # disk full, read-only or missing directory: name the file
         return _fail(f"cannot write {e.filename or run_dir}: {e.strerror or e}")
+    finally:
+        if inherited is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = inherited
     console.print(summary_table(summary))
     console.print(f"run directory: {run_dir}  (summary.json, config.yaml, gen-*/, cache/gen-*/)")
     return 0

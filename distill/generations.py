@@ -35,10 +35,11 @@ from distill.cache import (
     sha256_file,
 )
 from distill.cache.formats import build_format
-from distill.cache.replay import CACHE_MODES, cache_layout, require_replay, view_loader
+from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, require_replay
 from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard
 from distill.config import CacheConfig, KDConfig, generation_config
 from distill.data import DATASETS, DistillDataModule
+from distill.distributed import GatherPredictions, is_global_zero, require_command_launcher
 from distill.faults import fault_point
 from distill.losses import build_loss
 from distill.metrics import agreement, ensemble_logits, evaluate
@@ -144,12 +145,20 @@ class BornAgainRun:
         return [RichProgressBar(leave=True)] if kwargs.get("enable_progress_bar", True) is not False else []
 
     def _predict_trainer(self, g: Namespace, extra: list | None = None) -> L.Trainer:
-        """A one-device trainer for inference (cache building and evaluation)."""
+        """A trainer for inference (cache building and evaluation) on the processes and devices of training.
+
+        It takes the recipe's ``accelerator``, ``strategy``, ``devices`` and ``num_nodes``: one device when training
+        runs on one device; under DDP the same ranks as training, each scoring a shard of the data (the writer or
+        :class:`~distill.distributed.GatherPredictions` puts the shards together).
+        """
         kw = self.trainer_kwargs(g)
-        return L.Trainer(accelerator=kw.get("accelerator", "auto"), devices=1, precision=kw.get("precision"),
-                         inference_mode=True, logger=False, enable_checkpointing=False, enable_model_summary=False,
-                         enable_progress_bar=kw.get("enable_progress_bar", True) is not False,
-                         callbacks=self._callbacks(kw) + (extra or []))
+        placement = {key: kw[key] for key in ("strategy", "devices", "num_nodes") if kw.get(key) is not None}
+        trainer = L.Trainer(accelerator=kw.get("accelerator", "auto"), **placement, precision=kw.get("precision"),
+                            inference_mode=True, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                            enable_progress_bar=kw.get("enable_progress_bar", True) is not False,
+                            callbacks=self._callbacks(kw) + (extra or []))
+        require_command_launcher(trainer)
+        return trainer
 
     @property
     def speed(self) -> SpeedConfig:
@@ -208,13 +217,15 @@ class BornAgainRun:
                             callbacks=[*self._callbacks(kw), EpochSeed(seed), FiniteLossGuard(), every_epoch,
                                        *([ViewEpoch(teacher)] if replayed else [])],
                             plugins=[AtomicCheckpointIO()])
+        require_command_launcher(trainer)
         val = self.dm.val_dataloader() if self.dm.has_val else None
         start = time.perf_counter()
         trainer.fit(module, train_dataloaders=self.dm.train_dataloader(), val_dataloaders=val,
                     ckpt_path=last if last.is_file() else None, weights_only=True)
         seconds = time.perf_counter() - start
-        trainer.save_checkpoint(self.layout.checkpoint(k), weights_only=False)  # atomic through the plugin
-        last.unlink(missing_ok=True)
+        trainer.save_checkpoint(self.layout.checkpoint(k), weights_only=False)  # every rank calls; rank 0 writes
+        if is_global_zero():
+            last.unlink(missing_ok=True)
         return module, seconds
 
     def load_module(self, k: int, g: Namespace) -> GenerationModule:
@@ -238,16 +249,23 @@ class BornAgainRun:
                              CacheConfig(**g.cache.as_dict()).dtype,
                              {"generation": k, "teacher_checkpoint": str(ckpt.relative_to(self.layout.root)),
                               "teacher_sha256": sha256_file(ckpt), "dataset": self.dm.fingerprint()}, layout)
-        loader = view_loader(self.dm, layout) if layout.replay else self.dm.cache_dataloader()
+        loader = build_loader(self.dm, layout)
         self._predict_trainer(g, [writer]).predict(module, loader, return_predictions=False)
         return Manifest.read(self.layout.cache_dir(k)).array_sha256
 
     def evaluate(self, k: int, g: Namespace, module: GenerationModule, seconds: float) -> dict[str, Any]:
-        """Test metrics of generation ``k`` and its agreement with its teacher; saves ``gen-k/test_logits.npy``."""
-        logits = torch.cat(self._predict_trainer(g).predict(module, self.dm.test_dataloader())).cpu()
-        tmp = self.layout.gen_dir(k) / ".test_logits.tmp.npy"
-        np.save(tmp, logits.numpy())
-        os.replace(tmp, self.layout.test_logits(k))
+        """Test metrics of generation ``k`` and its agreement with its teacher; saves ``gen-k/test_logits.npy``.
+
+        Under DDP each rank scores a shard of the test set and every rank ends with all the logits in dataset order
+        (:class:`~distill.distributed.GatherPredictions`); global rank 0 writes the file.
+        """
+        gather = GatherPredictions(len(self.dm.test_set))
+        self._predict_trainer(g, [gather]).predict(module, self.dm.test_dataloader(), return_predictions=False)
+        logits = gather.outputs
+        if is_global_zero():
+            tmp = self.layout.gen_dir(k) / ".test_logits.tmp.npy"
+            np.save(tmp, logits.numpy())
+            os.replace(tmp, self.layout.test_logits(k))
         self.test_logits.append(logits)
         labels = torch.as_tensor(self.dm.test_labels())
         members = teacher_members(k, KDConfig(**g.kd.as_dict()))
@@ -308,6 +326,9 @@ class BornAgainRun:
 
         A finished generation (checkpoint checksum recorded in ``state.json``) and a valid cache are reused, so
         running again after a crash continues from the last good point.
+
+        Under DDP every rank runs this loop and takes the same decisions (they depend on files that only change after
+        a collective every rank has reached); only global rank 0 writes files.
         """
         self.preflight()
         self.check_cache_settings()
@@ -326,10 +347,12 @@ class BornAgainRun:
             else:
                 self.console.rule(f"[bold]generation {k}/{self.cfg.generations}[/] · {backbone_label(g.backbone)} · "
                                   + title)
-                self.layout.gen_dir(k).mkdir(parents=True, exist_ok=True)
+                if is_global_zero():
+                    self.layout.gen_dir(k).mkdir(parents=True, exist_ok=True)
                 module, seconds = self.train(k, g)
                 metrics = self.evaluate(k, g, module, seconds)
-                atomic_write_json(self.layout.gen_dir(k) / "metrics.json", metrics)
+                if is_global_zero():
+                    atomic_write_json(self.layout.gen_dir(k) / "metrics.json", metrics)
                 state.mark_generation(k, sha256_file(self.layout.checkpoint(k)))
                 fault_point(f"trained:{k}")
             if not self._cache_is_valid(k, state):
@@ -338,7 +361,8 @@ class BornAgainRun:
             generations.append({key: v for key, v in metrics.items() if key != "seed"})
         summary = {"recipe": self.recipe_name, "seed": self.cfg.seed, "generations": generations,
                    "ensembles": self.ensembles()}
-        atomic_write_json(self.layout.root / "summary.json", summary)
+        if is_global_zero():
+            atomic_write_json(self.layout.root / "summary.json", summary)
         return summary
 
 

@@ -66,7 +66,7 @@ class GenerationModule(L.LightningModule):
         x, y, _ = batch
         logits = self.student(x)
         self.val_acc(logits, y)
-        self.log("val/loss", nn.functional.cross_entropy(logits, y))
+        self.log("val/loss", nn.functional.cross_entropy(logits, y), sync_dist=True)  # mean over DDP ranks
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:

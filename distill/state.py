@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from distill.cache import atomic_write_json
+from distill.distributed import is_global_zero
 
 STATE_NAME = "state.json"
 
@@ -18,6 +19,8 @@ class RunState:
 
     A generation counts as done only if its checkpoint still has the recorded checksum, so a checkpoint that was
     replaced or damaged after the fact is trained again rather than trusted.
+
+    Under DDP every rank keeps the same state in memory (so all take the same decisions); only global rank 0 saves.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -27,7 +30,9 @@ class RunState:
         self.caches: dict[str, str] = data.get("caches", {})
 
     def save(self) -> None:
-        atomic_write_json(self.path, {"generations": self.generations, "caches": self.caches})
+        """Write ``state.json`` atomically (on global rank 0 only)."""
+        if is_global_zero():
+            atomic_write_json(self.path, {"generations": self.generations, "caches": self.caches})
 
     def mark_generation(self, k: int, checkpoint_sha256: str) -> None:
         self.generations[str(k)] = checkpoint_sha256

@@ -17,7 +17,7 @@ from conftest import run_cli
 
 from distill.cache import FORMATS, CacheError, CacheLayout, CacheMismatchError, CacheWriter, SoftLabelCache
 from distill.cache.formats import TopKFormat, build_format
-from distill.cache.replay import ViewSet, view_loader
+from distill.cache.replay import ViewSet, build_loader
 from distill.data import DATASETS, DEFAULTS, DataError, ImageDataModule
 from distill.data.defaults import DataDefaults
 from distill.data.memory import EpochBatchSampler
@@ -180,8 +180,8 @@ def build(tmp_path, dm, layout: CacheLayout, table: torch.Tensor, name: str = "c
     writer = CacheWriter(tmp_path / name, 64, 4, "float16", {"generation": 0, "teacher_checkpoint": "t",
                                                              "teacher_sha256": "abc", "dataset": dm.fingerprint()},
                          layout)
-    loader = view_loader(dm, layout) if layout.replay else dm.cache_dataloader()
-    L.Trainer(**QUIET, callbacks=[writer]).predict(TableModel(table), loader, return_predictions=False)
+    L.Trainer(**QUIET, callbacks=[writer]).predict(TableModel(table), build_loader(dm, layout),
+                                                      return_predictions=False)
 
 
 def test_topk_replay_cache_round_trip_and_layout_mismatches(tiny_aug, tmp_path):

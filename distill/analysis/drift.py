@@ -35,7 +35,8 @@ def js_divergence(p: ArrayLike, q: ArrayLike) -> np.ndarray:
     lies in ``[0, ln 2]`` for probability rows (clipped there against rounding).
 
     Args:
-        p, q: broadcastable ``(..., C)`` probability arrays.
+        p: ``(..., C)`` probability array.
+        q: probability array broadcastable with ``p``.
 
     Returns:
         float64 array of shape ``broadcast(p, q).shape[:-1]``.

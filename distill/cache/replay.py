@@ -103,8 +103,42 @@ class ViewSet(Dataset):
         return tuple(t[0] for t in self.__getitems__([int(item)]))
 
 
+class WholeBatches(Dataset):
+    """A :class:`MemoryImageSet` whose batches are built at once and handed over as ``(x, y, index)`` tensors.
+
+    The memory set's own ``__getitems__`` returns per-sample tuples for the default collate, which then re-stacks
+    them one sample at a time; for a cache build that is pure overhead next to a fast (GPU) forward pass.
+    """
+
+    def __init__(self, source: MemoryImageSet) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitems__(self, items: list[int]) -> tuple[torch.Tensor, ...]:
+        return self.source.batch(items)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, ...]:
+        return self.source[int(item)]
+
+
 def view_loader(dm: DistillDataModule, layout: CacheLayout) -> DataLoader:
     """Loader of every view of a replay ``layout`` in ``(e, i)`` order, ``dm.eval_batch_size`` views a batch."""
     require_replay(dm)
     views = ViewSet(dm.train_set, layout.view_epochs, layout.view_seed)
     return DataLoader(views, batch_size=dm.eval_batch_size, shuffle=False, collate_fn=passthrough)
+
+
+def build_loader(dm: DistillDataModule, layout: CacheLayout) -> DataLoader:
+    """The loader a cache build of ``layout`` scores: every replay view, or the clean training set in index order.
+
+    A clean in-memory set is read in whole batches (:class:`WholeBatches`); other sets through
+    ``dm.cache_dataloader()``.
+    """
+    if layout.replay:
+        return view_loader(dm, layout)
+    if isinstance(dm.cache_set, MemoryImageSet):
+        return DataLoader(WholeBatches(dm.cache_set), batch_size=dm.eval_batch_size, shuffle=False,
+                          collate_fn=passthrough)
+    return dm.cache_dataloader()

@@ -13,7 +13,8 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from distill.cache.formats import CACHE_DTYPES, build_format
-from distill.cache.manifest import ARRAY_NAME, CacheError, CacheLayout, Manifest, sha256_file
+from distill.cache.manifest import ARRAY_NAME, MANIFEST_NAME, CacheError, CacheLayout, Manifest, sha256_file
+from distill.cache.shards import RankShard, merge_shards
 from distill.faults import fault_point
 
 __all__ = ["CACHE_DTYPES", "CacheWriter"]
@@ -29,6 +30,14 @@ class CacheWriter(BasePredictionWriter):
     The array is written under a temporary name and renamed when every row has been written exactly once; the
     manifest (with the array's sha256 and the layout) is written last. An interrupted build leaves no file a reader
     accepts.
+
+    Under a multi-process strategy (DDP, ``trainer.world_size > 1``) Lightning's predict sampler gives each rank every
+    ``W``-th sample, none twice and none padded. The build then shards by rank (:mod:`distill.cache.shards`): global
+    rank 0 creates the directory and removes the old cache (barrier); each rank appends its encoded rows and their
+    positions to its own shard files; at the end every rank fsyncs its shard (barrier), rank 0 alone merges the shards
+    into the temporary array, checks that every position was written exactly once across all ranks, renames the
+    array, writes the manifest and deletes the shards; a broadcast of rank 0's outcome ends the build on every rank
+    together (a failure on rank 0 fails every rank). Only rank 0 ever writes the array and the manifest.
 
     Args:
         directory: cache directory (created).
@@ -53,14 +62,19 @@ class CacheWriter(BasePredictionWriter):
         self.manifest_fields = manifest_fields
         self._array: np.memmap | None = None
         self._written: np.ndarray | None = None
+        self._shard: RankShard | None = None
 
     @property
     def _partial(self) -> Path:
         return self.directory / (ARRAY_NAME + ".partial")
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            self._shard = RankShard.start(self.directory, trainer, (self.directory / MANIFEST_NAME,
+                                                                    self.directory / ARRAY_NAME, self._partial))
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in (self.directory / "manifest.json", self.directory / ARRAY_NAME):
+        for stale in (self.directory / MANIFEST_NAME, self.directory / ARRAY_NAME):
             stale.unlink(missing_ok=True)
         self._array = np.lib.format.open_memmap(self._partial, mode="w+", dtype=self.format.numpy_dtype,
                                                 shape=self.shape)
@@ -73,14 +87,35 @@ class CacheWriter(BasePredictionWriter):
             if len(batch) < 4:
                 raise CacheError("a replay cache build needs batches (x, y, index, view_epoch)")
             index = (batch[3].cpu().numpy(), index)
-        self._array[index] = self.format.encode(prediction)
-        np.add.at(self._written, index, 1)
+        if self._shard is not None:
+            positions = np.ravel_multi_index(index, self.rows) if self.layout.replay else index
+            self._shard.append(positions, self.format.encode(prediction))
+        else:
+            self._array[index] = self.format.encode(prediction)
+            np.add.at(self._written, index, 1)
         fault_point(f"cache:{self.manifest_fields['generation']}:batch:{batch_idx}")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+            shard.finish(trainer, self._merge)
+            return
         self._array.flush()
         del self._array
         self._array = None
+        self._finish()
+
+    def _merge(self, shards: list[tuple[Path, Path]]) -> None:
+        """Rank 0 of a distributed build: copy every rank's shard into the temporary array, then :meth:`_finish`."""
+        array = np.lib.format.open_memmap(self._partial, mode="w+", dtype=self.format.numpy_dtype, shape=self.shape)
+        flat = array.reshape((-1, *self.format.row_shape))
+        self._written = merge_shards(shards, flat, self.format.numpy_dtype, self.format.row_shape).reshape(self.rows)
+        array.flush()
+        del flat, array
+        self._finish()
+
+    def _finish(self) -> None:
+        """Check that every row was written exactly once, fsync and rename the array, write the manifest."""
         counts = np.bincount(self._written.ravel(), minlength=3)
         if self._written.min() != 1 or self._written.max() != 1:
             raise CacheError(f"cache build wrote {counts[0]} rows zero times and {counts[2:].sum()} more than "

@@ -1,0 +1,174 @@
+"""The benchmark suite: what distillation costs and what the cache settings do to accuracy, on this machine, as ratios.
+
+Usage::
+
+    python benchmarks/run.py [--quick] [--json OUT.json] [--write-docs] [--profile full|quick|gpu] [--device DEV]
+
+Measures in one run (see :mod:`timing` and :mod:`accuracy` for exactly how):
+
+* ``cached_over_ce``, ``online_over_ce``: training-step time with cached / online teacher scores over a plain
+  cross-entropy step (same network, same batches);
+* ``build_over_inference`` (and ``replay_build_over_inference``): cache-build throughput over bare teacher inference;
+* ``lightning_over_torch``: our training loop's throughput over a minimal hand-written PyTorch loop;
+* ``bytes_per_view``: bytes per cached view of each format at 100 classes;
+* accuracy on Fashion-MNIST of students taught through each cache setting (top-k vs full, clean vs replay vs online).
+
+``--quick`` (under 2 minutes on 2 CPU cores) writes every key from small sizes and marks the result as quick.
+``--write-docs`` writes ``docs/benchmarks.md`` from the result. ``--profile gpu`` is what ``benchmarks/gpu.sh`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when imported by the tests
+
+from accuracy import run_accuracy  # noqa: E402
+from common import PROFILES, REPO, Profile, datamodule, machine  # noqa: E402
+from timing import run_timing  # noqa: E402
+
+GOALS = {"cached_over_ce": ("<=", 1.03), "build_over_inference": (">=", 0.9), "lightning_over_torch": (">=", 0.95),
+         "topk10_bytes_per_view_at_100_classes": ("<=", 40.0), "topk_minus_full_points": ("abs<=", 0.2)}
+
+
+def met(key: str, value: float | None) -> str:
+    """``yes``/``no`` for a key with a goal, ``-`` otherwise (or when not measured)."""
+    if key not in GOALS or value is None:
+        return "-"
+    op, goal = GOALS[key]
+    ok = {"<=": value <= goal, ">=": value >= goal, "abs<=": abs(value) <= goal}[op]
+    return "yes" if ok else "no"
+
+
+def run_suite(profile: Profile, work: Path) -> dict[str, Any]:
+    """Every measurement of the suite with ``profile``'s sizes; returns the flat result dictionary."""
+    start = time.perf_counter()
+    dm, timing_data = datamodule(profile, profile.timing_train, synthetic_ok=True)
+    settings = {"backbone": profile.backbone, "device": profile.device, "precision": profile.precision,
+                "channels_last": profile.channels_last, "batch_size": profile.batch_size,
+                "eval_batch_size": profile.eval_batch_size}
+    result: dict[str, Any] = {"profile": profile.name, "quick": profile.quick, "machine": machine(),
+                              "timing_data": f"{timing_data}, {len(dm.train_set)} training images",
+                              "settings": settings}
+    result.update(run_timing(profile, dm, work / "timing"))
+    result["topk10_bytes_per_view_at_100_classes"] = result["bytes_per_view"]["topk10"]
+    shared = dm if profile.acc_train == profile.timing_train and timing_data == profile.dataset else None
+    result.update(run_accuracy(profile, work / "accuracy", shared))
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "not measured" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def render_docs(r: dict[str, Any]) -> str:
+    """``docs/benchmarks.md`` for a result of :func:`run_suite`."""
+    m, acc = r["machine"], r["accuracy"]
+    bpv = r["bytes_per_view"]
+    rows = [
+        ("cached_over_ce", r["cached_over_ce"], "<= 1.03", "median step time, cached-teacher KD step / CE step"),
+        ("online_over_ce", r["online_over_ce"], "report (~1.5 expected)", "median step time, online-teacher / CE"),
+        ("build_over_inference", r["build_over_inference"], ">= 0.9", "clean cache build / bare inference, images/s"),
+        ("replay_build_over_inference", r["replay_build_over_inference"], "report",
+         "replay build (views/s) / bare inference (images/s)"),
+        ("lightning_over_torch", r["lightning_over_torch"], ">= 0.95", "our epoch / hand-written epoch, images/s"),
+        ("topk10_bytes_per_view_at_100_classes", bpv["topk10"], "<= 40", "`.npy` payload / views"),
+        ("full float16 bytes/view (100 classes)", bpv["full_float16"], "context", "`.npy` payload / views"),
+        ("full float32 bytes/view (100 classes)", bpv["full_float32"], "context (400)", "`.npy` payload / views"),
+        ("topk_minus_full_points", r["topk_minus_full_points"], "within +-0.2", "test accuracy points"),
+        ("replay_minus_online_points", r["replay_minus_online_points"], "report (~0 expected)", "test accuracy points"),
+        ("clean_minus_online_points", r["clean_minus_online_points"], "report", "test accuracy points"),
+    ]
+    table = "\n".join(f"| `{k}` | {_fmt(v)} | {goal} | {met(k, v)} | {how} |" for k, v, goal, how in rows)
+    accuracy = "\n".join(f"| {k} | {_fmt(v, 2)} |" for k, v in acc.items())
+    quick = ("\n> **Quick run** (`--quick`): small sizes, numbers are indicative only.\n" if r["quick"] else "")
+    return f"""# Benchmarks
+
+Written by `python benchmarks/run.py --write-docs` (profile `{r['profile']}`, {r['seconds']} s).{quick}
+Ratios compare two things measured in the same process, interleaved, on the same data; each is a median over steps
+or rounds. Absolute times are context only: this machine is shared and noisy.
+
+| | |
+|---|---|
+| machine | {m['cpu']}, {m['cores']} cores{', ' + m['gpu'] if m['gpu'] else ', no GPU'} |
+| load average at start | {m['load_average_at_start']} (other jobs were running) |
+| date | {m['date']} |
+| commit | `{m['commit']}` (plus uncommitted work in the tree at the time) |
+| versions | torch {m['torch']}, lightning {m['lightning']} |
+| timing data | {r['timing_data']} |
+| settings | {r['settings']} |
+
+## Ratios
+
+| key | measured | goal | met | how |
+|---|---|---|---|---|
+{table}
+
+Context: median step times {', '.join(f"{k} {v:.1f} ms" for k, v in r['step_ms'].items())}; bare inference
+{r['inference_images_per_s']:.0f} images/s, clean cache build {r['build_images_per_s']:.0f} images/s, replay build
+{r['replay_build_views_per_s']:.0f} views/s; our training loop {r['ours_images_per_s']:.0f} images/s, the
+hand-written loop {r['torch_images_per_s']:.0f} images/s.
+
+## Accuracy effects
+
+Schedule: {r['schedule']}. Test accuracy in percent{(' (' + r['note'] + ')') if r['note'] else ''}:
+
+| run | test accuracy % |
+|---|---|
+{accuracy}
+
+One seed per setting: the differences are within seed-to-seed and test-set noise (the standard error of an
+accuracy near 90 % on 10,000 test images alone is about 0.3 points), so they show whether a setting breaks
+something, not small effects.
+
+## GPU
+
+`benchmarks/gpu.sh` runs the same suite with the `gpu` profile on one CUDA device: the CIFAR-10 JPEG copy
+(`cifar10_jpeg`), `cifar_resnet20`, `bf16-mixed`, `speed.channels_last`, data and cache on the GPU, batch 256,
+{PROFILES['gpu'].acc_epochs} epochs per accuracy run; it records step times, images/s, cache-build images/s and the
+ratios above. **It has not been run: the session that wrote this suite had no GPU**, so there are no GPU numbers
+here yet.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: under 2 minutes on 2 CPU cores")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None, help="sizes and settings (default full)")
+    parser.add_argument("--device", default=None, help="override the profile's device (e.g. cpu to dry-run gpu)")
+    parser.add_argument("--json", default=None, help="write the result here")
+    parser.add_argument("--write-docs", action="store_true", help="write docs/benchmarks.md from the result")
+    parser.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    profile = PROFILES[args.profile or ("quick" if args.quick else "full")]
+    if args.device:
+        from dataclasses import replace
+
+        profile = replace(profile, device=args.device, precision="32-true" if args.device == "cpu" else
+                          profile.precision)
+    warnings.filterwarnings("ignore")
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_suite(profile, Path(args.workdir or tmp))
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    if args.write_docs:
+        page = "benchmarks-gpu.md" if profile.name == "gpu" else "benchmarks.md"
+        (REPO / "docs" / page).write_text(render_docs(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Speed ratios of the suite: training steps (CE / cached / online), cache build vs bare inference, our loop vs a
+hand-written PyTorch loop, and bytes per cached view.
+
+Every ratio compares two things measured in the same process, interleaved, on the same data; the median is taken
+over steps or rounds, so a background load that comes and goes hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from common import Profile, autocast, engine_run, recipe, timed
+from torch import nn
+
+from distill.cache import CacheLayout, CacheWriter, SoftLabelCache
+from distill.config import generation_config
+from distill.data import DistillDataModule
+from distill.generations import generation_seed
+from distill.losses import build_loss
+from distill.models import create_backbone
+from distill.module import GenerationModule
+from distill.optim import OptimizerConfig, build_optimizer
+from distill.speed import SpeedConfig, apply_speed
+from distill.teachers import CachedTeacher, OnlineTeacher
+
+
+def network(profile: Profile, dm: DistillDataModule) -> nn.Module:
+    """A fresh backbone of the profile, with its speed settings, on its device."""
+    net = create_backbone(profile.backbone, dm.num_classes, dm.in_chans)
+    return apply_speed(net, SpeedConfig(channels_last=profile.channels_last)).to(profile.device)
+
+
+def save_teacher(profile: Profile, dm: DistillDataModule, path: Path) -> GenerationModule:
+    """An (untrained) teacher generation saved as a checkpoint (speed does not depend on the weights)."""
+    module = GenerationModule(network(profile, dm), build_loss(0, "standard", 1.0, 1.0), None, dm.num_classes,
+                              OptimizerConfig(), max_epochs=1, generation=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict()}, path)
+    return module
+
+
+def build_ratios(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str, Any]:
+    """``build_over_inference``: clean cache-build throughput / bare teacher inference throughput (and replay's).
+
+    Bare inference: the teacher alone in ``torch.inference_mode`` over the cache loader's batches, prepared in memory
+    beforehand (pure compute). Cache build: the engine's :meth:`BornAgainRun.build_cache` -- Lightning's predict loop
+    with the data pipeline, the :class:`CacheWriter`, fsync, sha256 and manifest. Replay build: the same for
+    ``build_views`` augmented views per sample, compared with bare inference on as many images. Rounds are
+    interleaved; each ratio is the median over rounds.
+    """
+    teacher = save_teacher(profile, dm, work / "teacher" / "model.ckpt")
+    clean = engine_run(recipe(profile, len(dm.cache_set), 1), work / "clean", dm, work / "teacher" / "model.ckpt")
+    replay = engine_run(recipe(profile, len(dm.cache_set), 1, "--cache.mode", "replay", "--cache.epochs",
+                               str(profile.build_views)), work / "replay", dm, work / "teacher" / "model.ckpt")
+    xs = [batch[0] for batch in dm.cache_dataloader()]
+    net = teacher.student.eval()
+
+    def bare() -> None:
+        with torch.inference_mode(), autocast(profile):
+            for x in xs:
+                net(x)
+
+    n = len(dm.cache_set)
+    bare_t, clean_t, replay_t = [], [], []
+    for _ in range(profile.build_rounds):
+        bare_t.append(timed(bare, profile.device))
+        clean_t.append(timed(lambda: clean.build_cache(0, generation_config(clean.cfg, 0), teacher), profile.device))
+        replay_t.append(timed(lambda: replay.build_cache(0, generation_config(replay.cfg, 0), teacher),
+                              profile.device))
+    e = profile.build_views
+    return {
+        "build_over_inference": statistics.median(b / c for b, c in zip(bare_t, clean_t, strict=True)),
+        "replay_build_over_inference": statistics.median(e * b / r for b, r in zip(bare_t, replay_t, strict=True)),
+        "inference_images_per_s": n / statistics.median(bare_t),
+        "build_images_per_s": n / statistics.median(clean_t),
+        "replay_build_views_per_s": e * n / statistics.median(replay_t),
+        "cache_dir": str(clean.layout.cache_dir(0)), "teacher": teacher,
+    }
+
+
+def step_ratios(profile: Profile, dm: DistillDataModule, cache_dir: str, teacher: nn.Module) -> dict[str, Any]:
+    """``cached_over_ce`` and ``online_over_ce``: training-step time of a student with cached / online teacher scores
+    over a plain cross-entropy step, same student network, same batches.
+
+    A step is forward, loss (the engine's losses: cross-entropy; KD with alpha 1, T 1), backward and an SGD step;
+    the cached step adds :class:`CachedTeacher` (a memory-map gather, or a device gather on a GPU), the online step
+    :class:`OnlineTeacher` (a teacher forward pass). Steps of the three kinds are interleaved in rotating order,
+    ``steps`` of each after warm-up, all three kinds of step ``i`` on the same batch; each ratio is the median over
+    ``i`` of (step time / cross-entropy step time).
+    """
+    batches = [b for _, b in zip(range(8), dm.train_dataloader(), strict=False)]
+    student = network(profile, dm).train()
+    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
+    ce, kd = build_loss(0, "standard", 1.0, 1.0), build_loss(1, "standard", 1.0, 1.0)
+    sources = {"ce": None, "cached": CachedTeacher([SoftLabelCache(cache_dir, dm.fingerprint(), None)]),
+               "online": OnlineTeacher([teacher])}
+    for source in sources.values():
+        if source is not None:
+            source.to(torch.device(profile.device))
+
+    def step(name: str, i: int) -> None:
+        x, y, index = batches[i % len(batches)]
+        source = sources[name]
+        with autocast(profile):
+            logits = student(x)
+            scores = source(x, index) if source is not None else None
+            loss = (kd if source is not None else ce)(logits, y, scores)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    names = list(sources)
+    for i in range(2):
+        for name in names:
+            step(name, i)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(profile.steps):
+        for name in names[i % 3:] + names[:i % 3]:
+            times[name].append(timed(lambda name=name, i=i: step(name, i), profile.device))
+    def paired(name: str) -> float:  # steps i of both kinds ran back to back: their ratio cancels slow load drifts
+        return statistics.median(a / b for a, b in zip(times[name], times["ce"], strict=True))
+
+    return {"cached_over_ce": paired("cached"), "online_over_ce": paired("online"),
+            "step_ms": {name: 1000 * statistics.median(t) for name, t in times.items()}}
+
+
+def loop_ratio(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str, Any]:
+    """``lightning_over_torch``: training throughput of our loop / a minimal hand-written PyTorch loop.
+
+    Ours: :meth:`BornAgainRun.train` of generation 0 for one epoch -- the engine's Trainer with its CSV logger,
+    per-epoch checkpoint, epoch seeding, non-finite-loss guard and torchmetrics accuracy (its reported fit wall
+    time). Hand-written: the same seed, network, data loader, optimizer and schedule; forward, cross-entropy,
+    backward, step; nothing else. Rounds alternate; the ratio is the median over rounds of (their time / ours).
+    """
+    cfg = recipe(profile, len(dm.train_set), 1)
+    g = generation_config(cfg, 0)
+    seed = generation_seed(0, 0)
+
+    def ours(r: int) -> float:
+        return engine_run(cfg, work / f"loop-{r}", dm).train(0, g)[1]
+
+    def hand_written() -> float:
+        L.seed_everything(seed, workers=True, verbose=False)
+        net = network(profile, dm).train()
+        opt, sched = build_optimizer(net.parameters(), OptimizerConfig(**g.optimizer.as_dict()), 1)
+        loader = dm.train_dataloader()
+
+        def epoch() -> None:
+            loader.sampler.set_epoch(0)
+            for x, y, _ in loader:
+                with autocast(profile):
+                    loss = F.cross_entropy(net(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            sched.step()
+
+        return timed(epoch, profile.device)
+
+    ratios, ours_t, theirs_t = [], [], []
+    for r in range(profile.loop_rounds):
+        first, second = (ours, hand_written) if r % 2 == 0 else (hand_written, ours)
+        a = first(r) if first is ours else first()
+        b = second(r) if second is ours else second()
+        o, t = (a, b) if first is ours else (b, a)
+        ours_t.append(o)
+        theirs_t.append(t)
+        ratios.append(t / o)
+    n = len(dm.train_set)
+    return {"lightning_over_torch": statistics.median(ratios), "ours_images_per_s": n / statistics.median(ours_t),
+            "torch_images_per_s": n / statistics.median(theirs_t)}
+
+
+def bytes_per_view(profile: Profile, work: Path, num_classes: int = 100) -> dict[str, float]:
+    """Stored bytes per (view, sample) of each format at ``num_classes`` classes, from caches written to disk.
+
+    The :class:`CacheWriter` writes ``bytes_views`` random logit rows per format; the figure is the ``.npy`` payload
+    (file size minus its fixed header of about 128 bytes) divided by the number of views.
+    """
+    logits = torch.randn(profile.bytes_views, num_classes, generator=torch.Generator().manual_seed(0)) * 3
+    formats = {"full_float32": ("full", "float32", None), "full_float16": ("full", "float16", None),
+               "topk10": ("topk", "float16", 10)}
+    out = {}
+    fields = {"generation": 0, "teacher_checkpoint": "-", "teacher_sha256": "-",
+              "dataset": {"length": profile.bytes_views, "num_classes": num_classes}}
+    for label, (fmt, dtype, k) in formats.items():
+        layout = CacheLayout(format=fmt, topk=k)
+        writer = CacheWriter(work / f"bytes-{label}", profile.bytes_views, num_classes, dtype, fields, layout)
+        writer.on_predict_start(None, None)
+        for i, index in enumerate(torch.arange(profile.bytes_views).split(4096)):
+            writer.write_on_batch_end(None, None, logits[index], None, (None, None, index), i)
+        writer.on_predict_end(None, None)
+        cache = SoftLabelCache(work / f"bytes-{label}", fields["dataset"], None, layout)
+        out[label] = cache.nbytes / profile.bytes_views
+    out["classes"] = num_classes
+    return out
+
+
+def run_timing(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str, Any]:
+    """Every speed measurement of the suite on ``dm``."""
+    build = build_ratios(profile, dm, work / "build")
+    teacher = build.pop("teacher").student.eval()
+    steps = step_ratios(profile, dm, build.pop("cache_dir"), teacher)
+    return {**steps, **build, **loop_ratio(profile, dm, work), "bytes_per_view": bytes_per_view(profile, work)}
