@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/run.py [--quick] [--json OUT.json] [--write-docs] [--profile full|quick|gpu] [--device DEV]
 
-Measures in one run (see :mod:`timing` and :mod:`accuracy` for exactly how):
+Measures in one run (see :mod:`suite_timing` and :mod:`suite_accuracy` for exactly how):
 
 * ``cached_over_ce``, ``online_over_ce``: training-step time with cached / online teacher scores over a plain
   cross-entropy step (same network, same batches);
@@ -31,9 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when imported by the tests
 
-from accuracy import run_accuracy  # noqa: E402
-from common import PROFILES, REPO, Profile, datamodule, machine  # noqa: E402
-from timing import run_timing  # noqa: E402
+from suite_accuracy import run_accuracy  # noqa: E402
+from suite_common import PROFILES, REPO, Profile, datamodule, machine  # noqa: E402
+from suite_timing import run_timing  # noqa: E402
 
 GOALS = {"cached_over_ce": ("<=", 1.03), "build_over_inference": (">=", 0.9), "lightning_over_torch": (">=", 0.95),
          "topk10_bytes_per_view_at_100_classes": ("<=", 40.0), "topk_minus_full_points": ("abs<=", 0.2)}

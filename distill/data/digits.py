@@ -6,8 +6,6 @@ The default quick-start dataset: real data that ships inside the scikit-learn wh
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from distill.data.base import DATASETS, DistillDataModule, TensorIndexedDataset, subset_first
 
@@ -41,6 +39,9 @@ class DigitsDataModule(DistillDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.cache_set is not None:
             return
+        from sklearn.datasets import load_digits  # imported here: scikit-learn costs ~1-2 s at import time
+        from sklearn.model_selection import train_test_split
+
         bunch = load_digits()
         x = (torch.tensor(bunch.images, dtype=torch.float32) / 16.0 - DIGITS_MEAN) / DIGITS_STD
         y = torch.tensor(bunch.target, dtype=torch.long)

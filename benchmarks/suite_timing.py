@@ -14,12 +14,13 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import Profile, autocast, engine_run, recipe, timed
+from suite_common import Profile, autocast, engine_run, recipe, timed
 from torch import nn
+from torch.utils.data import DataLoader
 
 from distill.cache import CacheLayout, CacheWriter, SoftLabelCache
 from distill.config import generation_config
-from distill.data import DistillDataModule
+from distill.data import DistillDataModule, TensorIndexedDataset
 from distill.generations import generation_seed
 from distill.losses import build_loss
 from distill.models import create_backbone
@@ -176,27 +177,37 @@ def loop_ratio(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str,
             "torch_images_per_s": n / statistics.median(theirs_t)}
 
 
+class _TableScores(L.LightningModule):
+    """predict_step returns fixed logits rows for the batch's indices (bytes do not depend on who computed them)."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table, self.unused = table, nn.Linear(1, 1)
+
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        return self.table[batch[2]]
+
+
 def bytes_per_view(profile: Profile, work: Path, num_classes: int = 100) -> dict[str, float]:
     """Stored bytes per (view, sample) of each format at ``num_classes`` classes, from caches written to disk.
 
-    The :class:`CacheWriter` writes ``bytes_views`` random logit rows per format; the figure is the ``.npy`` payload
-    (file size minus its fixed header of about 128 bytes) divided by the number of views.
+    A predict loop with the :class:`CacheWriter` writes ``bytes_views`` random logit rows per format; the figure is
+    the ``.npy`` payload (file size minus its fixed header of about 128 bytes) divided by the number of views.
     """
-    logits = torch.randn(profile.bytes_views, num_classes, generator=torch.Generator().manual_seed(0)) * 3
+    n = profile.bytes_views
+    table = torch.randn(n, num_classes, generator=torch.Generator().manual_seed(0)) * 3
+    loader = DataLoader(TensorIndexedDataset(torch.zeros(n, 1), torch.zeros(n)), batch_size=4096)
     formats = {"full_float32": ("full", "float32", None), "full_float16": ("full", "float16", None),
                "topk10": ("topk", "float16", 10)}
-    out = {}
-    fields = {"generation": 0, "teacher_checkpoint": "-", "teacher_sha256": "-",
-              "dataset": {"length": profile.bytes_views, "num_classes": num_classes}}
+    dataset = {"length": n, "num_classes": num_classes}
+    out: dict[str, float] = {}
     for label, (fmt, dtype, k) in formats.items():
         layout = CacheLayout(format=fmt, topk=k)
-        writer = CacheWriter(work / f"bytes-{label}", profile.bytes_views, num_classes, dtype, fields, layout)
-        writer.on_predict_start(None, None)
-        for i, index in enumerate(torch.arange(profile.bytes_views).split(4096)):
-            writer.write_on_batch_end(None, None, logits[index], None, (None, None, index), i)
-        writer.on_predict_end(None, None)
-        cache = SoftLabelCache(work / f"bytes-{label}", fields["dataset"], None, layout)
-        out[label] = cache.nbytes / profile.bytes_views
+        writer = CacheWriter(work / f"bytes-{label}", n, num_classes, dtype, {
+            "generation": 0, "teacher_checkpoint": "-", "teacher_sha256": "-", "dataset": dataset}, layout)
+        L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                  callbacks=[writer]).predict(_TableScores(table), loader, return_predictions=False)
+        out[label] = SoftLabelCache(work / f"bytes-{label}", dataset, None, layout).nbytes / n
     out["classes"] = num_classes
     return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common import Profile, datamodule, engine_run, recipe
+from suite_common import Profile, datamodule, engine_run, recipe
 
 from distill.config import generation_config
 from distill.data import DataNotFoundError, DistillDataModule
