@@ -58,7 +58,9 @@ def run_suite(profile: Profile, work: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"profile": profile.name, "quick": profile.quick, "machine": machine(),
                               "timing_data": f"{timing_data}, {len(dm.train_set)} training images",
                               "settings": settings}
-    result.update(run_timing(profile, dm, work / "timing"))
+    loop_dm = dm if profile.loop_train == profile.timing_train else datamodule(profile, profile.loop_train, True)[0]
+    result["loop_data"] = f"{len(loop_dm.train_set)} training images, one epoch per round"
+    result.update(run_timing(profile, dm, loop_dm, work / "timing"))
     result["topk10_bytes_per_view_at_100_classes"] = result["bytes_per_view"]["topk10"]
     shared = dm if profile.acc_train == profile.timing_train and timing_data == profile.dataset else None
     result.update(run_accuracy(profile, work / "accuracy", shared))

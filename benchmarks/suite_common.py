@@ -61,11 +61,11 @@ class Profile:
     batch_size: int = 128
     eval_batch_size: int = 1000
     timing_train: int = 8192
-    steps: int = 40
+    steps: int = 60
     build_rounds: int = 3
     build_views: int = 2
     loop_train: int = 4096
-    loop_rounds: int = 3
+    loop_rounds: int = 4
     acc_train: int = 6000
     acc_epochs: int = 4
     acc_topk: int = 3
@@ -86,8 +86,8 @@ QUICK = Profile("quick", backbone={"name": "small_cnn", "init_args": {"width": 8
                 eval_batch_size=512, timing_train=2048, steps=8, build_rounds=2, loop_train=1024, loop_rounds=2,
                 acc_train=1024, acc_epochs=1, test_subset=2000, bytes_views=5000)
 TINY = replace(QUICK, name="tiny", backbone={"name": "small_cnn", "init_args": {"width": 4}}, batch_size=32,
-               eval_batch_size=128, timing_train=256, steps=2, build_rounds=1, loop_train=128, loop_rounds=1,
-               acc_train=128, test_subset=256, bytes_views=500)
+               eval_batch_size=128, timing_train=128, steps=2, build_rounds=1, loop_train=64, loop_rounds=1,
+               acc_train=64, test_subset=128, bytes_views=500)
 GPU = Profile("gpu", dataset="cifar10_jpeg", backbone="cifar_resnet20", device="cuda", precision="bf16-mixed",
               channels_last=True, batch_size=256, eval_batch_size=2048, timing_train=50000, steps=60, build_rounds=3,
               build_views=4, loop_train=50000, loop_rounds=2, acc_train=50000, acc_epochs=5, acc_topk=3,

@@ -212,9 +212,9 @@ def bytes_per_view(profile: Profile, work: Path, num_classes: int = 100) -> dict
     return out
 
 
-def run_timing(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str, Any]:
-    """Every speed measurement of the suite on ``dm``."""
+def run_timing(profile: Profile, dm: DistillDataModule, loop_dm: DistillDataModule, work: Path) -> dict[str, Any]:
+    """Every speed measurement of the suite: steps and builds on ``dm``, whole epochs on ``loop_dm``."""
     build = build_ratios(profile, dm, work / "build")
     teacher = build.pop("teacher").student.eval()
     steps = step_ratios(profile, dm, build.pop("cache_dir"), teacher)
-    return {**steps, **build, **loop_ratio(profile, dm, work), "bytes_per_view": bytes_per_view(profile, work)}
+    return {**steps, **build, **loop_ratio(profile, loop_dm, work), "bytes_per_view": bytes_per_view(profile, work)}

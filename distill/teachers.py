@@ -29,14 +29,18 @@ class CachedTeacher:
     """Teacher scores read from one cache, or the probability-average of several (``kd.teacher: ensemble``).
 
     Replay caches are read at view epoch ``epoch % E``; :class:`ViewEpoch` keeps :attr:`epoch` equal to the trainer's
-    epoch. On a CUDA device the caches are copied to the device once (``resident``), so a lookup is a gather on the
-    device with the batch's indices: no host round trip, no synchronisation.
+    epoch. On a GPU, caches up to :attr:`RESIDENT_LIMIT` bytes are copied to the device once (``resident``), so a
+    lookup is a gather on the device with the batch's indices: no host round trip, no synchronisation. Larger caches
+    stay memory-mapped (a host gather and a copy per batch).
 
     Args:
         caches: verified caches of the teacher generation(s).
         resident: hold the caches on the training device; None (default): only when that device is not the CPU
-            (on the CPU the memory map is already an in-memory gather, through the page cache).
+            (on the CPU the memory map is already an in-memory gather, through the page cache) and the cache is at
+            most :attr:`RESIDENT_LIMIT` bytes.
     """
+
+    RESIDENT_LIMIT = 4 * 1024**3  # 4 GiB: CIFAR-100 with 10 replayed full float16 views is 100 MB
 
     def __init__(self, caches: list[SoftLabelCache], resident: bool | None = None) -> None:
         if not caches:
@@ -48,8 +52,10 @@ class CachedTeacher:
 
     def to(self, device: torch.device) -> CachedTeacher:
         self.device = torch.device(device)
-        if self.resident or (self.resident is None and self.device.type != "cpu"):
-            self.caches = [c.to_device(self.device) for c in self.caches]
+        for cache in self.caches:
+            if self.resident or (self.resident is None and self.device.type != "cpu"
+                                 and cache.nbytes <= self.RESIDENT_LIMIT):
+                cache.to_device(self.device)
         return self
 
     def set_epoch(self, epoch: int) -> None:

@@ -1,7 +1,8 @@
 """The soft-label cache between generations: written once by a predict loop, read by index by the next student.
 
 Modules: :mod:`~distill.cache.manifest` (what a cache was computed from, its layout), :mod:`~distill.cache.formats`
-(``cache.format``: full logits or top-k), :mod:`~distill.cache.writer` (the predict-loop writer),
+(``cache.format``: full logits or top-k), :mod:`~distill.cache.writer` (the predict-loop writer; under DDP with the
+per-rank shards of :mod:`~distill.cache.shards`),
 :mod:`~distill.cache.store` (verified, memory-mapped reads) and :mod:`~distill.cache.replay` (``cache.mode`` and the
 replayable augmented views).
 """

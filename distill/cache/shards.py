@@ -53,8 +53,11 @@ class RankShard:
 
     @classmethod
     def start(cls, directory: Path, trainer: L.Trainer, stale: tuple[Path, ...]) -> RankShard:
-        """Rank 0 prepares the directory (creates it, removes ``stale`` files and old shards); then every rank opens
-        its shard. A collective: every rank calls it at the start of the predict loop."""
+        """Open this rank's shard once rank 0 has prepared the directory.
+
+        Rank 0 creates the directory and removes the ``stale`` files and any old shards; after a barrier every rank
+        opens its own shard. A collective: every rank calls it at the start of the predict loop.
+        """
         if trainer.is_global_zero:
             directory.mkdir(parents=True, exist_ok=True)
             for path in stale:
@@ -80,11 +83,12 @@ class RankShard:
             os.fsync(f.fileno())
 
     def finish(self, trainer: L.Trainer, merge: Callable[[list[tuple[Path, Path]]], None]) -> None:
-        """Close this shard; rank 0 runs ``merge(shard paths of every rank)`` and removes the shards; every rank
-        learns the outcome (a failure on rank 0 raises :class:`CacheError` on the others, the original error on rank 0).
+        """Close this shard and let rank 0 merge every rank's shard; every rank learns the outcome.
 
-        A collective: every rank calls it at the end of the predict loop. The final broadcast also keeps every rank
-        from reading the cache before rank 0 has written its manifest.
+        After a barrier rank 0 runs ``merge(shard paths of every rank)`` and removes the shards. A failure there is
+        re-raised on rank 0 and raised as :class:`CacheError` on the other ranks. A collective: every rank calls it
+        at the end of the predict loop. The final broadcast also keeps every rank from reading the cache before rank 0
+        has written its manifest.
         """
         self.close()
         trainer.strategy.barrier("cache-shards-written")
@@ -106,8 +110,17 @@ class RankShard:
 
 def merge_shards(shards: list[tuple[Path, Path]], target: np.ndarray, row_dtype: np.dtype,
                  row_shape: tuple[int, ...]) -> np.ndarray:
-    """Copy every shard's rows into ``target`` (the array viewed as ``(positions, *row_shape)``); return how many
-    times each position was written."""
+    """Copy every shard's rows into ``target`` and count how many times each position was written.
+
+    Args:
+        shards: ``(rows, index)`` file pairs of every rank.
+        target: the array viewed as ``(positions, *row_shape)`` (a writable memory map).
+        row_dtype: dtype of one stored row.
+        row_shape: trailing shape of one row.
+
+    Returns:
+        int64 ``(positions,)`` write counts.
+    """
     written = np.zeros(len(target), dtype=np.int64)
     row_bytes = row_dtype.itemsize * int(np.prod(row_shape, dtype=np.int64))
     for rows_path, index_path in shards:
