@@ -41,7 +41,7 @@ class Profile:
         eval_batch_size: cache-build and evaluation batch size.
         timing_train: training samples of the timing data.
         steps: timed training steps per variant in the step benchmark (interleaved with the others).
-        build_rounds: interleaved rounds of bare inference / clean build / replay build.
+        build_rounds: interleaved rounds of (prepared-batch compute, inference loop, build) for clean and replay.
         build_views: view epochs of the timed replay build.
         loop_train: training samples of the Lightning-vs-PyTorch epochs.
         loop_rounds: interleaved rounds of (our loop, hand-written loop), one epoch each.
@@ -62,10 +62,10 @@ class Profile:
     eval_batch_size: int = 1000
     timing_train: int = 8192
     steps: int = 60
-    build_rounds: int = 3
+    build_rounds: int = 5
     build_views: int = 2
-    loop_train: int = 4096
-    loop_rounds: int = 4
+    loop_train: int = 2048
+    loop_rounds: int = 8
     acc_train: int = 6000
     acc_epochs: int = 4
     acc_topk: int = 3

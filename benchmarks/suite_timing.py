@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from distill.cache import CacheLayout, CacheWriter, SoftLabelCache
+from distill.cache.replay import build_loader
 from distill.config import generation_config
 from distill.data import DistillDataModule, TensorIndexedDataset
 from distill.generations import generation_seed
@@ -46,41 +47,54 @@ def save_teacher(profile: Profile, dm: DistillDataModule, path: Path) -> Generat
 
 
 def build_ratios(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str, Any]:
-    """``build_over_inference``: clean cache-build throughput / bare teacher inference throughput (and replay's).
+    """``build_over_inference``: cache-build throughput / bare teacher inference throughput, clean and replay.
 
-    Bare inference: the teacher alone in ``torch.inference_mode`` over the cache loader's batches, prepared in memory
-    beforehand (pure compute). Cache build: the engine's :meth:`BornAgainRun.build_cache` -- Lightning's predict loop
-    with the data pipeline, the :class:`CacheWriter`, fsync, sha256 and manifest. Replay build: the same for
-    ``build_views`` augmented views per sample, compared with bare inference on as many images. Rounds are
-    interleaved; each ratio is the median over rounds.
+    Cache build: the engine's :meth:`BornAgainRun.build_cache` -- Lightning's predict loop over
+    :func:`~distill.cache.replay.build_loader`, the :class:`CacheWriter` (encode, scatter into the memory map),
+    fsync, sha256 and manifest. Bare inference: a hand-written ``torch.inference_mode`` loop running the teacher over
+    the same loader (same batches, same data preparation), writing nothing. Replay: the same pair over
+    ``build_views`` augmented views per sample. Also, as context, ``build_over_compute``: the build against the teacher
+    alone on batches prepared in memory beforehand (so it also charges the data preparation, normalisation and
+    augmentation, to the build). Rounds are interleaved; each ratio is the median over rounds of the paired ratio.
     """
     teacher = save_teacher(profile, dm, work / "teacher" / "model.ckpt")
-    clean = engine_run(recipe(profile, len(dm.cache_set), 1), work / "clean", dm, work / "teacher" / "model.ckpt")
-    replay = engine_run(recipe(profile, len(dm.cache_set), 1, "--cache.mode", "replay", "--cache.epochs",
-                               str(profile.build_views)), work / "replay", dm, work / "teacher" / "model.ckpt")
-    xs = [batch[0] for batch in dm.cache_dataloader()]
+    runs = {name: engine_run(recipe(profile, len(dm.cache_set), 1, *extra), work / name, dm,
+                             work / "teacher" / "model.ckpt")
+            for name, extra in (("clean", ()), ("replay", ("--cache.mode", "replay", "--cache.epochs",
+                                                            str(profile.build_views))))}
+    loaders = {name: build_loader(dm, run.cache_layout(generation_config(run.cfg, 0))) for name, run in runs.items()}
+    prepared = [batch[0] for batch in loaders["clean"]]
     net = teacher.student.eval()
 
-    def bare() -> None:
+    def bare(batches: Any) -> None:
         with torch.inference_mode(), autocast(profile):
-            for x in xs:
-                net(x)
+            for batch in batches:
+                net(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
-    n = len(dm.cache_set)
-    bare_t, clean_t, replay_t = [], [], []
+    def build(name: str) -> None:
+        runs[name].build_cache(0, generation_config(runs[name].cfg, 0), teacher)
+
+    t: dict[str, list[float]] = {k: [] for k in ("compute", "bare", "build", "replay_bare", "replay_build")}
     for _ in range(profile.build_rounds):
-        bare_t.append(timed(bare, profile.device))
-        clean_t.append(timed(lambda: clean.build_cache(0, generation_config(clean.cfg, 0), teacher), profile.device))
-        replay_t.append(timed(lambda: replay.build_cache(0, generation_config(replay.cfg, 0), teacher),
-                              profile.device))
-    e = profile.build_views
+        t["compute"].append(timed(lambda: bare(prepared), profile.device))
+        t["bare"].append(timed(lambda: bare(loaders["clean"]), profile.device))
+        t["build"].append(timed(lambda: build("clean"), profile.device))
+        t["replay_bare"].append(timed(lambda: bare(loaders["replay"]), profile.device))
+        t["replay_build"].append(timed(lambda: build("replay"), profile.device))
+
+    def ratio(num: str, den: str) -> float:  # throughput ratio den-time / num-time, paired per round
+        return statistics.median(b / a for a, b in zip(t[num], t[den], strict=True))
+
+    n, e = len(dm.cache_set), profile.build_views
     return {
-        "build_over_inference": statistics.median(b / c for b, c in zip(bare_t, clean_t, strict=True)),
-        "replay_build_over_inference": statistics.median(e * b / r for b, r in zip(bare_t, replay_t, strict=True)),
-        "inference_images_per_s": n / statistics.median(bare_t),
-        "build_images_per_s": n / statistics.median(clean_t),
-        "replay_build_views_per_s": e * n / statistics.median(replay_t),
-        "cache_dir": str(clean.layout.cache_dir(0)), "teacher": teacher,
+        "build_over_inference": ratio("build", "bare"),
+        "replay_build_over_inference": ratio("replay_build", "replay_bare"),
+        "build_over_compute": ratio("build", "compute"),
+        "inference_images_per_s": n / statistics.median(t["bare"]),
+        "compute_images_per_s": n / statistics.median(t["compute"]),
+        "build_images_per_s": n / statistics.median(t["build"]),
+        "replay_build_views_per_s": e * n / statistics.median(t["replay_build"]),
+        "cache_dir": str(runs["clean"].layout.cache_dir(0)), "teacher": teacher,
     }
 
 
