@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,6 +20,8 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from suite_common import machine  # noqa: E402  (the benchmarks' one machine description)
 
 # name -> (recipe, extra overrides, what the schedule is)
 RUNS: dict[str, tuple[str, list[str], str]] = {
@@ -70,15 +70,9 @@ def _fmt(values: list[float]) -> str:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, no GPU" if os.cpu_count() else cpu
+    m = machine()
+    load = m["load_average_at_start"]  # read now, i.e. when the page is written
+    return f"{m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}; load average when written {load}"
 
 
 def section(name: str, seeds: list[int], out_root: Path) -> str:
