@@ -48,6 +48,7 @@ def run_accuracy(profile: Profile, work: Path, dm: DistillDataModule | None = No
         out.update(topk_minus_full_points=None, replay_minus_online_points=None, clean_minus_online_points=None)
         return out
     n, epochs = profile.acc_train, profile.acc_epochs
+    out["test_images"] = len(dm.test_set)
     base = ["--cache.topk", str(profile.acc_topk), "--cache.epochs", str(epochs)]
     teacher_run = engine_run(recipe(profile, n, epochs, *base), work / "teacher", dm)
     g0 = generation_config(teacher_run.cfg, 0)
