@@ -86,8 +86,8 @@ class CacheLayout:
         return self.view_epochs is not None
 
 
-@dataclass
-class Manifest:
+@dataclass(frozen=True, kw_only=True)
+class Manifest(CacheLayout):
     """Everything a reader checks before trusting a cache.
 
     Attributes:
@@ -100,7 +100,7 @@ class Manifest:
         array_sha256: sha256 of ``logits.npy`` as written.
         array_bytes: size of ``logits.npy`` in bytes.
         version: manifest format version.
-        mode, format, topk, view_epochs, view_seed, augmentation: the :class:`CacheLayout` (defaults: clean, full).
+        (inherited) mode, format, topk, view_epochs, view_seed, augmentation: the :class:`CacheLayout`.
     """
 
     generation: int
@@ -112,12 +112,6 @@ class Manifest:
     array_sha256: str
     array_bytes: int
     version: int = MANIFEST_VERSION
-    mode: str = "clean"
-    format: str = "full"
-    topk: int | None = None
-    view_epochs: int | None = None
-    view_seed: int | None = None
-    augmentation: str | None = None
 
     @property
     def layout(self) -> CacheLayout:
