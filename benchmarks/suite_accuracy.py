@@ -28,7 +28,7 @@ SETTINGS = {
 def schedule(profile: Profile) -> str:
     """One line describing the accuracy runs of ``profile``."""
     test = f"first {profile.test_subset} test images" if profile.test_subset else "the full test set"
-    return (f"{profile.dataset}, first {profile.acc_train} training images, {profile.backbone}, batch "
+    return (f"{profile.dataset}, a fixed random {profile.acc_train} training images, {profile.backbone}, batch "
             f"{profile.batch_size}, SGD lr 0.05 cosine, {profile.acc_epochs} epoch(s) for the teacher and each student "
             f"(replay cache.epochs {profile.acc_epochs}, top-k k={profile.acc_topk}), one seed, {test}")
 

@@ -88,7 +88,8 @@ class DistillDataModule(L.LightningDataModule):
         batch_size: training batch size.
         eval_batch_size: batch size for cache building and evaluation (no gradients, so larger is cheaper).
         num_workers: DataLoader workers; 0 keeps in-memory datasets in the main process (fastest for small data).
-        train_subset: use only the first ``train_subset`` training samples (after the fixed split); for smoke tests.
+        train_subset: use only a fixed random subset of ``train_subset`` training samples (seed 0, kept in index
+            order; after the fixed splits): for smoke tests and CPU-sized runs.
     """
 
     name: str = "base"
@@ -178,6 +179,16 @@ class DistillDataModule(L.LightningDataModule):
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
 
 
-def subset_first(images: torch.Tensor, labels: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the first ``n`` samples (all when ``n`` is None)."""
-    return (images, labels) if n is None else (images[:n], labels[:n])
+SUBSET_SEED = 0  # fixed: the same subset in every run and generation, whatever the run seed
+
+
+def subset_indices(total: int, n: int | None) -> torch.Tensor:
+    """Indices of a fixed random subset of ``n`` of ``total`` samples, in increasing order (all when ``n`` is None).
+
+    Random rather than the first ``n``: files of image folders (and many datasets) are sorted by class, and the first
+    5,000 CIFAR-10 JPEGs are all airplanes.
+    """
+    if n is None or n >= total:
+        return torch.arange(total)
+    perm = torch.randperm(total, generator=torch.Generator().manual_seed(SUBSET_SEED))
+    return perm[: int(n)].sort().values

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from distill.data.base import DATASETS, DistillDataModule, TensorIndexedDataset, subset_first
+from distill.data.base import DATASETS, DistillDataModule, TensorIndexedDataset, subset_indices
 
 # Pixel statistics of the digits images scaled to [0, 1] (intensities 0..16 divided by 16), measured on all 1,797.
 DIGITS_MEAN, DIGITS_STD = 0.3053, 0.3760
@@ -47,6 +47,7 @@ class DigitsDataModule(DistillDataModule):
         y = torch.tensor(bunch.target, dtype=torch.long)
         idx_train, idx_test = train_test_split(
             torch.arange(len(y)).numpy(), test_size=self.test_fraction, stratify=y.numpy(), random_state=0)
-        xtr, ytr = subset_first(x[idx_train].unsqueeze(1), y[idx_train], self.train_subset)
+        keep = torch.as_tensor(idx_train)[subset_indices(len(idx_train), self.train_subset)]
+        xtr, ytr = x[keep].unsqueeze(1), y[keep]
         self.train_set = self.cache_set = TensorIndexedDataset(xtr, ytr)
         self.test_set = TensorIndexedDataset(x[idx_test].unsqueeze(1), y[idx_test])

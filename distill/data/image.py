@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from distill.data.base import DataError, DistillDataModule
+from distill.data.base import DataError, DistillDataModule, subset_indices
 from distill.data.defaults import AugmentSpec, resolve_spec
 from distill.data.memory import EpochBatchSampler, EpochShuffleSampler, MemoryImageSet, passthrough
 from distill.data.sources import PerSampleSet, Split, build_transform
@@ -113,7 +113,7 @@ class ImageDataModule(DistillDataModule):
         train, val, test = self._load_splits()
         train, val = self._carve_val(train, val)
         if self.train_subset is not None:
-            train = train.select(torch.arange(min(int(self.train_subset), len(train))))
+            train = train.select(subset_indices(len(train), self.train_subset))
         self.pipeline_used = self._choose_pipeline(train)
         sets = self._memory_sets(train, val, test) if self.pipeline_used == "memory" else \
             self._torchvision_sets(train, val, test)
