@@ -364,8 +364,3 @@ class BornAgainRun:
         if is_global_zero():
             atomic_write_json(self.layout.root / "summary.json", summary)
         return summary
-
-
-def load_summary(run_dir: str | Path) -> dict[str, Any]:
-    """Read ``RUN/summary.json``."""
-    return json.loads((Path(run_dir) / "summary.json").read_text())
