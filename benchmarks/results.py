@@ -27,7 +27,8 @@ from suite_common import machine  # noqa: E402  (the benchmarks' one machine des
 RUNS: dict[str, tuple[str, list[str], str]] = {
     "digits": ("recipes/digits-ban.yaml", [], "the recipe as shipped: small_cnn, 15 epochs per generation"),
     "fashion-mnist": ("recipes/fashion-mnist-ban.yaml", ["--data.train_subset", "10000"],
-                      "the recipe (small_cnn width 16, 5 epochs per generation) on a fixed random 10,000 of the training images"),
+                      "the recipe (small_cnn width 16, 5 epochs per generation) on a fixed random 10,000 of the "
+                      "training images"),
     "cifar10-jpeg": ("recipes/cifar10-ban-resnet20.yaml",
                      ["--data.train_subset", "5000", "--trainer.max_epochs", "3", "--optimizer.scheduler", "cosine",
                       "--trainer.accelerator", "cpu"],

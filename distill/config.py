@@ -107,8 +107,12 @@ def parse_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParse
     parser = parser or build_parser()
     args = list(overrides)
     if recipe is not None:
+        if Path(recipe).is_dir():
+            raise RecipeError(f"recipe {recipe} is a directory, not a YAML file")
         if not Path(recipe).is_file():
             raise RecipeError(f"recipe file not found: {recipe}")
+        if not Path(recipe).read_text().strip():
+            raise RecipeError(f"recipe file {recipe} is empty")
         args = ["--config", str(recipe), *args]
     try:
         cfg = parser.parse_args(args)

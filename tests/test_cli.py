@@ -25,6 +25,8 @@ BAD_OVERRIDES = {
     "unknown dataset": (["--data", '{"name": "digitz"}'], "digits"),
     "unknown data option": (["--data", '{"name": "digits", "batchsize": 3}'], "data.batchsize"),
     "unknown optimizer": (["--optimizer.name", "sgdd"], "sgd"),
+    "zero batch size": (["--data", '{"name": "digits", "batch_size": 0}'], "data.batch_size"),
+    "non-integer subset": (["--data", '{"name": "digits", "train_subset": "x"}'], "data.train_subset"),
     "override of a fixed key": (["--per_generation", '[{"generation": 1, "seed": 3}]'], "per_generation[0].seed"),
     "override out of range": (["--per_generation", '[{"generation": 7}]'], "per_generation[0].generation"),
     "bad override value": (["--per_generation", '[{"generation": 1, "kd": {"alpha": 2}}]'], "kd.alpha"),
@@ -47,6 +49,12 @@ def test_missing_recipe_and_malformed_yaml(tmp_path, capsys):
     assert run_cli("run", str(bad)) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n")
+    assert run_cli("run", str(empty)) == 2
+    assert "is empty" in capsys.readouterr().err
+    assert run_cli("run", str(tmp_path)) == 2
+    assert "is a directory" in capsys.readouterr().err
 
 
 def test_existing_output_directory_is_refused(tmp_path, capsys):

@@ -100,6 +100,10 @@ class DistillDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, num_workers: int = 0,
                  train_subset: int | None = None) -> None:
         super().__init__()
+        for key, value, least in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
+                                  ("num_workers", num_workers, 0), ("train_subset", train_subset, 1)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+                raise DataError(f"data.{key} must be an integer >= {least}, got {value!r}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
