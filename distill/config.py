@@ -111,7 +111,11 @@ def parse_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParse
             raise RecipeError(f"recipe {recipe} is a directory, not a YAML file")
         if not Path(recipe).is_file():
             raise RecipeError(f"recipe file not found: {recipe}")
-        if not Path(recipe).read_text().strip():
+        try:
+            empty = not Path(recipe).read_text().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise RecipeError(f"recipe file {recipe} cannot be read as text: {e}") from None
+        if empty:
             raise RecipeError(f"recipe file {recipe} is empty")
         args = ["--config", str(recipe), *args]
     try:
@@ -149,15 +153,23 @@ def _check_data(data: dict[str, Any]) -> None:
                           f"(accepted: {', '.join(sorted(accepted))})")
 
 
+def _check_epochs(cfg: Namespace, where: str = "") -> None:
+    epochs = cfg.trainer.max_epochs
+    if not isinstance(epochs, int) or epochs < 1:
+        raise RecipeError(f"{where}trainer.max_epochs must be an integer >= 1 (a generation trains for a fixed "
+                          f"number of epochs), got {epochs!r}")
+
+
 def validate(cfg: Namespace, parser: ArgumentParser) -> None:
     """Checks beyond types: registry names, data options, and every per-generation override (merged and re-parsed)."""
     _check_names(cfg)
+    _check_epochs(cfg)
     _check_data(cfg.data)
     seen = set()
     for i, override in enumerate(cfg.per_generation or []):
         where = f"per_generation[{i}]"
         gen = override.get("generation")
-        if not isinstance(gen, int) or not 0 <= gen <= cfg.generations:
+        if not isinstance(gen, int) or isinstance(gen, bool) or not 0 <= gen <= cfg.generations:
             raise RecipeError(f"{where}.generation must be an integer in [0, {cfg.generations}], got {gen!r}")
         if gen in seen:
             raise RecipeError(f"{where}.generation {gen} appears twice")
@@ -166,11 +178,15 @@ def validate(cfg: Namespace, parser: ArgumentParser) -> None:
         if extra:
             raise RecipeError(f"{where}.{extra[0]} cannot be overridden per generation "
                               f"(allowed: {', '.join(sorted(OVERRIDABLE))})")
+        for section in ("kd", "optimizer", "trainer"):
+            if section in override and not isinstance(override[section], dict):
+                raise RecipeError(f"{where}.{section} must be a mapping of {section} keys, got {override[section]!r}")
         try:
             merged = generation_config(cfg, gen, parser)
         except Exception as e:  # the merged recipe failed to parse: report it against the override
             raise RecipeError(f"{where}: {one_line(e)}") from None
         _check_names(merged, f"{where}: ")
+        _check_epochs(merged, f"{where}: ")
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -37,13 +37,13 @@ from distill.cache import (
 from distill.cache.formats import build_format
 from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, require_replay
 from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard
-from distill.config import CacheConfig, KDConfig, generation_config
+from distill.config import CacheConfig, KDConfig, RecipeError, generation_config
 from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, is_global_zero, require_command_launcher
 from distill.faults import fault_point
 from distill.losses import build_loss
 from distill.metrics import agreement, ensemble_logits, evaluate
-from distill.models import backbone_label, check_output, create_backbone
+from distill.models import BackboneError, backbone_label, check_output, create_backbone
 from distill.module import GenerationModule
 from distill.optim import OptimizerConfig
 from distill.speed import SpeedConfig, apply_speed
@@ -297,9 +297,17 @@ class BornAgainRun:
             self.dm = build_datamodule(self.cfg.data)
         sample = self.dm.cache_set[0][0]
         for k in range(self.cfg.generations + 1):
-            spec = generation_config(self.cfg, k).backbone
-            model = create_backbone(spec, self.dm.num_classes, self.dm.in_chans)
-            check_output(model, sample, self.dm.num_classes, backbone_label(spec))
+            g = generation_config(self.cfg, k)
+            try:
+                model = create_backbone(g.backbone, self.dm.num_classes, self.dm.in_chans)
+            except (TypeError, ValueError) as e:  # bad init_args or a model that cannot take this data
+                raise BackboneError(f"backbone {backbone_label(g.backbone)!r} cannot be built: {e}") from None
+            check_output(model, sample, self.dm.num_classes, backbone_label(g.backbone))
+            try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
+                L.Trainer(**{**self.trainer_kwargs(g), "logger": False, "enable_checkpointing": False,
+                             "enable_progress_bar": False})
+            except Exception as e:  # any rejection of the user's trainer settings, in one line
+                raise RecipeError(f"trainer (generation {k}): {type(e).__name__}: {e}") from None
         self._preflight_done = True
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
@@ -308,18 +316,21 @@ class BornAgainRun:
         try:
             SoftLabelCache(self.layout.cache_dir(k), self.dm.fingerprint(), sha256_file(self.layout.checkpoint(k)),
                            self.cache_layout(generation_config(self.cfg, k)))
-        except CacheMismatchError:
-            raise  # intact but computed from something else: the user must decide, we never overwrite it silently
+        except CacheMismatchError as e:  # intact but computed from something else: never overwritten silently
+            raise CacheMismatchError(f"{e}; delete {self.layout.cache_dir(k)} to rebuild it with the current "
+                                     "settings") from None
         except CacheError as e:
             self.console.print(f"[yellow]cache of generation {k} is damaged ({e}); rebuilding it[/]")
             return False
         return True
 
-    def _generation_is_done(self, k: int, state: RunState) -> bool:
-        ckpt, metrics = self.layout.checkpoint(k), self.layout.gen_dir(k) / "metrics.json"
-        sha = state.generation_sha(k)
-        return (sha is not None and ckpt.is_file() and metrics.is_file() and self.layout.test_logits(k).is_file()
-                and sha256_file(ckpt) == sha)
+    def _is_trained(self, k: int, state: RunState) -> bool:
+        """Generation ``k``'s final checkpoint exists with the checksum recorded when it was saved."""
+        ckpt, sha = self.layout.checkpoint(k), state.generation_sha(k)
+        return sha is not None and ckpt.is_file() and sha256_file(ckpt) == sha
+
+    def _is_evaluated(self, k: int) -> bool:
+        return (self.layout.gen_dir(k) / "metrics.json").is_file() and self.layout.test_logits(k).is_file()
 
     def run(self) -> dict[str, Any]:
         """Train every generation not already finished in the run directory; return (and write) ``summary.json``.
@@ -340,20 +351,25 @@ class BornAgainRun:
             title = (f"teacher {'+'.join(f'gen-{j}' for j in teacher)} ({g.cache.mode})" if teacher
                      else "cross-entropy on labels")
             module = None
-            if self._generation_is_done(k, state):
+            trained = self._is_trained(k, state)
+            if trained and self._is_evaluated(k):
                 self.console.rule(f"generation {k}/{self.cfg.generations} · done, reusing it")
                 metrics = json.loads((self.layout.gen_dir(k) / "metrics.json").read_text())
                 self.test_logits.append(torch.from_numpy(np.load(self.layout.test_logits(k), allow_pickle=False)))
             else:
                 self.console.rule(f"[bold]generation {k}/{self.cfg.generations}[/] · {backbone_label(g.backbone)} · "
-                                  + title)
+                                  + (title if not trained else "trained, evaluating it"))
                 if is_global_zero():
                     self.layout.gen_dir(k).mkdir(parents=True, exist_ok=True)
-                module, seconds = self.train(k, g)
+                if trained:  # crashed between saving the checkpoint and writing the metrics: never retrain
+                    module, seconds = self.load_module(k, g), state.train_seconds.get(str(k), float("nan"))
+                else:
+                    module, seconds = self.train(k, g)
+                    state.mark_generation(k, sha256_file(self.layout.checkpoint(k)), round(seconds, 2))
+                    fault_point(f"fitted:{k}")
                 metrics = self.evaluate(k, g, module, seconds)
                 if is_global_zero():
                     atomic_write_json(self.layout.gen_dir(k) / "metrics.json", metrics)
-                state.mark_generation(k, sha256_file(self.layout.checkpoint(k)))
                 fault_point(f"trained:{k}")
             if not self._cache_is_valid(k, state):
                 state.mark_cache(k, self.build_cache(k, g, module or self.load_module(k, g)))

@@ -28,15 +28,23 @@ class RunState:
         data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.generations: dict[str, str] = data.get("generations", {})
         self.caches: dict[str, str] = data.get("caches", {})
+        self.train_seconds: dict[str, float] = data.get("train_seconds", {})
 
     def save(self) -> None:
         """Write ``state.json`` atomically (on global rank 0 only)."""
         if is_global_zero():
-            atomic_write_json(self.path, {"generations": self.generations, "caches": self.caches})
+            atomic_write_json(self.path, {"generations": self.generations, "caches": self.caches,
+                                      "train_seconds": self.train_seconds})
 
-    def mark_generation(self, k: int, checkpoint_sha256: str) -> None:
+    def mark_generation(self, k: int, checkpoint_sha256: str, train_seconds: float) -> None:
+        """Record generation ``k``'s final checkpoint. A (re)trained generation invalidates its own old cache and
+        every later generation and cache: those learned from a teacher that no longer exists."""
+        for table in (self.generations, self.caches, self.train_seconds):
+            for key in [key for key in table if int(key) > k]:
+                del table[key]
         self.generations[str(k)] = checkpoint_sha256
-        self.caches.pop(str(k), None)  # a retrained generation invalidates its old cache
+        self.train_seconds[str(k)] = train_seconds
+        self.caches.pop(str(k), None)
         self.save()
 
     def mark_cache(self, k: int, array_sha256: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +39,8 @@ def _killed_run(tmp_path, point: str):
     return out
 
 
-@pytest.mark.parametrize("point", ["fit:0:step:7", "cache:0:batch:1", "cached:0", "fit:1:epoch:0", "trained:1"])
+@pytest.mark.parametrize("point", ["fit:0:step:7", "cache:0:batch:1", "cached:0", "fit:1:epoch:0", "fitted:1",
+                                   "trained:1"])
 def test_killed_then_resumed_matches_uninterrupted(tmp_path, reference, point):
     out = _killed_run(tmp_path, point)
     assert not (out / "summary.json").exists()
@@ -51,6 +53,27 @@ def test_finished_generations_are_not_retrained(tmp_path, reference):
     before = (out / "gen-0" / "model.ckpt").stat().st_mtime_ns
     assert run_cli("run", "--out", str(out), "--resume") == 0
     assert (out / "gen-0" / "model.ckpt").stat().st_mtime_ns == before
+
+
+def test_a_generation_killed_before_its_metrics_is_evaluated_not_retrained(tmp_path, reference):
+    out = _killed_run(tmp_path, "fitted:0")  # checkpoint saved, metrics not yet written
+    before = (out / "gen-0" / "model.ckpt").stat().st_mtime_ns
+    assert run_cli("run", "--out", str(out), "--resume") == 0
+    assert (out / "gen-0" / "model.ckpt").stat().st_mtime_ns == before
+    assert _metrics(out) == _metrics(reference)
+
+
+def test_a_retrained_generation_retrains_its_descendants(tmp_path, reference):
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    ckpt = out / "gen-0" / "model.ckpt"
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0x01  # gen 0 is damaged: it is retrained, so gen 1 (taught by it) must be too
+    ckpt.write_bytes(bytes(data))
+    gen1 = (out / "gen-1" / "model.ckpt").stat().st_mtime_ns
+    assert run_cli("run", "--out", str(out), "--resume") == 0
+    assert (out / "gen-1" / "model.ckpt").stat().st_mtime_ns != gen1
+    assert _metrics(out) == _metrics(reference)  # deterministic on CPU: the same run again
 
 
 def test_resume_refuses_a_changed_recipe_unless_forced(tmp_path, reference, capsys):
