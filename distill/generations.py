@@ -136,7 +136,25 @@ class BornAgainRun:
         self.console = console or Console()
         self.dm = dm
         self._preflight_done = False
+        self._fingerprint: dict[str, Any] | None = None
+        self._shas: dict[tuple[Path, int, int], str] = {}
         self.test_logits: list[torch.Tensor] = []
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """The training set's fingerprint, computed once (it hashes every label)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.dm.fingerprint()
+        return self._fingerprint
+
+    def checkpoint_sha(self, k: int) -> str:
+        """sha256 of ``gen-k/model.ckpt``, re-read only when the file's size or modification time changed."""
+        path = self.layout.checkpoint(k)
+        stat = path.stat()
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        if key not in self._shas:
+            self._shas[key] = sha256_file(path)
+        return self._shas[key]
 
     def trainer_kwargs(self, g: Namespace) -> dict[str, Any]:
         return dict(g.trainer.as_dict() if isinstance(g.trainer, Namespace) else g.trainer)
@@ -187,9 +205,9 @@ class BornAgainRun:
             models = [apply_speed(load_student(self.layout.checkpoint(j), generation_config(self.cfg, j).backbone,
                                                self.dm.num_classes, self.dm.in_chans), self.speed) for j in members]
             return OnlineTeacher(models)
-        fingerprint, layout = self.dm.fingerprint(), self.cache_layout(g)
-        return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), fingerprint,
-                                             sha256_file(self.layout.checkpoint(j)), layout) for j in members])
+        layout = self.cache_layout(g)
+        return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), self.fingerprint, self.checkpoint_sha(j), layout)
+                              for j in members])
 
     def train(self, k: int, g: Namespace) -> tuple[GenerationModule, float]:
         """Fit generation ``k`` from a fresh initialisation (or from its last end-of-epoch checkpoint when resuming).
@@ -248,7 +266,7 @@ class BornAgainRun:
         writer = CacheWriter(self.layout.cache_dir(k), len(self.dm.cache_set), self.dm.num_classes,
                              CacheConfig(**g.cache.as_dict()).dtype,
                              {"generation": k, "teacher_checkpoint": str(ckpt.relative_to(self.layout.root)),
-                              "teacher_sha256": sha256_file(ckpt), "dataset": self.dm.fingerprint()}, layout)
+                              "teacher_sha256": self.checkpoint_sha(k), "dataset": self.fingerprint}, layout)
         loader = build_loader(self.dm, layout)
         self._predict_trainer(g, [writer]).predict(module, loader, return_predictions=False)
         return Manifest.read(self.layout.cache_dir(k)).array_sha256
@@ -314,7 +332,7 @@ class BornAgainRun:
         if str(k) not in state.caches:
             return False
         try:
-            SoftLabelCache(self.layout.cache_dir(k), self.dm.fingerprint(), sha256_file(self.layout.checkpoint(k)),
+            SoftLabelCache(self.layout.cache_dir(k), self.fingerprint, self.checkpoint_sha(k),
                            self.cache_layout(generation_config(self.cfg, k)))
         except CacheMismatchError as e:  # intact but computed from something else: never overwritten silently
             raise CacheMismatchError(f"{e}; delete {self.layout.cache_dir(k)} to rebuild it with the current "
@@ -327,7 +345,7 @@ class BornAgainRun:
     def _is_trained(self, k: int, state: RunState) -> bool:
         """Generation ``k``'s final checkpoint exists with the checksum recorded when it was saved."""
         ckpt, sha = self.layout.checkpoint(k), state.generation_sha(k)
-        return sha is not None and ckpt.is_file() and sha256_file(ckpt) == sha
+        return sha is not None and ckpt.is_file() and self.checkpoint_sha(k) == sha
 
     def _is_evaluated(self, k: int) -> bool:
         return (self.layout.gen_dir(k) / "metrics.json").is_file() and self.layout.test_logits(k).is_file()
@@ -365,7 +383,7 @@ class BornAgainRun:
                     module, seconds = self.load_module(k, g), state.train_seconds.get(str(k), float("nan"))
                 else:
                     module, seconds = self.train(k, g)
-                    state.mark_generation(k, sha256_file(self.layout.checkpoint(k)), round(seconds, 2))
+                    state.mark_generation(k, self.checkpoint_sha(k), round(seconds, 2))
                     fault_point(f"fitted:{k}")
                 metrics = self.evaluate(k, g, module, seconds)
                 if is_global_zero():
