@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -13,7 +14,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from rich.console import Console
 
+from distill.distributed import is_global_zero
 from distill.faults import fault_point
 
 
@@ -84,3 +87,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def resumable_checkpoint(last: Path, console: Console) -> bool:
+    """Whether ``last`` is a checkpoint to resume a generation from.
+
+    Writes are atomic (:class:`AtomicCheckpointIO`), so an unreadable file was damaged afterwards: it is moved aside
+    as ``last.ckpt.damaged`` and the generation starts over, with a message. A file that would run code when
+    unpickled is not moved: ``pickle.UnpicklingError`` propagates and the run stops with exit code 2.
+    """
+    if not last.is_file():
+        return False
+    try:
+        torch.load(last, map_location="cpu", weights_only=True)  # once per resume; a pickle bomb raises here
+    except pickle.UnpicklingError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        if is_global_zero():
+            os.replace(last, last.with_name(last.name + ".damaged"))
+        console.print(f"[yellow]{last} cannot be read ({type(e).__name__}); training this generation from the start[/]")
+        return False
+    return True

@@ -36,7 +36,7 @@ from distill.cache import (
 )
 from distill.cache.formats import build_format
 from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, require_replay
-from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard
+from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard, resumable_checkpoint
 from distill.config import CacheConfig, KDConfig, RecipeError, generation_config
 from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, is_global_zero, require_command_launcher
@@ -239,7 +239,7 @@ class BornAgainRun:
         val = self.dm.val_dataloader() if self.dm.has_val else None
         start = time.perf_counter()
         trainer.fit(module, train_dataloaders=self.dm.train_dataloader(), val_dataloaders=val,
-                    ckpt_path=last if last.is_file() else None, weights_only=True)
+                    ckpt_path=last if resumable_checkpoint(last, self.console) else None, weights_only=True)
         seconds = time.perf_counter() - start
         trainer.save_checkpoint(self.layout.checkpoint(k), weights_only=False)  # every rank calls; rank 0 writes
         if is_global_zero():

@@ -63,6 +63,15 @@ def test_a_generation_killed_before_its_metrics_is_evaluated_not_retrained(tmp_p
     assert _metrics(out) == _metrics(reference)
 
 
+def test_a_damaged_resume_checkpoint_is_set_aside_and_the_generation_restarts(tmp_path, reference):
+    out = _killed_run(tmp_path, "fit:0:epoch:1")
+    last = out / "gen-0" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated after the fact
+    assert run_cli("run", "--out", str(out), "--resume") == 0
+    assert (out / "gen-0" / "checkpoints" / "last.ckpt.damaged").is_file()
+    assert _metrics(out) == _metrics(reference)  # started over with the same seed: the same run
+
+
 def test_a_retrained_generation_retrains_its_descendants(tmp_path, reference):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
