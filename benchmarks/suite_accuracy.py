@@ -13,7 +13,6 @@ from typing import Any
 
 from suite_common import Profile, datamodule, engine_run, recipe
 
-from distill.config import generation_config
 from distill.data import DataNotFoundError, DistillDataModule
 
 #: student settings: name -> recipe overrides (the replay cache holds as many view epochs as the student trains).
@@ -51,18 +50,18 @@ def run_accuracy(profile: Profile, work: Path, dm: DistillDataModule | None = No
     out["test_images"] = len(dm.test_set)
     base = ["--cache.topk", str(profile.acc_topk), "--cache.epochs", str(epochs)]
     teacher_run = engine_run(recipe(profile, n, epochs, *base), work / "teacher", dm)
-    g0 = generation_config(teacher_run.cfg, 0)
-    teacher, seconds = teacher_run.train(0, g0)
-    out["accuracy"]["teacher"] = 100 * teacher_run.evaluate(0, g0, teacher, seconds)["test"]["acc"]
+    g0 = teacher_run.specs[0]
+    teacher, seconds = teacher_run.train(g0)
+    out["accuracy"]["teacher"] = 100 * teacher_run.evaluate(g0, teacher, seconds)["test"]["acc"]
     out["train_seconds"] = {"teacher": round(seconds, 1)}
     for name, overrides in SETTINGS.items():
         run = engine_run(recipe(profile, n, epochs, *base, *overrides), work / name, dm,
                          teacher_run.layout.checkpoint(0))
-        run.test_logits = list(teacher_run.test_logits)
-        g0, g1 = generation_config(run.cfg, 0), generation_config(run.cfg, 1)
-        run.build_cache(0, g0, teacher)
-        student, seconds = run.train(1, g1)
-        out["accuracy"][name] = 100 * run.evaluate(1, g1, student, seconds)["test"]["acc"]
+        run.test_logits = dict(teacher_run.test_logits)
+        g0, g1 = run.specs
+        run.build_cache(g0, teacher)
+        student, seconds = run.train(g1)
+        out["accuracy"][name] = 100 * run.evaluate(g1, student, seconds)["test"]["acc"]
         out["train_seconds"][name] = round(seconds, 1)
     acc = out["accuracy"]
     out["topk_minus_full_points"] = acc["clean_topk"] - acc["clean_full"]

@@ -20,14 +20,13 @@ from torch.utils.data import DataLoader
 
 from distill.cache import CacheLayout, CacheWriter, SoftLabelCache
 from distill.cache.replay import build_loader
-from distill.config import generation_config
 from distill.data import DistillDataModule, TensorIndexedDataset
 from distill.generations import generation_seed
 from distill.losses import build_loss
 from distill.models import create_backbone
-from distill.module import GenerationModule
 from distill.optim import OptimizerConfig, build_optimizer
 from distill.speed import SpeedConfig, apply_speed
+from distill.tasks.born_again import GenerationModule
 from distill.teachers import CachedTeacher, OnlineTeacher
 
 
@@ -62,7 +61,7 @@ def build_ratios(profile: Profile, dm: DistillDataModule, work: Path) -> dict[st
                              work / "teacher" / "model.ckpt")
             for name, extra in (("clean", ()), ("replay", ("--cache.mode", "replay", "--cache.epochs",
                                                             str(profile.build_views))))}
-    loaders = {name: build_loader(dm, run.cache_layout(generation_config(run.cfg, 0))) for name, run in runs.items()}
+    loaders = {name: build_loader(dm, run.cache_layout(run.specs[0])) for name, run in runs.items()}
     prepared = [batch[0] for batch in loaders["clean"]]
     net = teacher.student.eval()
 
@@ -72,7 +71,7 @@ def build_ratios(profile: Profile, dm: DistillDataModule, work: Path) -> dict[st
                 net(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     def build(name: str) -> None:
-        runs[name].build_cache(0, generation_config(runs[name].cfg, 0), teacher)
+        runs[name].build_cache(runs[name].specs[0], teacher)
 
     t: dict[str, list[float]] = {k: [] for k in ("compute", "bare", "build", "replay_bare", "replay_build")}
     for _ in range(profile.build_rounds):
@@ -153,16 +152,16 @@ def loop_ratio(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str,
     backward, step; nothing else. Rounds alternate; the ratio is the median over rounds of (their time / ours).
     """
     cfg = recipe(profile, len(dm.train_set), 1)
-    g = generation_config(cfg, 0)
     seed = generation_seed(0, 0)
 
     def ours(r: int) -> float:
-        return engine_run(cfg, work / f"loop-{r}", dm).train(0, g)[1]
+        run = engine_run(cfg, work / f"loop-{r}", dm)
+        return run.train(run.specs[0])[1]
 
     def hand_written() -> float:
         L.seed_everything(seed, workers=True, verbose=False)
         net = network(profile, dm).train()
-        opt, sched = build_optimizer(net.parameters(), OptimizerConfig(**g.optimizer.as_dict()), 1)
+        opt, sched = build_optimizer(net.parameters(), OptimizerConfig(**cfg.optimizer.as_dict()), 1)
         loader = dm.train_dataloader()
 
         def epoch() -> None:

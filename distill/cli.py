@@ -75,8 +75,9 @@ def _pop_option(args: list[str], name: str, takes_value: bool) -> str | bool | N
 @COMMANDS.register("run")
 def run_command(argv: list[str]) -> int:
     """``distill run RECIPE [--out DIR] [--resume [--force]] [--print_config] [overrides]``."""
-    from distill.config import RecipeError, build_parser, dump_config, parse_recipe
+    from distill.config import RecipeError, build_parser, dump_config
     from distill.distributed import env_is_global_zero
+    from distill.resolve import load_recipe
     from distill.state import config_diff
 
     parser = build_parser()
@@ -96,10 +97,10 @@ def run_command(argv: list[str]) -> int:
             return _fail(f"--resume: {out} is not a run directory (no config.yaml)")
         recipe = recipe or str(Path(out) / "config.yaml")
     try:
-        cfg = parse_recipe(recipe, args, parser)
+        recipe_obj = load_recipe(recipe, args, parser)
     except RecipeError as e:
         return _fail(str(e))
-    resolved = dump_config(cfg, parser)
+    resolved = dump_config(recipe_obj.cfg, parser)
     if print_config:
         sys.stdout.write(resolved)
         return 0
@@ -113,7 +114,7 @@ def run_command(argv: list[str]) -> int:
                          "(add --force to continue with the new values)")
     elif env_is_global_zero() and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         return _fail(f"output directory {run_dir} exists and is not empty; choose another --out or add --resume")
-    return _train(cfg, run_dir, name, resolved)
+    return _train(recipe_obj, run_dir, name, resolved)
 
 
 @COMMANDS.register("inspect")
@@ -141,16 +142,19 @@ def _recipe_name(run_dir: Path, default: str) -> str:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input (recipe, data, backbone, cache, checkpoint) rather than a bug."""
+    from distill.arguments import ArgumentsError
     from distill.cache import CacheError
     from distill.config import RecipeError
     from distill.data.base import DataError
     from distill.models import BackboneError
+    from distill.outputs import FeatureError
     from distill.registry import RegistryError
 
-    return RecipeError, CacheError, DataError, BackboneError, RegistryError, pickle.UnpicklingError
+    return (RecipeError, CacheError, DataError, BackboneError, RegistryError, ArgumentsError, FeatureError,
+            pickle.UnpicklingError)
 
 
-def _train(cfg, run_dir: Path, name: str, resolved: str) -> int:
+def _train(recipe, run_dir: Path, name: str, resolved: str) -> int:
     from distill import distributed
     from distill.callbacks import NonFiniteLossError
     from distill.generations import BornAgainRun
@@ -164,7 +168,7 @@ def _train(cfg, run_dir: Path, name: str, resolved: str) -> int:
     inherited = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # for the processes a DDP launch starts; restored below
     try:
-        run = BornAgainRun(cfg, run_dir, name, console)
+        run = BornAgainRun(recipe.cfg, run_dir, name, console, specs=recipe.specs)
         run.preflight()  # data and backbones are checked before the run directory is touched
         if zero:
             run_dir.mkdir(parents=True, exist_ok=True)

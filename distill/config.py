@@ -1,28 +1,27 @@
 """The recipe schema, parsing (YAML file + dotted overrides, jsonargparse) and validation.
 
 A recipe is YAML with these top-level keys (see ``distill run --help`` for every key and its default):
-``seed``, ``generations``, ``data``, ``backbone``, ``kd``, ``cache``, ``speed``, ``optimizer``, ``trainer`` (passed to
-:class:`lightning.Trainer`) and ``per_generation`` (overrides of ``backbone``/``kd``/``optimizer``/``trainer`` for one
-generation). Mistakes raise :class:`RecipeError` with one line naming the key.
+``seed``, ``generations``, ``task``, ``data``, ``backbone``, ``load`` (a loaded generation 0), ``kd``, ``cache``,
+``speed``, ``optimizer``, ``trainer`` (passed to :class:`lightning.Trainer`, plus the user's ``logger`` and
+``callbacks``) and ``per_generation`` (overrides of ``task``/``backbone``/``kd``/``optimizer``/``trainer`` for one
+generation). Mistakes raise :class:`RecipeError` with one line naming the key. :mod:`distill.resolve` turns a parsed
+recipe into one frozen :class:`~distill.spec.GenerationSpec` per generation.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
-from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveFloat, PositiveInt
+from jsonargparse.typing import NonNegativeInt
 
+from distill.arguments import ArgumentsError, check_kwargs
 from distill.data import DATASETS
-from distill.losses import LOSSES
-from distill.models.factory import check_backbone
-from distill.optim import OPTIMIZERS, SCHEDULERS, OptimizerConfig
-from distill.registry import RegistryError
+from distill.optim import OptimizerConfig
+from distill.spec import CacheConfig, KDConfig
 from distill.speed import SpeedConfig
 
 
@@ -30,45 +29,11 @@ class RecipeError(ValueError):
     """A user mistake in a recipe or an override; the message is one line naming the key."""
 
 
-@dataclass
-class KDConfig:
-    """How students learn from their teacher.
-
-    Defaults follow Born-Again Networks (Furlanello et al., 2018): teacher-only loss (``alpha = 1``) at ``T = 1``,
-    the teacher of generation k being generation k-1.
-    """
-
-    temperature: PositiveFloat = 1.0
-    alpha: ClosedUnitInterval = 1.0
-    variant: str = "standard"
-    teacher: Literal["previous", "ensemble"] = "previous"
-
-
-@dataclass
-class CacheConfig:
-    """Where the teacher scores come from during student training, and how the soft-label cache stores them.
-
-    ``mode``: ``clean`` reads the previous generation's logits on un-augmented images from the cache (no teacher
-    forward pass; default); ``replay`` caches the teacher's scores of ``epochs`` augmented views per sample and the
-    student trains on exactly those views (epoch t uses view epoch t % epochs; needs an augmenting in-memory image
-    dataset); ``online`` runs the teacher(s) on the student's augmented batch. ``dtype``: float16 halves the size of a
-    ``full`` cache; logits need only ~3 significant digits. ``format``: ``full`` logits or ``topk`` (the ``topk``
-    largest log-probabilities in float16 + int16 class indices, 4 * topk bytes a view; the rest of the probability
-    spread evenly). ``epochs`` (replay only): 10 views per sample by default -- building costs 10 inference passes
-    over the training set (about 3-4 training epochs of compute) and 10x the storage of one clean view, while giving
-    the student views as varied as 10 epochs of ordinary augmentation; longer students cycle through them.
-    """
-
-    mode: Literal["clean", "replay", "online"] = "clean"
-    dtype: Literal["float16", "float32"] = "float16"
-    format: Literal["full", "topk"] = "full"
-    topk: PositiveInt = 10
-    epochs: PositiveInt = 10
-
-
-# Trainer arguments the engine owns: it adds a CSV logger, progress bar and checkpoints per generation.
+# Trainer arguments the engine owns: it sets each generation's directory, checkpointing and checkpoint I/O. The
+# user's ``logger`` and ``callbacks`` are free-form class_path/init_args entries added beside the engine's own.
 TRAINER_OWNED = {"logger", "callbacks", "default_root_dir", "enable_checkpointing", "plugins", "profiler"}
-OVERRIDABLE = {"backbone", "kd", "optimizer", "trainer"}
+OVERRIDABLE = {"task", "backbone", "kd", "optimizer", "trainer"}
+ObjectList = Optional[Union[bool, str, Dict[str, Any], List[Union[str, Dict[str, Any]]]]]
 
 
 def build_parser() -> ArgumentParser:
@@ -80,16 +45,25 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--generations", type=NonNegativeInt, default=2, help="number of student generations after gen 0")
     p.add_argument("--data", type=Dict[str, Any], default={"name": "digits"},
                    help="data module: {name: <dataset>, ...its keyword arguments}")
+    p.add_argument("--task", type=str, default="born_again", help="what a generation trains (distill.tasks.TASKS)")
     p.add_argument("--backbone", type=Union[str, Dict[str, Any]], default="small_cnn",
                    help="timm/torchvision/registered name, or {class_path|name: ..., init_args: {...}}")
+    p.add_argument("--load", type=Optional[Dict[str, Any]], default=None,
+                   help="load generation 0 instead of training it: {pretrained: true} | {file: PATH} | "
+                        "{checkpoint: RUN/gen-k/model.ckpt}")
     p.add_class_arguments(KDConfig, "kd")
     p.add_class_arguments(CacheConfig, "cache")
     p.add_class_arguments(SpeedConfig, "speed")
     p.add_class_arguments(OptimizerConfig, "optimizer")
     p.add_class_arguments(L.Trainer, "trainer", instantiate=False, skip=TRAINER_OWNED)
+    p.add_argument("--trainer.logger", type=ObjectList, default=None,
+                   help="your logger(s) beside the engine's CSV log: a Lightning logger class name or "
+                        "{class_path, init_args}, or a list; save_dir defaults to the generation's directory")
+    p.add_argument("--trainer.callbacks", type=ObjectList, default=None,
+                   help="your callback(s) beside the engine's: a class name or {class_path, init_args}, or a list")
     p.set_defaults({"trainer.max_epochs": 10, "trainer.enable_model_summary": False, "trainer.log_every_n_steps": 10})
     p.add_argument("--per_generation", type=Optional[List[Dict[str, Any]]], default=None,
-                   help="list of {generation: k, backbone|kd|optimizer|trainer: overrides}")
+                   help="list of {generation: k, task|backbone|kd|optimizer|trainer: overrides}")
     return p
 
 
@@ -126,48 +100,45 @@ def parse_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParse
     return cfg
 
 
-def _check_names(cfg: Namespace, where: str = "") -> None:
-    checks = [(LOSSES, cfg.kd.variant), (OPTIMIZERS, cfg.optimizer.name), (SCHEDULERS, cfg.optimizer.scheduler)]
-    for registry, name in checks:
-        if name not in registry:
-            raise RecipeError(where + registry.unknown_message(name, registry.names()))
-    try:
-        check_backbone(cfg.backbone)
-    except (RegistryError, ValueError) as e:
-        raise RecipeError(f"{where}backbone: {e}") from None
-
-
 def _check_data(data: dict[str, Any]) -> None:
     if "name" not in data:
         raise RecipeError("data.name is required (one of: " + ", ".join(DATASETS.names()) + ")")
     if data["name"] not in DATASETS:
         raise RecipeError("data.name: " + DATASETS.unknown_message(data["name"], DATASETS.names()))
-    accepted = set()
-    for klass in DATASETS.get(data["name"]).__mro__:
-        if "__init__" in vars(klass):
-            accepted |= {n for n, p in inspect.signature(klass.__init__).parameters.items()
-                         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"}
-    unknown = sorted(set(data) - accepted - {"name"})
-    if unknown:
-        raise RecipeError(f"data.{unknown[0]} is not an option of dataset {data['name']!r} "
-                          f"(accepted: {', '.join(sorted(accepted))})")
+    try:
+        check_kwargs(DATASETS.get(data["name"]), {k: v for k, v in data.items() if k != "name"}, "data")
+    except ArgumentsError as e:
+        raise RecipeError(f"{e} (dataset {data['name']!r})") from None
 
 
-def _check_epochs(cfg: Namespace, where: str = "") -> None:
-    epochs = cfg.trainer.max_epochs
-    if not isinstance(epochs, int) or epochs < 1:
-        raise RecipeError(f"{where}trainer.max_epochs must be an integer >= 1 (a generation trains for a fixed "
-                          f"number of epochs), got {epochs!r}")
+def fold_init_args(value: Any) -> Any:
+    """A ``name|class_path`` mapping with keys beside ``init_args`` folded into ``init_args``.
+
+    ``--backbone.init_args.hidden 32`` reaches the parser as ``backbone.hidden``: both spellings mean an init
+    argument, as in LightningCLI.
+    """
+    if not isinstance(value, dict) or not ({"name", "class_path"} & set(value)):
+        return value
+    extra = {k: v for k, v in value.items() if k not in ("name", "class_path", "init_args")}
+    if not extra:
+        return value
+    head = {k: value[k] for k in ("name", "class_path") if k in value}
+    return {**head, "init_args": {**dict(value.get("init_args") or {}), **extra}}
 
 
 def validate(cfg: Namespace, parser: ArgumentParser) -> None:
-    """Checks beyond types: registry names, data options, and every per-generation override (merged and re-parsed)."""
-    _check_names(cfg)
-    _check_epochs(cfg)
+    """Checks of the base recipe beyond types: data options and the shape of every per-generation override.
+
+    Everything that depends on a generation's merged settings is checked when it is resolved
+    (:func:`distill.resolve.resolve_specs`).
+    """
     _check_data(cfg.data)
+    cfg.backbone = fold_init_args(cfg.backbone)
     seen = set()
     for i, override in enumerate(cfg.per_generation or []):
         where = f"per_generation[{i}]"
+        if not isinstance(override, dict):
+            raise RecipeError(f"{where} must be a mapping with a generation key, got {override!r}")
         gen = override.get("generation")
         if not isinstance(gen, int) or isinstance(gen, bool) or not 0 <= gen <= cfg.generations:
             raise RecipeError(f"{where}.generation must be an integer in [0, {cfg.generations}], got {gen!r}")
@@ -181,12 +152,6 @@ def validate(cfg: Namespace, parser: ArgumentParser) -> None:
         for section in ("kd", "optimizer", "trainer"):
             if section in override and not isinstance(override[section], dict):
                 raise RecipeError(f"{where}.{section} must be a mapping of {section} keys, got {override[section]!r}")
-        try:
-            merged = generation_config(cfg, gen, parser)
-        except Exception as e:  # the merged recipe failed to parse: report it against the override
-            raise RecipeError(f"{where}: {one_line(e)}") from None
-        _check_names(merged, f"{where}: ")
-        _check_epochs(merged, f"{where}: ")
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -208,7 +173,9 @@ def generation_config(cfg: Namespace, generation: int, parser: ArgumentParser | 
     base = cfg.clone().as_dict()
     base.pop("config", None)
     update = {k: v for k, v in overrides[0].items() if k != "generation"}
-    return parser.parse_object(_deep_merge(base, update))
+    merged = parser.parse_object(_deep_merge(base, update))
+    merged.backbone = fold_init_args(merged.backbone)
+    return merged
 
 
 def dump_config(cfg: Namespace, parser: ArgumentParser | None = None) -> str:

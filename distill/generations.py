@@ -1,18 +1,16 @@
-"""The born-again loop: generation 0 learns from labels, generation k from generation k-1 (or the ensemble 0..k-1).
+"""The born-again loop: generation 0 learns from labels (or is loaded), generation k from generation k-1 (or 0..k-1).
 
-For each generation k: seed with :func:`generation_seed`, build a fresh backbone, fit it, save ``gen-k/model.ckpt``,
-evaluate it (and the ensemble of generations 0..k) on the test set, then score the un-augmented training set once
-(or, with ``cache.mode: replay``, ``cache.epochs`` augmented views of it) and store the logits in ``cache/gen-k``. The
-next student reads that cache by sample index (and view epoch) and never runs its teacher (unless ``cache.mode:
-online``).
+For each generation k, as its :class:`~distill.spec.GenerationSpec` says: seed with its seed, ask the task registry
+for its LightningModule, fit it (or load its network), save ``gen-k/model.ckpt``, evaluate it (and the ensemble of
+generations 0..k) on the test set, then score the un-augmented training set once (or, with ``cache.mode: replay``,
+``cache.epochs`` augmented views of it) and store the logits in ``cache/gen-k``. The next student reads that cache by
+sample index (and view epoch) and never runs its teacher (unless ``cache.mode: online``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,11 @@ import lightning as L
 import numpy as np
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
+from distill.arguments import ArgumentsError, build_object
 from distill.cache import (
     CacheError,
     CacheLayout,
@@ -31,35 +30,31 @@ from distill.cache import (
     CacheWriter,
     Manifest,
     SoftLabelCache,
-    atomic_write_json,
     sha256_file,
 )
 from distill.cache.formats import build_format
 from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, require_replay
 from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard, resumable_checkpoint
-from distill.config import CacheConfig, KDConfig, RecipeError, generation_config
+from distill.config import RecipeError
 from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, is_global_zero, require_command_launcher
 from distill.faults import fault_point
+from distill.loaded import load_network, save_network
 from distill.losses import build_loss
 from distill.metrics import agreement, ensemble_logits, evaluate
-from distill.models import BackboneError, backbone_label, check_output, create_backbone
-from distill.module import GenerationModule
-from distill.optim import OptimizerConfig
-from distill.speed import SpeedConfig, apply_speed
+from distill.models import BackboneError, check_output, create_backbone
+from distill.plan import RunLayout, Step, make_plan
+from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES, resolve_specs
+from distill.spec import GenerationSpec, generation_seed, thaw
+from distill.speed import SpeedConfig
 from distill.state import RunState
+from distill.tasks import TASKS, TaskContext
+from distill.tasks.born_again import load_network as load_student
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
 
 REPLAY_SEED_STREAM = 10_000  # generation_seed(seed, REPLAY_SEED_STREAM): the view seed of cache.mode replay
 
-
-def generation_seed(seed: int, generation: int) -> int:
-    """Seed of one generation: a 32-bit value derived from (run seed, generation) by numpy's SeedSequence.
-
-    Distinct generations get statistically independent initialisations and data orders; the same pair always gives
-    the same seed.
-    """
-    return int(np.random.SeedSequence([seed, generation]).generate_state(1)[0])
+__all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "load_student", "replay_seed"]
 
 
 def replay_seed(seed: int, data_seed: int | None = None) -> int:
@@ -72,50 +67,12 @@ def replay_seed(seed: int, data_seed: int | None = None) -> int:
     return int(data_seed) if data_seed is not None else generation_seed(seed, REPLAY_SEED_STREAM)
 
 
-@dataclass
-class RunLayout:
-    """Paths inside a run directory."""
-
-    root: Path
-
-    def gen_dir(self, k: int) -> Path:
-        return self.root / f"gen-{k}"
-
-    def checkpoint(self, k: int) -> Path:
-        return self.gen_dir(k) / "model.ckpt"
-
-    def cache_dir(self, k: int) -> Path:
-        return self.root / "cache" / f"gen-{k}"
-
-    def test_logits(self, k: int) -> Path:
-        return self.gen_dir(k) / "test_logits.npy"
-
-    def last_checkpoint(self, k: int) -> Path:
-        """End-of-epoch checkpoint with the full trainer state, for resuming an interrupted generation."""
-        return self.gen_dir(k) / "checkpoints" / "last.ckpt"
-
-
 def build_datamodule(data: dict[str, Any]) -> DistillDataModule:
     """Instantiate the data module named by ``data["name"]`` with the other keys, and set it up."""
     options = {k: v for k, v in data.items() if k != "name"}
     dm = DATASETS.get(data["name"])(**options)
     dm.setup("fit")
     return dm
-
-
-def teacher_members(generation: int, kd: KDConfig) -> list[int]:
-    """Generations whose scores teach ``generation``: the previous one, or all earlier ones for an ensemble."""
-    if generation == 0:
-        return []
-    return list(range(generation)) if kd.teacher == "ensemble" else [generation - 1]
-
-
-def load_student(path: Path, backbone: Any, num_classes: int, in_chans: int) -> torch.nn.Module:
-    """Rebuild a generation's network from its checkpoint (``weights_only=True``: no pickled code runs)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    model = create_backbone(backbone, num_classes, in_chans)
-    model.load_state_dict({k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")})
-    return model.eval()
 
 
 class BornAgainRun:
@@ -126,19 +83,24 @@ class BornAgainRun:
         out: run directory (created; must not hold another run).
         recipe_name: name recorded in the summary.
         console: where progress and the final table go.
+        dm: the data module, if already built.
+        specs: the generations' resolved specs (default: resolved from ``cfg`` here).
     """
 
     def __init__(self, cfg: Namespace, out: str | Path, recipe_name: str, console: Console | None = None,
-                 dm: DistillDataModule | None = None) -> None:
+                 dm: DistillDataModule | None = None, specs: tuple[GenerationSpec, ...] | None = None) -> None:
         self.cfg = cfg
+        self.specs = specs if specs is not None else resolve_specs(cfg)
         self.layout = RunLayout(Path(out))
         self.recipe_name = recipe_name
         self.console = console or Console()
         self.dm = dm
+        self.speed = SpeedConfig(**cfg.speed.as_dict()) if "speed" in cfg else SpeedConfig()
         self._preflight_done = False
         self._fingerprint: dict[str, Any] | None = None
         self._shas: dict[tuple[Path, int, int], str] = {}
-        self.test_logits: list[torch.Tensor] = []
+        self._loaded: dict[int, torch.nn.Module] = {}
+        self.test_logits: dict[int, torch.Tensor] = {}
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -156,83 +118,91 @@ class BornAgainRun:
             self._shas[key] = sha256_file(path)
         return self._shas[key]
 
-    def trainer_kwargs(self, g: Namespace) -> dict[str, Any]:
-        return dict(g.trainer.as_dict() if isinstance(g.trainer, Namespace) else g.trainer)
+    def context(self, teacher: TeacherSource | None = None) -> TaskContext:
+        """What a task needs from the data and the run besides its spec."""
+        return TaskContext(self.dm.num_classes, self.dm.in_chans, self.dm.cache_set[0][0].unsqueeze(0), teacher,
+                           self.speed)
 
-    def _callbacks(self, kwargs: dict[str, Any]) -> list:
-        return [RichProgressBar(leave=True)] if kwargs.get("enable_progress_bar", True) is not False else []
+    def network(self, spec: GenerationSpec) -> torch.nn.Module:
+        """Generation ``spec.index``'s trained network, rebuilt from ``gen-k/model.ckpt``."""
+        return TASKS.get(spec.task).network_from_checkpoint(spec, self.context(), self.layout.checkpoint(spec.index))
 
-    def _predict_trainer(self, g: Namespace, extra: list | None = None) -> L.Trainer:
+    def _progress_bar(self, spec: GenerationSpec) -> list:
+        return [RichProgressBar(leave=True)] if spec.trainer.get("enable_progress_bar", True) is not False else []
+
+    def _predict_trainer(self, spec: GenerationSpec, extra: list | None = None) -> L.Trainer:
         """A trainer for inference (cache building and evaluation) on the processes and devices of training.
 
         It takes the recipe's ``accelerator``, ``strategy``, ``devices`` and ``num_nodes``: one device when training
         runs on one device; under DDP the same ranks as training, each scoring a shard of the data (the writer or
         :class:`~distill.distributed.GatherPredictions` puts the shards together).
         """
-        kw = self.trainer_kwargs(g)
+        kw = spec.trainer
         placement = {key: kw[key] for key in ("strategy", "devices", "num_nodes") if kw.get(key) is not None}
         trainer = L.Trainer(accelerator=kw.get("accelerator", "auto"), **placement, precision=kw.get("precision"),
                             inference_mode=True, logger=False, enable_checkpointing=False, enable_model_summary=False,
                             enable_progress_bar=kw.get("enable_progress_bar", True) is not False,
-                            callbacks=self._callbacks(kw) + (extra or []))
+                            callbacks=self._progress_bar(spec) + (extra or []))
         require_command_launcher(trainer)
         return trainer
 
-    @property
-    def speed(self) -> SpeedConfig:
-        """The recipe's ``speed`` section."""
-        return SpeedConfig(**self.cfg.speed.as_dict()) if "speed" in self.cfg else SpeedConfig()
-
-    def cache_layout(self, g: Namespace) -> CacheLayout:
+    def cache_layout(self, spec: GenerationSpec) -> CacheLayout:
         """The layout of the caches this run builds and reads (views from :func:`replay_seed` in replay mode)."""
-        c = CacheConfig(**g.cache.as_dict())
+        c = spec.cache
         replay = CACHE_MODES.get(c.mode).replay
         return cache_layout(c.mode, c.format, c.topk, c.epochs, replay_seed(self.cfg.seed, self.cfg.data.get("seed")),
                             self.dm.augmentation_description() if replay else None)
 
     def check_cache_settings(self) -> None:
-        """Fail before any training when the ``cache`` section cannot work with the data (DataError / CacheError)."""
-        c = CacheConfig(**self.cfg.cache.as_dict())
-        if CACHE_MODES.get(c.mode).replay:
-            require_replay(self.dm)
-        build_format(c.format, self.dm.num_classes, c.dtype, c.topk)
+        """Fail before any training when a ``cache`` section cannot work with the data (DataError / CacheError)."""
+        for c in {spec.cache for spec in self.specs}:
+            if CACHE_MODES.get(c.mode).replay:
+                require_replay(self.dm)
+            build_format(c.format, self.dm.num_classes, c.dtype, c.topk)
 
-    def teacher_source(self, k: int, g: Namespace) -> TeacherSource | None:
-        members = teacher_members(k, KDConfig(**g.kd.as_dict()))
-        if not members:
+    def teacher_source(self, spec: GenerationSpec) -> TeacherSource | None:
+        """Where generation ``spec.index`` reads its teacher from: the members' caches, or their networks online."""
+        if not spec.members:
             return None
-        if CACHE_MODES.get(CacheConfig(**g.cache.as_dict()).mode).online:
-            models = [apply_speed(load_student(self.layout.checkpoint(j), generation_config(self.cfg, j).backbone,
-                                               self.dm.num_classes, self.dm.in_chans), self.speed) for j in members]
-            return OnlineTeacher(models)
-        layout = self.cache_layout(g)
-        return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), self.fingerprint, self.checkpoint_sha(j), layout)
-                              for j in members])
+        if CACHE_MODES.get(spec.cache.mode).online:
+            kd = spec.kd  # the teacher features the loss reads (feature losses), tapped on the teacher network
+            features = build_loss(spec.index, kd.variant, kd.alpha, kd.temperature, thaw(kd.init_args)).feature_names()
+            return OnlineTeacher([self.network(self.specs[j]) for j in spec.members], features[1])
+        layout = self.cache_layout(spec)
+        return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), self.fingerprint, self.checkpoint_sha(j),
+                                             layout) for j in spec.members])
 
-    def train(self, k: int, g: Namespace) -> tuple[GenerationModule, float]:
-        """Fit generation ``k`` from a fresh initialisation (or from its last end-of-epoch checkpoint when resuming).
+    def _user_objects(self, spec: GenerationSpec) -> tuple[list, list]:
+        """The user's loggers (``save_dir`` defaults to ``gen-k/``) and callbacks for generation ``spec.index``."""
+        gen_dir = str(self.layout.gen_dir(spec.index))
+        try:
+            loggers = [build_object(e, "trainer.logger", LOGGER_MODULES, {"save_dir": gen_dir}) for e in spec.loggers]
+            callbacks = [build_object(e, "trainer.callbacks", CALLBACK_MODULES) for e in spec.callbacks]
+        except ArgumentsError as e:
+            raise RecipeError(str(e)) from None
+        return loggers, callbacks
+
+    def train(self, spec: GenerationSpec) -> tuple[L.LightningModule, float]:
+        """Fit a generation from a fresh initialisation (or from its last end-of-epoch checkpoint when resuming).
 
         Returns the module and the fit wall time. The final state is saved atomically to ``gen-k/model.ckpt``.
         """
-        seed = generation_seed(self.cfg.seed, k)
-        L.seed_everything(seed, workers=True, verbose=False)
-        kd = KDConfig(**g.kd.as_dict())
-        student = apply_speed(create_backbone(g.backbone, self.dm.num_classes, self.dm.in_chans), self.speed)
-        kw = self.trainer_kwargs(g)
-        teacher = self.teacher_source(k, g)
-        module = GenerationModule(student, build_loss(k, kd.variant, kd.alpha, kd.temperature),
-                                  teacher, self.dm.num_classes,
-                                  OptimizerConfig(**g.optimizer.as_dict()), max_epochs=kw["max_epochs"], generation=k)
-        layout = self.cache_layout(g)
-        replayed = layout.replay and isinstance(teacher, CachedTeacher)  # students of a replay run see the views
+        k = spec.index
+        L.seed_everything(spec.seed, workers=True, verbose=False)
+        teacher = self.teacher_source(spec)
+        module = TASKS.get(spec.task).create(spec, self.context(teacher))
+        replayed = self.cache_layout(spec).replay and isinstance(teacher, CachedTeacher)  # students see the views
         if callable(getattr(self.dm, "set_views", None)):  # image data modules; digits has one view per sample
+            layout = self.cache_layout(spec)
             self.dm.set_views(layout.view_seed if replayed else None, layout.view_epochs)
-        gen_dir = self.layout.gen_dir(k)
-        last = self.layout.last_checkpoint(k)
+        gen_dir, last = self.layout.gen_dir(k), self.layout.last_checkpoint(k)
+        loggers, callbacks = self._user_objects(spec)
+        bar = [] if any(isinstance(c, ProgressBar) for c in callbacks) else self._progress_bar(spec)
         every_epoch = ModelCheckpoint(dirpath=last.parent, filename=last.stem, save_top_k=1, every_n_epochs=1,
                                       enable_version_counter=False)
-        trainer = L.Trainer(**kw, default_root_dir=gen_dir, logger=CSVLogger(gen_dir, name="logs", version=""),
-                            callbacks=[*self._callbacks(kw), EpochSeed(seed), FiniteLossGuard(), every_epoch,
+        trainer = L.Trainer(**spec.trainer_kwargs(), default_root_dir=gen_dir,
+                            logger=[CSVLogger(gen_dir, name="logs", version=""), *loggers],
+                            callbacks=[*bar, EpochSeed(spec.seed), FiniteLossGuard(), every_epoch, *callbacks,
                                        *([ViewEpoch(teacher)] if replayed else [])],
                             plugins=[AtomicCheckpointIO()])
         require_command_launcher(trainer)
@@ -242,56 +212,61 @@ class BornAgainRun:
                     ckpt_path=last if resumable_checkpoint(last, self.console) else None, weights_only=True)
         seconds = time.perf_counter() - start
         trainer.save_checkpoint(self.layout.checkpoint(k), weights_only=False)  # every rank calls; rank 0 writes
-        if is_global_zero():
-            last.unlink(missing_ok=True)
+        self.layout.remove(last)
         return module, seconds
 
-    def load_module(self, k: int, g: Namespace) -> GenerationModule:
-        """A finished generation's module rebuilt from ``gen-k/model.ckpt`` (for re-building its cache)."""
-        student = apply_speed(load_student(self.layout.checkpoint(k), g.backbone, self.dm.num_classes,
-                                           self.dm.in_chans), self.speed)
-        kd = KDConfig(**g.kd.as_dict())
-        return GenerationModule(student, build_loss(0, kd.variant, kd.alpha, kd.temperature), None,
-                                self.dm.num_classes, OptimizerConfig(**g.optimizer.as_dict()),
-                                max_epochs=self.trainer_kwargs(g)["max_epochs"], generation=k)
+    def loaded_network(self, spec: GenerationSpec) -> torch.nn.Module:
+        """The network of a loaded generation 0 (``spec.load``), loaded once (preflight) and kept."""
+        if spec.index not in self._loaded:
+            task, context = TASKS.get(spec.task), self.context()
+            self._loaded[spec.index] = load_network(spec, self.dm.num_classes, self.dm.in_chans,
+                                                    lambda path: task.network_from_checkpoint(spec, context, path))
+        return self._loaded[spec.index]
 
-    def build_cache(self, k: int, g: Namespace, module: GenerationModule) -> str:
-        """Score the training set with generation ``k``, write ``cache/gen-k``; return the array's sha256.
+    def load(self, spec: GenerationSpec) -> tuple[L.LightningModule, float]:
+        """A loaded generation 0, saved as ``gen-0/model.ckpt`` like a trained one; 0 training seconds."""
+        network = self.loaded_network(spec)
+        if is_global_zero():
+            save_network(network, self.layout.checkpoint(spec.index), spec)
+        return TASKS.get(spec.task).from_network(spec, self.context(), network), 0.0
+
+    def restore(self, spec: GenerationSpec) -> L.LightningModule:
+        """A finished generation's module rebuilt from ``gen-k/model.ckpt`` (to evaluate it or rebuild its cache)."""
+        return TASKS.get(spec.task).from_network(spec, self.context(), self.network(spec))
+
+    def build_cache(self, spec: GenerationSpec, module: L.LightningModule) -> str:
+        """Score the training set with a generation, write ``cache/gen-k``; return the array's sha256.
 
         Clean layouts score the un-augmented set; replay layouts every view ``(e, i)``, ``e < cache.epochs``. The
         predict loop runs in inference mode with ``data.eval_batch_size`` samples a batch (and ``trainer.precision``).
         """
+        k = spec.index
         ckpt = self.layout.checkpoint(k)
-        layout = self.cache_layout(g)
-        writer = CacheWriter(self.layout.cache_dir(k), len(self.dm.cache_set), self.dm.num_classes,
-                             CacheConfig(**g.cache.as_dict()).dtype,
+        layout = self.cache_layout(spec)
+        writer = CacheWriter(self.layout.cache_dir(k), len(self.dm.cache_set), self.dm.num_classes, spec.cache.dtype,
                              {"generation": k, "teacher_checkpoint": str(ckpt.relative_to(self.layout.root)),
                               "teacher_sha256": self.checkpoint_sha(k), "dataset": self.fingerprint}, layout)
         loader = build_loader(self.dm, layout)
-        self._predict_trainer(g, [writer]).predict(module, loader, return_predictions=False)
+        self._predict_trainer(spec, [writer]).predict(module, loader, return_predictions=False)
         return Manifest.read(self.layout.cache_dir(k)).array_sha256
 
-    def evaluate(self, k: int, g: Namespace, module: GenerationModule, seconds: float) -> dict[str, Any]:
-        """Test metrics of generation ``k`` and its agreement with its teacher; saves ``gen-k/test_logits.npy``.
+    def evaluate(self, spec: GenerationSpec, module: L.LightningModule, seconds: float) -> dict[str, Any]:
+        """Test metrics of a generation and its agreement with its teacher; saves ``gen-k/test_logits.npy``.
 
         Under DDP each rank scores a shard of the test set and every rank ends with all the logits in dataset order
         (:class:`~distill.distributed.GatherPredictions`); global rank 0 writes the file.
         """
+        k = spec.index
         gather = GatherPredictions(len(self.dm.test_set))
-        self._predict_trainer(g, [gather]).predict(module, self.dm.test_dataloader(), return_predictions=False)
-        logits = gather.outputs
-        if is_global_zero():
-            tmp = self.layout.gen_dir(k) / ".test_logits.tmp.npy"
-            np.save(tmp, logits.numpy())
-            os.replace(tmp, self.layout.test_logits(k))
-        self.test_logits.append(logits)
+        self._predict_trainer(spec, [gather]).predict(module, self.dm.test_dataloader(), return_predictions=False)
+        self.test_logits[k] = logits = gather.outputs
+        self.layout.write_array(self.layout.test_logits(k), logits.numpy())
         labels = torch.as_tensor(self.dm.test_labels())
-        members = teacher_members(k, KDConfig(**g.kd.as_dict()))
-        teacher = ensemble_logits([self.test_logits[j] for j in members]) if members else None
+        teacher = ensemble_logits([self.test_logits[j] for j in spec.members]) if spec.members else None
         return {
-            "generation": k, "backbone": backbone_label(g.backbone),
-            "teacher": "+".join(f"gen-{j}" for j in members) or None,
-            "epochs": int(self.trainer_kwargs(g)["max_epochs"]), "seed": generation_seed(self.cfg.seed, k),
+            "generation": k, "backbone": spec.label, "teacher": spec.teacher_label,
+            "source": spec.load.describe() if spec.load else "trained",
+            "epochs": 0 if spec.load else spec.max_epochs, "seed": spec.seed,
             "train_seconds": round(seconds, 2), "test": evaluate(logits, labels),
             "agreement_with_teacher": agreement(logits, teacher) if teacher is not None else None,
         }
@@ -300,32 +275,36 @@ class BornAgainRun:
         """Test accuracy and NLL of the probability-average of generations 0..k, for every k >= 1."""
         labels = torch.as_tensor(self.dm.test_labels())
         out = []
-        for k in range(1, len(self.test_logits)):
-            metrics = evaluate(ensemble_logits(self.test_logits[: k + 1]), labels, calibration=False)
+        for k in sorted(self.test_logits)[1:]:
+            metrics = evaluate(ensemble_logits([self.test_logits[j] for j in range(k + 1)]), labels, calibration=False)
             out.append({"members": list(range(k + 1)), "test": {m: metrics[m] for m in ("acc", "nll")}})
         return out
 
     def preflight(self) -> None:
-        """Build the data and every generation's backbone once, before any training: a backbone whose output does
-        not fit the dataset fails now (:class:`~distill.models.BackboneError`), not after hours of earlier generations.
+        """Build the data and every generation's network, trainer, loggers and callbacks once, before any training:
+        a backbone whose output does not fit the dataset, teacher weights that do not load or a callback that cannot
+        be built fails now (one line), not after hours of earlier generations.
         """
         if self._preflight_done:
             return
         if self.dm is None:
             self.dm = build_datamodule(self.cfg.data)
         sample = self.dm.cache_set[0][0]
-        for k in range(self.cfg.generations + 1):
-            g = generation_config(self.cfg, k)
+        for spec in self.specs:
             try:
-                model = create_backbone(g.backbone, self.dm.num_classes, self.dm.in_chans)
+                model = self.loaded_network(spec) if spec.load is not None else \
+                    create_backbone(thaw(spec.backbone), self.dm.num_classes, self.dm.in_chans)
             except (TypeError, ValueError) as e:  # bad init_args or a model that cannot take this data
-                raise BackboneError(f"backbone {backbone_label(g.backbone)!r} cannot be built: {e}") from None
-            check_output(model, sample, self.dm.num_classes, backbone_label(g.backbone))
+                if isinstance(e, BackboneError):
+                    raise
+                raise BackboneError(f"backbone {spec.label!r} cannot be built: {e}") from None
+            check_output(model, sample, self.dm.num_classes, spec.label)
+            self._user_objects(spec)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
-                L.Trainer(**{**self.trainer_kwargs(g), "logger": False, "enable_checkpointing": False,
+                L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
                              "enable_progress_bar": False})
             except Exception as e:  # any rejection of the user's trainer settings, in one line
-                raise RecipeError(f"trainer (generation {k}): {type(e).__name__}: {e}") from None
+                raise RecipeError(f"trainer (generation {spec.index}): {type(e).__name__}: {e}") from None
         self._preflight_done = True
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
@@ -333,7 +312,7 @@ class BornAgainRun:
             return False
         try:
             SoftLabelCache(self.layout.cache_dir(k), self.fingerprint, self.checkpoint_sha(k),
-                           self.cache_layout(generation_config(self.cfg, k)))
+                           self.cache_layout(self.specs[k]))
         except CacheMismatchError as e:  # intact but computed from something else: never overwritten silently
             raise CacheMismatchError(f"{e}; delete {self.layout.cache_dir(k)} to rebuild it with the current "
                                      "settings") from None
@@ -342,59 +321,56 @@ class BornAgainRun:
             return False
         return True
 
-    def _is_trained(self, k: int, state: RunState) -> bool:
-        """Generation ``k``'s final checkpoint exists with the checksum recorded when it was saved."""
-        ckpt, sha = self.layout.checkpoint(k), state.generation_sha(k)
-        return sha is not None and ckpt.is_file() and self.checkpoint_sha(k) == sha
-
-    def _is_evaluated(self, k: int) -> bool:
-        return (self.layout.gen_dir(k) / "metrics.json").is_file() and self.layout.test_logits(k).is_file()
+    def plan(self, state: RunState) -> list[Step]:
+        """What is done, stale or to do, for every generation (see :func:`distill.plan.make_plan`)."""
+        return make_plan(self.specs, self.layout, state, self.checkpoint_sha, lambda k: self._cache_is_valid(k, state))
 
     def run(self) -> dict[str, Any]:
-        """Train every generation not already finished in the run directory; return (and write) ``summary.json``.
+        """Carry out the plan; return (and write) ``summary.json``.
 
         A finished generation (checkpoint checksum recorded in ``state.json``) and a valid cache are reused, so
         running again after a crash continues from the last good point.
-
-        Under DDP every rank runs this loop and takes the same decisions (they depend on files that only change after
-        a collective every rank has reached); only global rank 0 writes files.
         """
         self.preflight()
         self.check_cache_settings()
         state = RunState(self.layout.root)
-        generations = []
-        for k in range(self.cfg.generations + 1):
-            g = generation_config(self.cfg, k)
-            teacher = teacher_members(k, KDConfig(**g.kd.as_dict()))
-            title = (f"teacher {'+'.join(f'gen-{j}' for j in teacher)} ({g.cache.mode})" if teacher
-                     else "cross-entropy on labels")
-            module = None
-            trained = self._is_trained(k, state)
-            if trained and self._is_evaluated(k):
-                self.console.rule(f"generation {k}/{self.cfg.generations} · done, reusing it")
-                metrics = json.loads((self.layout.gen_dir(k) / "metrics.json").read_text())
-                self.test_logits.append(torch.from_numpy(np.load(self.layout.test_logits(k), allow_pickle=False)))
-            else:
-                self.console.rule(f"[bold]generation {k}/{self.cfg.generations}[/] · {backbone_label(g.backbone)} · "
-                                  + (title if not trained else "trained, evaluating it"))
-                if is_global_zero():
-                    self.layout.gen_dir(k).mkdir(parents=True, exist_ok=True)
-                if trained:  # crashed between saving the checkpoint and writing the metrics: never retrain
-                    module, seconds = self.load_module(k, g), state.train_seconds.get(str(k), float("nan"))
-                else:
-                    module, seconds = self.train(k, g)
-                    state.mark_generation(k, self.checkpoint_sha(k), round(seconds, 2))
-                    fault_point(f"fitted:{k}")
-                metrics = self.evaluate(k, g, module, seconds)
-                if is_global_zero():
-                    atomic_write_json(self.layout.gen_dir(k) / "metrics.json", metrics)
-                fault_point(f"trained:{k}")
-            if not self._cache_is_valid(k, state):
-                state.mark_cache(k, self.build_cache(k, g, module or self.load_module(k, g)))
-                fault_point(f"cached:{k}")
-            generations.append({key: v for key, v in metrics.items() if key != "seed"})
+        generations = [self.execute(step, state) for step in self.plan(state)]
         summary = {"recipe": self.recipe_name, "seed": self.cfg.seed, "generations": generations,
                    "ensembles": self.ensembles()}
-        if is_global_zero():
-            atomic_write_json(self.layout.root / "summary.json", summary)
+        self.layout.write_json(self.layout.root / "summary.json", summary)
         return summary
+
+    def execute(self, step: Step, state: RunState) -> dict[str, Any]:
+        """Do one generation's step: train, load, evaluate or reuse it, then (re)build its cache if needed."""
+        spec, k = step.spec, step.spec.index
+        self._announce(step)
+        module = None
+        if step.action == "reuse":
+            metrics = json.loads(self.layout.metrics(k).read_text())
+            self.test_logits[k] = torch.from_numpy(np.load(self.layout.test_logits(k), allow_pickle=False))
+        else:
+            self.layout.make_gen_dir(k)
+            if step.action == "evaluate":  # crashed between saving the checkpoint and writing the metrics
+                module, seconds = self.restore(spec), state.train_seconds.get(str(k), float("nan"))
+            else:
+                module, seconds = self.load(spec) if step.action == "load" else self.train(spec)
+                state.mark_generation(k, self.checkpoint_sha(k), round(seconds, 2))
+                fault_point(f"fitted:{k}")
+            metrics = self.evaluate(spec, module, seconds)
+            self.layout.write_json(self.layout.metrics(k), metrics)
+            fault_point(f"trained:{k}")
+        if step.build_cache:
+            state.mark_cache(k, self.build_cache(spec, module or self.restore(spec)))
+            fault_point(f"cached:{k}")
+        return {key: v for key, v in metrics.items() if key != "seed"}
+
+    def _announce(self, step: Step) -> None:
+        spec, n = step.spec, len(self.specs) - 1
+        if step.action == "reuse":
+            self.console.rule(f"generation {spec.index}/{n} · done, reusing it")
+            return
+        what = {"evaluate": "trained, evaluating it", "load": spec.load.describe() if spec.load else "",
+                "train": f"teacher {spec.teacher_label} ({spec.cache.mode})" if spec.members
+                else "cross-entropy on labels"}[step.action]
+        self.console.rule(f"[bold]generation {spec.index}/{n}[/] · {spec.label} · {what}")
+

@@ -11,7 +11,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from distill.registry import Registry
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimizerConfig:
     """Optimizer and schedule of one generation.
 

@@ -15,12 +15,17 @@ from torch import nn
 
 from distill.cache import SoftLabelCache
 from distill.metrics import ensemble_logits
+from distill.outputs import FeatureTap, ModelOutput
 
 
 class TeacherSource(Protocol):
-    """Callable giving teacher logits for a batch: ``(images, dataset_indices) -> (B, C) float32``."""
+    """Callable giving the teacher's output for a batch: ``(images, dataset_indices) -> ModelOutput``.
 
-    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor: ...
+    The logits are ``(B, C)`` float32; ``features`` holds the named intermediate features a loss asked for, which
+    only a teacher run online (:class:`OnlineTeacher`) can serve.
+    """
+
+    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput: ...
 
     def to(self, device: torch.device) -> TeacherSource: ...
 
@@ -62,9 +67,9 @@ class CachedTeacher:
         """The training epoch whose views are being trained on (replay caches read view epoch ``epoch % E``)."""
         self.epoch = int(epoch)
 
-    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput:
         members = [c.lookup(index, self.epoch) for c in self.caches]
-        return ensemble_logits(members).to(self.device, non_blocking=True)
+        return ModelOutput(ensemble_logits(members).to(self.device, non_blocking=True))
 
 
 class ViewEpoch(Callback):
@@ -87,22 +92,29 @@ class OnlineTeacher:
 
     Args:
         models: trained teacher networks; several are averaged in probability space.
+        features: names of intermediate features to return with the logits (one teacher only; see
+            :mod:`distill.outputs`).
     """
 
-    def __init__(self, models: list[nn.Module]) -> None:
+    def __init__(self, models: list[nn.Module], features: tuple[str, ...] = ()) -> None:
         if not models:
             raise ValueError("an online teacher needs at least one model")
+        if features and len(models) != 1:
+            raise ValueError("teacher features come from one teacher, not an ensemble")
         self.models = [m.eval().requires_grad_(False) for m in models]
+        self.taps = [FeatureTap(m, features) for m in self.models]
 
     def to(self, device: torch.device) -> OnlineTeacher:
         self.models = [m.to(device) for m in self.models]
         return self
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput:
         outs = []
-        for m in self.models:
+        for m, tap in zip(self.models, self.taps, strict=True):
             if m.training:  # someone called .train() on it: a teacher must never update BN statistics
                 m.eval()
-            outs.append(m(x).float())
-        return ensemble_logits(outs)
+            outs.append(tap(x))
+        if len(outs) == 1:
+            return ModelOutput(outs[0].logits.float(), outs[0].features)
+        return ModelOutput(ensemble_logits([o.logits.float() for o in outs]))

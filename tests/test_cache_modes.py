@@ -23,8 +23,8 @@ from distill.data.defaults import DataDefaults
 from distill.data.memory import EpochBatchSampler
 from distill.data.sources import Split
 from distill.generations import replay_seed
-from distill.module import GenerationModule
 from distill.speed import SpeedConfig, apply_speed
+from distill.tasks.born_again import GenerationModule
 
 QUIET = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
 TINY_NET = '{"name": "small_cnn", "init_args": {"width": 4}}'
@@ -77,7 +77,7 @@ def test_replay_student_batches_are_the_views_the_teacher_scored(tiny_aug, tmp_p
     def recording_train(self, batch, batch_idx):
         if self.hparams.generation == 1:
             x, _, index = batch
-            seen.append((self.current_epoch, index.clone(), x.clone(), self.teacher(x, index).clone()))
+            seen.append((self.current_epoch, index.clone(), x.clone(), self.teacher(x, index).logits.clone()))
         return train(self, batch, batch_idx)
 
     monkeypatch.setattr(GenerationModule, "predict_step", recording_predict)

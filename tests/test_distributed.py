@@ -22,7 +22,7 @@ import torch
 from conftest import run_cli
 
 from distill.cache import CacheError, CacheLayout, CacheWriter, Manifest, SoftLabelCache, sha256_file
-from distill.config import generation_config, parse_recipe
+from distill.config import parse_recipe
 from distill.distributed import RANK_VARIABLES
 from distill.generations import BornAgainRun, build_datamodule, load_student
 
@@ -70,7 +70,8 @@ def test_ddp_cache_and_test_logits_equal_a_single_process_build(ddp_run, tmp_pat
     ddp_cache = SoftLabelCache(out / "cache" / "gen-0", dm.fingerprint(), sha256_file(ckpt), CacheLayout())
 
     # The same checkpoint scored by one process through the same writer.
-    module = BornAgainRun(cfg, out, "digits-ban", dm=dm).load_module(0, generation_config(cfg, 0))
+    run = BornAgainRun(cfg, out, "digits-ban", dm=dm)
+    module = run.restore(run.specs[0])
     fields = {k: getattr(ddp_cache.manifest, k) for k in ("generation", "teacher_checkpoint", "teacher_sha256",
                                                           "dataset")}
     writer = CacheWriter(tmp_path / "single", len(dm.cache_set), dm.num_classes, "float16", fields)

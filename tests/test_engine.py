@@ -11,8 +11,8 @@ from conftest import TINY_RUN_ARGS, run_cli
 
 from distill.generations import build_datamodule, generation_seed
 from distill.losses import KDLoss
-from distill.module import GenerationModule
 from distill.optim import OptimizerConfig
+from distill.tasks.born_again import GenerationModule
 from distill.teachers import OnlineTeacher
 
 
@@ -22,7 +22,8 @@ def test_summary_json_has_every_field(tiny_run):
     assert [g["generation"] for g in s["generations"]] == [0, 1]
     g0, g1 = s["generations"]
     for g in (g0, g1):
-        assert set(g) == {"generation", "backbone", "teacher", "epochs", "train_seconds", "test",
+        assert g["source"] == "trained"
+        assert set(g) == {"generation", "backbone", "teacher", "source", "epochs", "train_seconds", "test",
                           "agreement_with_teacher"}
         assert g["backbone"] == "small_cnn" and g["epochs"] == 2 and g["train_seconds"] > 0
         assert set(g["test"]) == {"acc", "nll", "ece"}  # 10 classes: no top-5

@@ -84,7 +84,8 @@ def test_dkpp_loss_matches_kd_on_permuted_teacher():
 def test_build_loss_generation_zero_is_cross_entropy():
     assert isinstance(build_loss(0, "dkpp", 1.0, 4.0), CrossEntropy)
     assert isinstance(build_loss(1, "cwtm", 1.0, 4.0), CWTMLoss)
-    assert not CrossEntropy.needs_teacher and KDLoss.needs_teacher
+    assert not CrossEntropy().needs_teacher and KDLoss().needs_teacher
+    assert CrossEntropy.needs == frozenset() and KDLoss.needs == {"teacher_logits"}
 
 
 def test_gradient_flows_to_student_only():

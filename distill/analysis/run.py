@@ -26,7 +26,8 @@ import torch
 from distill.analysis.similarity import class_similarity, soften
 from distill.analysis.taxonomy import BUILTIN_GROUPINGS, CLASS_NAMES, grouping_indices, load_grouping
 from distill.cache import SoftLabelCache, sha256_file
-from distill.generations import RunLayout, build_datamodule
+from distill.generations import build_datamodule
+from distill.plan import RunLayout
 
 GEN_DIR = re.compile(r"gen-(\d+)")
 
@@ -176,7 +177,8 @@ def load_run(run_dir: str | Path, generations: Sequence[int] | None = None,
         CacheError: a cache that is incomplete, corrupted, or does not match its checkpoint or the dataset.
         DataError: the run's dataset cannot be loaded here.
     """
-    from distill.config import RecipeError, parse_recipe
+    from distill.config import RecipeError
+    from distill.resolve import load_recipe
 
     root = Path(run_dir)
     config_path = root / "config.yaml"
@@ -194,9 +196,10 @@ def load_run(run_dir: str | Path, generations: Sequence[int] | None = None,
     if temperature is not None and not temperature > 0:
         raise InspectError(f"temperature must be > 0, got {temperature}")
     try:
-        cfg = parse_recipe(str(config_path), [])
+        recipe = load_recipe(str(config_path), [])
     except RecipeError as e:
         raise InspectError(f"{config_path}: {e}") from None
+    cfg = recipe.cfg
     dm = build_datamodule(cfg.data)
     fingerprint = dm.fingerprint()
     layout = RunLayout(root)
@@ -205,5 +208,5 @@ def load_run(run_dir: str | Path, generations: Sequence[int] | None = None,
         root=root, config=cfg, datamodule=dm, class_names=[str(n) for n in dm.class_names],
         train_labels=np.asarray(dm.train_labels(), dtype=np.int64),
         test_labels=np.asarray(dm.test_labels(), dtype=np.int64),
-        temperature=float(cfg.kd.temperature if temperature is None else temperature), caches=caches,
+        temperature=float(recipe.specs[-1].kd.temperature if temperature is None else temperature), caches=caches,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import timm
@@ -72,10 +72,10 @@ def _known_names() -> list[str]:
     return BACKBONES.names() + timm.list_models() + _torchvision_names()
 
 
-def _normalise(spec: str | dict[str, Any]) -> dict[str, Any]:
+def _normalise(spec: str | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(spec, str):
         spec = {"name": spec}
-    if not isinstance(spec, dict) or ("name" in spec) == ("class_path" in spec):
+    if not isinstance(spec, Mapping) or ("name" in spec) == ("class_path" in spec):
         raise ValueError(f"backbone must be a name or a mapping with exactly one of 'name'/'class_path', got {spec!r}")
     extra = set(spec) - {"name", "class_path", "init_args"}
     if extra:
@@ -119,9 +119,26 @@ def create_backbone(spec: str | dict[str, Any], num_classes: int, in_chans: int)
     return torchvision.models.get_model(name, weights=kwargs.pop("weights", None), **kwargs)
 
 
-def backbone_label(spec: str | dict[str, Any]) -> str:
-    """Short display name of a backbone spec (its name or class path)."""
-    return spec if isinstance(spec, str) else str(spec.get("name") or spec.get("class_path"))
+def backbone_label(spec: str | Mapping[str, Any]) -> str:
+    """Display name of a backbone spec: its name or class path, with its ``init_args`` when it has any.
+
+    ``small_cnn`` and ``small_cnn(width=8)`` are then told apart in the table and in ``summary.json``.
+    """
+    if isinstance(spec, str):
+        return spec
+    name = str(spec.get("name") or spec.get("class_path"))
+    args = spec.get("init_args") or {}
+    if not args:
+        return name
+    return name + "(" + ", ".join(f"{k}={_plain(v)!r}" for k, v in sorted(args.items())) + ")"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def check_output(model: nn.Module, sample: torch.Tensor, num_classes: int, label: str) -> None:

@@ -1,4 +1,4 @@
-"""Distillation losses: the math as small pure functions, with thin ``nn.Module`` wrappers the engine plugs in.
+"""Logit distillation losses: the math as small pure functions, with thin ``nn.Module`` wrappers the engine plugs in.
 
 Conventions (shared by every function here):
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from distill.registry import Registry
+from distill.losses.base import LOSSES, DistillLoss, Progress
+from distill.outputs import ModelOutput, logits_of
 
 
 def kd_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -72,25 +72,17 @@ def dkpp_permute(teacher: torch.Tensor, generator: torch.Generator | None = None
     return out
 
 
-class DistillLoss(nn.Module):
-    """Base of the pluggable losses: ``forward(student, target, teacher) -> scalar``.
-
-    ``needs_teacher`` tells the engine whether teacher scores must be supplied.
-    """
-
-    needs_teacher: bool = True
-
-
-LOSSES: Registry[type[DistillLoss]] = Registry("kd.variant")
+Logits = torch.Tensor | ModelOutput
 
 
 class CrossEntropy(DistillLoss):
     """Generation 0: cross-entropy on the hard labels, batch mean."""
 
-    needs_teacher = False
+    needs = frozenset()
 
-    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor | None = None) -> torch.Tensor:
-        return F.cross_entropy(student, target)
+    def forward(self, student: Logits, target: torch.Tensor, teacher: Logits | None = None,
+                progress: Progress | None = None) -> torch.Tensor:
+        return F.cross_entropy(logits_of(student), target)
 
 
 @LOSSES.register("standard")
@@ -109,8 +101,9 @@ class KDLoss(DistillLoss):
     def per_sample(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         return kd_per_sample(student, teacher, target, self.alpha, self.temperature)
 
-    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return self.per_sample(student, target, teacher).mean()
+    def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
+                progress: Progress | None = None) -> torch.Tensor:
+        return self.per_sample(logits_of(student), target, logits_of(teacher)).mean()
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, temperature={self.temperature}"
@@ -120,20 +113,16 @@ class KDLoss(DistillLoss):
 class CWTMLoss(KDLoss):
     """Born-Again CWTM: ``sum_i w_i * l_i`` with ``w = cwtm_weights(teacher)`` and ``l_i`` the per-sample KD loss."""
 
-    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return (cwtm_weights(teacher).detach() * self.per_sample(student, target, teacher)).sum()
+    def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
+                progress: Progress | None = None) -> torch.Tensor:
+        s, t = logits_of(student), logits_of(teacher)
+        return (cwtm_weights(t).detach() * self.per_sample(s, target, t)).sum()
 
 
 @LOSSES.register("dkpp")
 class DKPPLoss(KDLoss):
     """Born-Again DKPP: the KD loss against ``dkpp_permute(teacher)`` (fresh permutation every batch)."""
 
-    def forward(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return self.per_sample(student, target, dkpp_permute(teacher)).mean()
-
-
-def build_loss(generation: int, variant: str, alpha: float, temperature: float) -> DistillLoss:
-    """Cross-entropy for generation 0, the registered ``variant`` for students."""
-    if generation == 0:
-        return CrossEntropy()
-    return LOSSES.get(variant)(alpha=alpha, temperature=temperature)
+    def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
+                progress: Progress | None = None) -> torch.Tensor:
+        return self.per_sample(logits_of(student), target, dkpp_permute(logits_of(teacher))).mean()

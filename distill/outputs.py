@@ -1,0 +1,80 @@
+"""What a student or teacher gives a loss: logits plus, on request, named intermediate features.
+
+One mechanism for every model: forward hooks on named submodules. A name is a module path as
+``model.named_modules()`` lists it (``layers.1``, ``stages.2.blocks.0``), or, for a timm model, an index into its
+``feature_info`` (``"-1"`` is the last stage, ``"0"`` the first) -- the names timm's ``forward_intermediates`` and
+``features_only`` use, resolved to the module that produces them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    """Logits ``(B, C)`` and the features asked for, by name (``(B, C_l, H_l, W_l)`` for conv maps)."""
+
+    logits: torch.Tensor
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def logits_of(x: torch.Tensor | ModelOutput) -> torch.Tensor:
+    """The logits of a :class:`ModelOutput`, or the tensor itself (so logit losses take plain tensors too)."""
+    return x.logits if isinstance(x, ModelOutput) else x
+
+
+class FeatureError(ValueError):
+    """A feature name that names no module of the model; the message lists some that exist."""
+
+
+def resolve_feature(model: nn.Module, name: str) -> str:
+    """The module path of feature ``name`` in ``model`` (an index into timm's ``feature_info``, or a module path)."""
+    info = getattr(model, "feature_info", None)
+    if name.lstrip("-").isdigit() and info:
+        entries = list(info)
+        index = int(name)
+        if not -len(entries) <= index < len(entries):
+            raise FeatureError(f"feature {name!r}: the model has {len(entries)} feature_info entries")
+        return str(entries[index]["module"])
+    modules = dict(model.named_modules())
+    if name not in modules or name == "":
+        sample = [n for n in modules if n and n.count(".") <= 1][:12]
+        raise FeatureError(f"feature {name!r} names no module of {type(model).__name__} (modules include: "
+                           f"{', '.join(sample)}{', ...' if len(modules) > len(sample) + 1 else ''})")
+    return name
+
+
+class FeatureTap:
+    """Run ``model`` and collect the outputs of its named submodules: ``tap(x) -> ModelOutput``.
+
+    A plain callable, not an ``nn.Module``: the model stays where its owner keeps it (a LightningModule's
+    ``student``), so its parameters, mode and state dict appear once. The forward hooks are registered once, here;
+    they keep a reference to each tapped output, and the tap hands them out and forgets them after every call.
+
+    Args:
+        model: any ``nn.Module`` returning logits.
+        names: feature names (see the module docstring); the output's ``features`` keys are these names.
+    """
+
+    def __init__(self, model: nn.Module, names: Iterable[str] = ()) -> None:
+        self.model = model
+        self.names = tuple(names)
+        self._store: dict[str, torch.Tensor] = {}
+        for name in self.names:
+            model.get_submodule(resolve_feature(model, name)).register_forward_hook(self._hook(name))
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            self._store[name] = output[0] if isinstance(output, (tuple, list)) else output
+        return hook
+
+    def __call__(self, x: torch.Tensor) -> ModelOutput:
+        self._store = {}
+        logits = self.model(x)
+        features, self._store = self._store, {}
+        return ModelOutput(logits, features)

@@ -1,0 +1,220 @@
+"""Resolve a parsed recipe into one frozen :class:`~distill.spec.GenerationSpec` per generation, checking each.
+
+Every mistake that depends on a generation's merged settings -- an unknown name, a loss argument the loss does
+not take, a number out of range, a feature loss on a cache that cannot serve features, a callback that would break
+resume, a teacher file that is not there -- is a :class:`~distill.config.RecipeError` with one line, raised here,
+before any data is loaded or any directory is made.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ArgumentParser, Namespace
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+
+from distill.arguments import ArgumentsError, check_kwargs, import_class, object_spec
+from distill.cache.replay import CACHE_MODES
+from distill.config import RecipeError, build_parser, generation_config, one_line, parse_recipe
+from distill.losses import LOSSES, TEACHER_FEATURES, loss_kwargs
+from distill.models.factory import check_backbone
+from distill.optim import OPTIMIZERS, SCHEDULERS, OptimizerConfig
+from distill.registry import RegistryError
+from distill.spec import CacheConfig, GenerationSpec, KDConfig, LoadSpec, backbone_label, freeze, generation_seed
+
+LOGGER_MODULES = ("lightning.pytorch.loggers",)
+CALLBACK_MODULES = ("lightning.pytorch.callbacks",)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe and its generations' resolved specs."""
+
+    cfg: Namespace
+    specs: tuple[GenerationSpec, ...]
+
+
+def load_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParser | None = None) -> Recipe:
+    """Parse a recipe file plus dotted overrides and resolve every generation (all checks happen here)."""
+    parser = parser or build_parser()
+    cfg = parse_recipe(recipe, overrides, parser)
+    return Recipe(cfg, resolve_specs(cfg, parser))
+
+
+def resolve_specs(cfg: Namespace, parser: ArgumentParser | None = None) -> tuple[GenerationSpec, ...]:
+    """One :class:`GenerationSpec` per generation 0..N of ``cfg``, each checked (raises :class:`RecipeError`)."""
+    parser = parser or build_parser()
+    specs = []
+    for k in range(cfg.generations + 1):
+        where = _where(cfg, k)
+        try:
+            g = generation_config(cfg, k, parser)
+        except Exception as e:  # the merged recipe failed to parse: report it against the override
+            raise RecipeError(f"{where}{one_line(e)}") from None
+        specs.append(_resolve(cfg, g, k, where))
+    return tuple(specs)
+
+
+def _where(cfg: Namespace, k: int) -> str:
+    for i, override in enumerate(cfg.per_generation or []):
+        if override.get("generation") == k:
+            return f"per_generation[{i}]: "
+    return ""
+
+
+def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec:
+    kd = KDConfig(**g.kd.as_dict())
+    cache = CacheConfig(**g.cache.as_dict())
+    optimizer = OptimizerConfig(**g.optimizer.as_dict())
+    trainer = dict(g.trainer.as_dict() if isinstance(g.trainer, Namespace) else g.trainer)
+    loggers, callbacks = _objects(trainer.pop("logger", None)), _objects(trainer.pop("callbacks", None))
+    _check_names(g, kd, optimizer, where)
+    _check_numbers(kd, optimizer, trainer, where)
+    members = () if k == 0 else tuple(range(k)) if kd.teacher == "ensemble" else (k - 1,)
+    if members:
+        _check_loss(kd, cache, where)
+    _check_objects(loggers, "trainer.logger", LOGGER_MODULES, Logger, where)
+    _check_objects(callbacks, "trainer.callbacks", CALLBACK_MODULES, Callback, where)
+    load = _load_spec(cfg.load) if k == 0 and cfg.load is not None else None
+    backbone = load_backbone(load) if load is not None and load.kind == "checkpoint" else g.backbone
+    try:
+        check_backbone(backbone)
+    except (RegistryError, ValueError) as e:
+        raise RecipeError(f"{where}backbone: {e}") from None
+    if load is not None and load.kind != "checkpoint":
+        _check_timm(backbone, load)
+    from distill.tasks import TASKS  # the tasks import the engine's modules; resolved names only need the registry
+
+    if g.task not in TASKS:
+        raise RecipeError(f"{where}task: " + TASKS.unknown_message(g.task, TASKS.names()))
+    return GenerationSpec(index=k, seed=generation_seed(cfg.seed, k), task=g.task, backbone=freeze(backbone),
+                          label=backbone_label(backbone), kd=kd, members=members, cache=cache, optimizer=optimizer,
+                          trainer=freeze(trainer), loggers=freeze(loggers), callbacks=freeze(callbacks), load=load)
+
+
+def _objects(value: Any) -> tuple[Any, ...]:
+    """A logger/callback setting as a tuple of entries (``None``/``False``/``[]``: none)."""
+    if value is None or value is False:
+        return ()
+    if value is True:
+        raise RecipeError("trainer.logger: true is the engine's CSV log, which every generation has; give a "
+                          "logger class (e.g. TensorBoardLogger) to add one")
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+def _check_names(g: Namespace, kd: KDConfig, optimizer: OptimizerConfig, where: str) -> None:
+    for registry, name in ((LOSSES, kd.variant), (OPTIMIZERS, optimizer.name), (SCHEDULERS, optimizer.scheduler)):
+        if name not in registry:
+            raise RecipeError(where + registry.unknown_message(name, registry.names()))
+
+
+def _check_numbers(kd: KDConfig, optimizer: OptimizerConfig, trainer: dict[str, Any], where: str) -> None:
+    """Values the parser's types admit but training cannot use (they end in a traceback or NaN later)."""
+    epochs = trainer.get("max_epochs")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise RecipeError(f"{where}trainer.max_epochs must be an integer >= 1 (a generation trains for a fixed "
+                          f"number of epochs), got {epochs!r}")
+    checks = [
+        ("kd.temperature", kd.temperature, math.isfinite(kd.temperature) and kd.temperature > 0, "a finite number > 0"),
+        ("optimizer.lr", optimizer.lr, math.isfinite(optimizer.lr) and optimizer.lr > 0, "a finite number > 0"),
+        ("optimizer.weight_decay", optimizer.weight_decay,
+         math.isfinite(optimizer.weight_decay) and optimizer.weight_decay >= 0, "a finite number >= 0"),
+        ("optimizer.momentum", optimizer.momentum, 0 <= optimizer.momentum < 1, "in [0, 1)"),
+        ("optimizer.gamma", optimizer.gamma, math.isfinite(optimizer.gamma) and optimizer.gamma > 0,
+         "a finite number > 0"),
+        ("optimizer.warmup_epochs", optimizer.warmup_epochs, 0 <= optimizer.warmup_epochs < epochs,
+         f"in [0, trainer.max_epochs={epochs})"),
+    ]
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise RecipeError(f"{where}{key} must be {expected}, got {value!r}")
+
+
+def _check_loss(kd: KDConfig, cache: CacheConfig, where: str) -> None:
+    try:
+        loss_kwargs(kd.variant, kd.alpha, kd.temperature, kd.init_args)
+    except ArgumentsError as e:
+        raise RecipeError(f"{where}{e}") from None
+    needs = LOSSES.get(kd.variant).needs
+    if TEACHER_FEATURES in needs and not CACHE_MODES.get(cache.mode).online:
+        raise RecipeError(f"{where}kd.variant {kd.variant!r} needs the teacher's intermediate features, which only "
+                          f"a teacher run online serves; cache.mode is {cache.mode!r} (set --cache.mode online)")
+    if TEACHER_FEATURES in needs and kd.teacher == "ensemble":
+        raise RecipeError(f"{where}kd.variant {kd.variant!r} reads one teacher's features; kd.teacher: ensemble has "
+                          "several (use kd.teacher: previous)")
+
+
+def _check_objects(entries: tuple[Any, ...], key: str, modules: tuple[str, ...], base: type, where: str) -> None:
+    """Import each logger/callback class and check its init_args, without building it."""
+    for i, entry in enumerate(entries):
+        at = f"{key}[{i}]" if len(entries) > 1 else key
+        try:
+            path, init_args = object_spec(entry, at)
+            cls = import_class(path, modules, at)
+            check_kwargs(cls, init_args, f"{at}.init_args")
+        except ArgumentsError as e:
+            raise RecipeError(f"{where}{e}") from None
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise RecipeError(f"{where}{at}: {path!r} is not a Lightning {base.__name__}")
+        if issubclass(cls, ModelCheckpoint):
+            raise RecipeError(f"{where}{at}: {path!r} is refused: the engine checkpoints every epoch for --resume and "
+                              "saves gen-k/model.ckpt itself, and a second ModelCheckpoint would write into gen-k/ "
+                              "beside them (pick checkpoints from gen-k/logs/metrics.csv instead)")
+
+
+def _load_spec(load: dict[str, Any]) -> LoadSpec:
+    """Check the ``load`` section: exactly one of ``pretrained: true``, ``file: PATH``, ``checkpoint: PATH``."""
+    keys = sorted(k for k in load if load[k] not in (None, False))
+    unknown = sorted(set(load) - {"pretrained", "file", "checkpoint"})
+    if unknown:
+        raise RecipeError(f"load.{unknown[0]} is not a load option (accepted: checkpoint, file, pretrained)")
+    if len(keys) != 1:
+        raise RecipeError(f"load needs exactly one of pretrained: true, file: PATH or checkpoint: PATH, got {load!r}")
+    kind = keys[0]
+    if kind == "pretrained":
+        if load["pretrained"] is not True:
+            raise RecipeError(f"load.pretrained must be true, got {load['pretrained']!r}")
+        return LoadSpec("pretrained")
+    path = Path(str(load[kind]))
+    if not path.is_file():
+        raise RecipeError(f"load.{kind}: file not found: {path}")
+    return LoadSpec(kind, str(path.resolve()))
+
+
+def load_backbone(load: LoadSpec) -> Any:
+    """The backbone of the run a ``load.checkpoint`` comes from (``RUN/config.yaml``, generation of ``gen-k/``)."""
+    path = Path(load.path)
+    run, gen_dir = path.parent.parent, path.parent.name
+    if not (run / "config.yaml").is_file() or not gen_dir.startswith("gen-") or not gen_dir[4:].isdigit():
+        raise RecipeError(f"load.checkpoint {path} is not a distill run's gen-k/model.ckpt (no config.yaml in {run})")
+    try:
+        other = parse_recipe(str(run / "config.yaml"), [])
+    except RecipeError as e:
+        raise RecipeError(f"load.checkpoint: {run / 'config.yaml'}: {e}") from None
+    k = int(gen_dir[4:])
+    if k > other.generations:
+        raise RecipeError(f"load.checkpoint {path}: the run's recipe has no generation {k}")
+    return generation_config(other, k).backbone
+
+
+def _check_timm(backbone: Any, load: LoadSpec) -> None:
+    import timm
+
+    name = backbone if isinstance(backbone, str) else backbone.get("name")
+    if not name or not timm.is_model(name):
+        raise RecipeError(f"load.{load.kind} loads through timm, but the generation-0 backbone "
+                          f"{backbone_label(backbone)!r} is not a timm model name")
+    cfg = timm.models.get_pretrained_cfg(name)
+    if load.kind == "pretrained" and not (cfg and (cfg.hf_hub_id or cfg.url or cfg.file)):
+        raise RecipeError(f"load.pretrained: timm has no pretrained weights for {name!r} (give load.file or "
+                          "load.checkpoint instead)")
+
+
+def spec_dict(spec: GenerationSpec) -> dict[str, Any]:
+    """A JSON-ready view of a spec (for ``summary.json`` and messages)."""
+    return {"generation": spec.index, "task": spec.task, "backbone": spec.label, "kd": asdict(spec.kd),
+            "cache": asdict(spec.cache), "load": asdict(spec.load) if spec.load else None}

@@ -1,0 +1,157 @@
+"""The born-again classification task: a student network, a pluggable loss and (for students) a teacher source.
+
+Registered as ``task: born_again`` (the default). Generation 0 learns from labels; generation k from the teacher
+source its spec names, through the loss ``kd.variant``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from distill.losses import DistillLoss, Progress, build_loss
+from distill.models import create_backbone
+from distill.optim import OptimizerConfig, build_optimizer
+from distill.outputs import FeatureTap, ModelOutput
+from distill.spec import GenerationSpec, thaw
+from distill.speed import apply_speed
+from distill.tasks import TASKS, TaskContext
+from distill.teachers import TeacherSource
+
+
+def load_network(path: str | Path, backbone: object, num_classes: int, in_chans: int) -> nn.Module:
+    """Rebuild a generation's network from its checkpoint (``weights_only=True``: no pickled code runs).
+
+    Only the ``student.`` entries are read: a loss's own parameters (a FitNets regressor) are not part of the network.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    model = create_backbone(thaw(backbone), num_classes, in_chans)
+    model.load_state_dict({k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")})
+    return model.eval()
+
+
+@TASKS.register("born_again")
+class GenerationModule(L.LightningModule):
+    """Trains ``student`` with ``loss``; students get the teacher's output from ``teacher`` for every batch.
+
+    Batches are ``(images, labels, dataset_indices)``; the indices let a cached teacher look its scores up. The loss
+    gets :class:`~distill.outputs.ModelOutput` of student and teacher (with the named features it asked for) and the
+    current :class:`~distill.losses.Progress`; its own parameters train with the student and are checkpointed under
+    ``loss.``. ``predict_step`` returns the student's logits (used to build the next cache and to evaluate).
+
+    Args:
+        student: freshly initialised backbone.
+        loss: a :class:`~distill.losses.DistillLoss`; its ``needs_teacher`` says whether ``teacher`` is used.
+        teacher: teacher source for students, None for generation 0.
+        num_classes: number of classes (for the accuracy metrics).
+        optimizer: optimizer and schedule settings.
+        max_epochs: schedule length (for the cosine schedule).
+        generation: generation number (logged as a hyper-parameter).
+    """
+
+    def __init__(self, student: nn.Module, loss: DistillLoss, teacher: TeacherSource | None, num_classes: int,
+                 optimizer: OptimizerConfig, max_epochs: int, generation: int = 0) -> None:
+        super().__init__()
+        # Plain values only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters({"num_classes": num_classes, "max_epochs": max_epochs, "generation": generation,
+                                   "optimizer": asdict(optimizer)})
+        if loss.needs_teacher and teacher is None:
+            raise ValueError(f"{type(loss).__name__} needs a teacher")
+        self.student = student
+        self.loss = loss
+        self.teacher = teacher  # plain attribute (not an nn.Module): stays out of the module tree
+        self.optimizer_cfg = optimizer
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        names = loss.feature_names()[0]
+        self._tap = FeatureTap(student, names) if names else None  # plain callable: the student appears once
+
+    @classmethod
+    def create(cls, spec: GenerationSpec, context: TaskContext) -> GenerationModule:
+        """A freshly initialised student for ``spec`` (seed the RNGs first), its loss bound to one batch's shapes."""
+        network = create_backbone(thaw(spec.backbone), context.num_classes, context.in_chans)
+        return cls._build(spec, context, network, build_loss(spec.index, spec.kd.variant, spec.kd.alpha,
+                                                             spec.kd.temperature, thaw(spec.kd.init_args)))
+
+    @classmethod
+    def from_network(cls, spec: GenerationSpec, context: TaskContext, network: nn.Module) -> GenerationModule:
+        """A module around a trained network, for evaluation and cache building (cross-entropy, no teacher)."""
+        return cls._build(spec, context, network, build_loss(0, spec.kd.variant))
+
+    @classmethod
+    def network_from_checkpoint(cls, spec: GenerationSpec, context: TaskContext, path: str | Path) -> nn.Module:
+        return apply_speed(load_network(path, spec.backbone, context.num_classes, context.in_chans), context.speed)
+
+    @classmethod
+    def _build(cls, spec: GenerationSpec, context: TaskContext, network: nn.Module,
+               loss: DistillLoss) -> GenerationModule:
+        module = cls(apply_speed(network, context.speed), loss, context.teacher if loss.needs_teacher else None,
+                     context.num_classes, spec.optimizer, max_epochs=spec.max_epochs, generation=spec.index)
+        if loss.feature_names() != ((), ()):  # shapes of the tapped features, for the loss's own parameters
+            was_training = network.training
+            network.eval()
+            with torch.no_grad():
+                teacher = module.teacher.to(context.sample.device)(context.sample, torch.zeros(1, dtype=torch.long))
+                loss.bind(module.student_output(context.sample), teacher)
+            network.train(was_training)
+        return module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x)
+
+    def student_output(self, x: torch.Tensor) -> ModelOutput:
+        """The student's logits, with the features its loss reads."""
+        return self._tap(x) if self._tap is not None else ModelOutput(self.student(x))
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y, index = batch
+        out = self.student_output(x)
+        teacher = self.teacher(x, index) if self.loss.needs_teacher else None
+        loss = self.loss(out, y, teacher, Progress(self.current_epoch, self.global_step, self.hparams.max_epochs))
+        self.train_acc(out.logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y, _ = batch
+        logits = self.student(x)
+        self.val_acc(logits, y)
+        self.log("val/loss", nn.functional.cross_entropy(logits, y), sync_dist=True)  # mean over DDP ranks
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self.student(batch[0]).float()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Remember how the recipe's learning rate differs from the checkpoint's (a resume after a NaN, say)."""
+        old = checkpoint.get("hyper_parameters", {}).get("optimizer", {}).get("lr")
+        self._lr_rescale = self.optimizer_cfg.lr / old if old else 1.0
+
+    def on_train_start(self) -> None:
+        """Apply a changed learning rate to the restored optimizer and schedule (same shape, new scale)."""
+        ratio = getattr(self, "_lr_rescale", 1.0)
+        if ratio == 1.0:
+            return
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] *= ratio
+                if "initial_lr" in group:
+                    group["initial_lr"] *= ratio
+        for config in self.trainer.lr_scheduler_configs:
+            config.scheduler.base_lrs = [lr * ratio for lr in config.scheduler.base_lrs]
+        self._lr_rescale = 1.0
+
+    def configure_optimizers(self):
+        params = [*self.student.parameters(), *self.loss.parameters()]  # a loss's own parameters train too
+        opt, sched = build_optimizer(params, self.optimizer_cfg, self.hparams.max_epochs)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
