@@ -33,7 +33,9 @@ class RecipeError(ValueError):
 # user's ``logger`` and ``callbacks`` are free-form class_path/init_args entries added beside the engine's own.
 TRAINER_OWNED = {"logger", "callbacks", "default_root_dir", "enable_checkpointing", "plugins", "profiler"}
 OVERRIDABLE = {"task", "backbone", "kd", "optimizer", "trainer"}
-ObjectList = Optional[Union[bool, str, Dict[str, Any], List[Union[str, Dict[str, Any]]]]]
+# A class name, a {class_path, init_args} mapping, or a list of them; typed Any so that jsonargparse hands the values
+# over as written (it would otherwise try to resolve class_path itself) -- distill.resolve checks them.
+ObjectList = Any
 
 
 def build_parser() -> ArgumentParser:

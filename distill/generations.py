@@ -43,18 +43,18 @@ from distill.loaded import load_network, save_network
 from distill.losses import build_loss
 from distill.metrics import agreement, ensemble_logits, evaluate
 from distill.models import BackboneError, check_output, create_backbone
+from distill.outputs import FeatureError, resolve_feature
 from distill.plan import RunLayout, Step, make_plan
 from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES, resolve_specs
 from distill.spec import GenerationSpec, generation_seed, thaw
 from distill.speed import SpeedConfig
 from distill.state import RunState
 from distill.tasks import TASKS, TaskContext
-from distill.tasks.born_again import load_network as load_student
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
 
 REPLAY_SEED_STREAM = 10_000  # generation_seed(seed, REPLAY_SEED_STREAM): the view seed of cache.mode replay
 
-__all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "load_student", "replay_seed"]
+__all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "replay_seed"]
 
 
 def replay_seed(seed: int, data_seed: int | None = None) -> int:
@@ -290,6 +290,7 @@ class BornAgainRun:
         if self.dm is None:
             self.dm = build_datamodule(self.cfg.data)
         sample = self.dm.cache_set[0][0]
+        networks: dict[int, torch.nn.Module] = {}
         for spec in self.specs:
             try:
                 model = self.loaded_network(spec) if spec.load is not None else \
@@ -299,6 +300,8 @@ class BornAgainRun:
                     raise
                 raise BackboneError(f"backbone {spec.label!r} cannot be built: {e}") from None
             check_output(model, sample, self.dm.num_classes, spec.label)
+            networks[spec.index] = model
+            self._check_features(spec, networks)
             self._user_objects(spec)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
                 L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
@@ -306,6 +309,22 @@ class BornAgainRun:
             except Exception as e:  # any rejection of the user's trainer settings, in one line
                 raise RecipeError(f"trainer (generation {spec.index}): {type(e).__name__}: {e}") from None
         self._preflight_done = True
+
+    @staticmethod
+    def _check_features(spec: GenerationSpec, networks: dict[int, torch.nn.Module]) -> None:
+        """The feature names a student's loss reads exist in the student's and its teacher's networks."""
+        if not spec.members:
+            return
+        kd = spec.kd
+        student, teacher = build_loss(spec.index, kd.variant, kd.alpha, kd.temperature,
+                                      thaw(kd.init_args)).feature_names()
+        for names, net, who in ((student, networks[spec.index], "student"),
+                                (teacher, networks[spec.members[0]], "teacher")):
+            for name in names:
+                try:
+                    resolve_feature(net, name)
+                except FeatureError as e:
+                    raise FeatureError(f"kd.init_args.pairs (generation {spec.index}, {who}): {e}") from None
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
         if str(k) not in state.caches:

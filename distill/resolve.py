@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
@@ -67,7 +68,8 @@ def _where(cfg: Namespace, k: int) -> str:
 
 
 def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec:
-    kd = KDConfig(**g.kd.as_dict())
+    kd_args = g.kd.as_dict()
+    kd = KDConfig(**{**kd_args, "init_args": freeze({k: _typed(v) for k, v in (kd_args["init_args"] or {}).items()})})
     cache = CacheConfig(**g.cache.as_dict())
     optimizer = OptimizerConfig(**g.optimizer.as_dict())
     trainer = dict(g.trainer.as_dict() if isinstance(g.trainer, Namespace) else g.trainer)
@@ -94,6 +96,16 @@ def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec
     return GenerationSpec(index=k, seed=generation_seed(cfg.seed, k), task=g.task, backbone=freeze(backbone),
                           label=backbone_label(backbone), kd=kd, members=members, cache=cache, optimizer=optimizer,
                           trainer=freeze(trainer), loggers=freeze(loggers), callbacks=freeze(callbacks), load=load)
+
+
+def _typed(value: Any) -> Any:
+    """A dotted ``--kd.init_args.key VALUE`` arrives as a string: read it as YAML (``10`` -> 10, ``[[a, b]]``)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
 
 
 def _objects(value: Any) -> tuple[Any, ...]:

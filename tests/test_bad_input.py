@@ -120,7 +120,7 @@ class _Bomb:
 
 
 def test_pickle_bomb_checkpoint_does_not_execute(tmp_path, capsys):
-    from distill.generations import load_student
+    from distill.tasks.born_again import load_student
 
     marker = tmp_path / "pwned"
     bomb = tmp_path / "bomb.ckpt"

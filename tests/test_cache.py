@@ -120,7 +120,8 @@ def test_incomplete_build_leaves_nothing_valid(tmp_path):
 
 
 def test_run_caches_are_valid_and_match_the_checkpoint(tiny_run):
-    from distill.generations import build_datamodule, load_student
+    from distill.generations import build_datamodule
+    from distill.tasks.born_again import load_student
 
     dm = build_datamodule({"name": "digits", "train_subset": 300})
     cache = SoftLabelCache(tiny_run / "cache" / "gen-0", dm.fingerprint(), sha256_file(tiny_run / "gen-0/model.ckpt"))

@@ -24,7 +24,8 @@ from conftest import run_cli
 from distill.cache import CacheError, CacheLayout, CacheWriter, Manifest, SoftLabelCache, sha256_file
 from distill.config import parse_recipe
 from distill.distributed import RANK_VARIABLES
-from distill.generations import BornAgainRun, build_datamodule, load_student
+from distill.generations import BornAgainRun, build_datamodule
+from distill.tasks.born_again import load_student
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSET, BATCH = 300, 64

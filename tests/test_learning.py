@@ -23,7 +23,8 @@ def test_generation_zero_beats_chance_and_students_approach_their_teacher(tmp_pa
     """Digits (10 classes, chance 10%): gen 0 after 6 epochs on 600 images is far above chance, and the student's
     KL to its cached teacher on the training set falls epoch after epoch (a callback reads the run's own cache)."""
     out, kl = tmp_path / "run", tmp_path / "kl.json"
-    callback = {"class_path": "usernet.TeacherKL", "init_args": {"path": str(kl), "cache": str(out / "cache" / "gen-0")}}
+    cache = str(out / "cache" / "gen-0")
+    callback = {"class_path": "usernet.TeacherKL", "init_args": {"path": str(kl), "cache": cache}}
     per_gen = [{"generation": 1, "trainer": {"callbacks": [callback]}}]
     assert run_cli("run", RECIPE, "--out", str(out), *QUIET, "--data.train_subset", "600", "--generations", "1",
                    "--trainer.max_epochs", "6", "--per_generation", json.dumps(per_gen)) == 0
@@ -81,7 +82,8 @@ def test_feature_losses_pull_student_features_toward_the_teachers(variant):
     torch.manual_seed(0)
     x = torch.randn(16, 1, 6, 6)
     teacher, student = TinyConv(6).eval(), TinyConv(4)
-    t_out = FeatureTap(teacher, ["body"])(x)
+    with torch.no_grad():
+        t_out = FeatureTap(teacher, ["body"])(x)
     tap = FeatureTap(student, ["body"])
     loss = build_loss(1, variant, init_args={"pairs": [["body", "body"]]})
     loss.bind(tap(x), t_out)
@@ -101,7 +103,7 @@ def test_feature_losses_pull_student_features_toward_the_teachers(variant):
 
 
 def test_fitnets_regressor_trains_is_checkpointed_and_left_out_of_the_network(tmp_path):
-    from distill.generations import load_student
+    from distill.tasks.born_again import load_student
 
     out = tmp_path / "run"
     assert run_cli("run", RECIPE, "--out", str(out), *QUIET, "--data.train_subset", "300", "--generations", "2",

@@ -112,6 +112,15 @@ def test_values_training_cannot_use_exit_2_with_one_line(case, tmp_path, capsys)
     assert not out.exists()  # checked before the run directory is created
 
 
+def test_unknown_feature_name_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("run", RECIPE, "--out", str(out), *TINY_RUN_ARGS, "--cache.mode", "online", "--kd.variant",
+                   "attention", "--kd.init_args.pairs", '[["stage9", "stages.1"]]') == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "(generation 1, student): feature 'stage9' names no module" in err
+    assert not out.exists()
+
+
 def test_tensorboard_logger_and_user_callbacks_run_beside_the_engine(tmp_path):
     pytest.importorskip("tensorboard")
     out, record = tmp_path / "run", tmp_path / "epochs.json"

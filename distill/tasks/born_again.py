@@ -24,7 +24,7 @@ from distill.tasks import TASKS, TaskContext
 from distill.teachers import TeacherSource
 
 
-def load_network(path: str | Path, backbone: object, num_classes: int, in_chans: int) -> nn.Module:
+def load_student(path: str | Path, backbone: object, num_classes: int, in_chans: int) -> nn.Module:
     """Rebuild a generation's network from its checkpoint (``weights_only=True``: no pickled code runs).
 
     Only the ``student.`` entries are read: a loss's own parameters (a FitNets regressor) are not part of the network.
@@ -85,7 +85,7 @@ class GenerationModule(L.LightningModule):
 
     @classmethod
     def network_from_checkpoint(cls, spec: GenerationSpec, context: TaskContext, path: str | Path) -> nn.Module:
-        return apply_speed(load_network(path, spec.backbone, context.num_classes, context.in_chans), context.speed)
+        return apply_speed(load_student(path, spec.backbone, context.num_classes, context.in_chans), context.speed)
 
     @classmethod
     def _build(cls, spec: GenerationSpec, context: TaskContext, network: nn.Module,
