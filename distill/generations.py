@@ -40,7 +40,7 @@ from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, is_global_zero, require_command_launcher
 from distill.faults import fault_point
 from distill.loaded import load_network, save_network
-from distill.losses import build_loss
+from distill.losses import LOSSES, loss_for
 from distill.metrics import agreement, ensemble_logits, evaluate
 from distill.models import BackboneError, check_output, create_backbone
 from distill.outputs import FeatureError, resolve_feature
@@ -159,15 +159,21 @@ class BornAgainRun:
             if CACHE_MODES.get(c.mode).replay:
                 require_replay(self.dm)
             build_format(c.format, self.dm.num_classes, c.dtype, c.topk)
+        for spec in self.specs:
+            c, cached = spec.cache, not CACHE_MODES.get(spec.cache.mode).online
+            if spec.members and cached and c.format == "topk" and c.topk < self.dm.num_classes \
+                    and LOSSES.get(spec.kd.variant).full_distribution:
+                raise RecipeError(f"kd.variant {spec.kd.variant!r} reads the teacher's whole non-target distribution, "
+                                  f"which cache.format topk with topk={c.topk} < {self.dm.num_classes} classes does "
+                                  "not keep (use cache.format full, or topk equal to the class count)")
 
     def teacher_source(self, spec: GenerationSpec) -> TeacherSource | None:
         """Where generation ``spec.index`` reads its teacher from: the members' caches, or their networks online."""
         if not spec.members:
             return None
         if CACHE_MODES.get(spec.cache.mode).online:
-            kd = spec.kd  # the teacher features the loss reads (feature losses), tapped on the teacher network
-            features = build_loss(spec.index, kd.variant, kd.alpha, kd.temperature, thaw(kd.init_args)).feature_names()
-            return OnlineTeacher([self.network(self.specs[j]) for j in spec.members], features[1])
+            features = loss_for(spec.index, spec.kd).feature_names()[1]  # what a feature loss reads of the teacher
+            return OnlineTeacher([self.network(self.specs[j]) for j in spec.members], features)
         layout = self.cache_layout(spec)
         return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), self.fingerprint, self.checkpoint_sha(j),
                                              layout) for j in spec.members])
@@ -315,9 +321,7 @@ class BornAgainRun:
         """The feature names a student's loss reads exist in the student's and its teacher's networks."""
         if not spec.members:
             return
-        kd = spec.kd
-        student, teacher = build_loss(spec.index, kd.variant, kd.alpha, kd.temperature,
-                                      thaw(kd.init_args)).feature_names()
+        student, teacher = loss_for(spec.index, spec.kd).feature_names()
         for names, net, who in ((student, networks[spec.index], "student"),
                                 (teacher, networks[spec.members[0]], "teacher")):
             for name in names:

@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import Logger
 from distill.arguments import ArgumentsError, check_kwargs, import_class, object_spec
 from distill.cache.replay import CACHE_MODES
 from distill.config import RecipeError, build_parser, generation_config, one_line, parse_recipe
-from distill.losses import LOSSES, TEACHER_FEATURES, loss_kwargs
+from distill.losses import LOSSES, TEACHER_FEATURES, loss_default, loss_kwargs
 from distill.models.factory import check_backbone
 from distill.optim import OPTIMIZERS, SCHEDULERS, OptimizerConfig
 from distill.registry import RegistryError
@@ -69,7 +69,11 @@ def _where(cfg: Namespace, k: int) -> str:
 
 def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec:
     kd_args = g.kd.as_dict()
-    kd = KDConfig(**{**kd_args, "init_args": freeze({k: _typed(v) for k, v in (kd_args["init_args"] or {}).items()})})
+    kd_args["init_args"] = freeze({k: _typed(v) for k, v in (kd_args["init_args"] or {}).items()})
+    for key in ("alpha", "temperature"):  # unset: the loss's own default, so the spec holds the value in force
+        if kd_args[key] is None and g.kd.variant in LOSSES:
+            kd_args[key] = loss_default(g.kd.variant, key)
+    kd = KDConfig(**kd_args)
     cache = CacheConfig(**g.cache.as_dict())
     optimizer = OptimizerConfig(**g.optimizer.as_dict())
     trainer = dict(g.trainer.as_dict() if isinstance(g.trainer, Namespace) else g.trainer)
@@ -131,7 +135,8 @@ def _check_numbers(kd: KDConfig, optimizer: OptimizerConfig, trainer: dict[str, 
         raise RecipeError(f"{where}trainer.max_epochs must be an integer >= 1 (a generation trains for a fixed "
                           f"number of epochs), got {epochs!r}")
     checks = [
-        ("kd.temperature", kd.temperature, math.isfinite(kd.temperature) and kd.temperature > 0, "a finite number > 0"),
+        ("kd.temperature", kd.temperature, kd.temperature is None or (math.isfinite(kd.temperature)
+                                                                      and kd.temperature > 0), "a finite number > 0"),
         ("optimizer.lr", optimizer.lr, math.isfinite(optimizer.lr) and optimizer.lr > 0, "a finite number > 0"),
         ("optimizer.weight_decay", optimizer.weight_decay,
          math.isfinite(optimizer.weight_decay) and optimizer.weight_decay >= 0, "a finite number >= 0"),
@@ -148,7 +153,7 @@ def _check_numbers(kd: KDConfig, optimizer: OptimizerConfig, trainer: dict[str, 
 
 def _check_loss(kd: KDConfig, cache: CacheConfig, where: str) -> None:
     try:
-        loss_kwargs(kd.variant, kd.alpha, kd.temperature, kd.init_args)
+        loss_kwargs(kd.variant, kd.alpha, kd.temperature, kd.init_args, kd.standardize)
     except ArgumentsError as e:
         raise RecipeError(f"{where}{e}") from None
     needs = LOSSES.get(kd.variant).needs

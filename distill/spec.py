@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import numpy as np
 from jsonargparse.typing import ClosedUnitInterval, PositiveFloat, PositiveInt
@@ -35,15 +35,18 @@ def generation_seed(seed: int, generation: int) -> int:
 class KDConfig:
     """How students learn from their teacher.
 
-    Defaults follow Born-Again Networks (Furlanello et al., 2018): teacher-only loss (``alpha = 1``) at ``T = 1``,
-    the teacher of generation k being generation k-1. ``init_args``: the loss's own arguments (checked against its
-    signature; see ``docs/configuration.md``).
+    ``temperature`` and ``alpha`` left unset (null) take the loss's own default: for ``standard`` (and ``cwtm``,
+    ``dkpp``) Born-Again Networks' teacher-only loss, ``alpha = 1`` at ``T = 1`` (Furlanello et al., 2018); for
+    ``dkd`` and ``dist`` their papers' CIFAR ``T = 4``. A resolved spec holds the values in force. The teacher of
+    generation k is generation k-1 by default. ``standardize``: z-score the logits of the distillation term (Sun et
+    al., 2024), for any logit loss. ``init_args``: the loss's own arguments (checked against its signature).
     """
 
-    temperature: PositiveFloat = 1.0
-    alpha: ClosedUnitInterval = 1.0
+    temperature: Optional[PositiveFloat] = None
+    alpha: Optional[ClosedUnitInterval] = None
     variant: str = "standard"
     teacher: Literal["previous", "ensemble"] = "previous"
+    standardize: bool = False
     init_args: dict = field(default_factory=dict)
 
 

@@ -62,14 +62,14 @@ def test_dotted_override_into_an_existing_init_args_and_per_generation():
 
 
 def test_kd_init_args_reach_the_loss_and_unknown_keys_name_the_accepted():
-    spec = load_recipe(RECIPE, ["--kd.variant", "attention", "--cache.mode", "online",
+    spec = load_recipe(RECIPE, ["--kd.variant", "at", "--cache.mode", "online",
                                 "--kd.init_args.pairs", '[["stages.1", "stages.1"]]',
                                 "--kd.init_args.weight", "10"]).specs[1]
     assert dict(spec.kd.init_args) == {"pairs": (("stages.1", "stages.1"),), "weight": 10}
     with pytest.raises(RecipeError, match=r"kd.init_args.beta is not an argument of KDLoss \(accepted: none\)"):
         load_recipe(RECIPE, ["--kd.init_args.beta", "8"])
     with pytest.raises(RecipeError, match=r"kd.init_args.weights is not an argument .*accepted: pairs, weight"):
-        load_recipe(RECIPE, ["--kd.variant", "fitnets", "--cache.mode", "online",
+        load_recipe(RECIPE, ["--kd.variant", "fitnet", "--cache.mode", "online",
                              "--kd.init_args", '{"pairs": [["a", "b"]], "weights": 1}'])
     with pytest.raises(RecipeError, match="kd.init_args.temperature is set by its own recipe key"):
         load_recipe(RECIPE, ["--kd.init_args.temperature", "4"])
@@ -77,7 +77,7 @@ def test_kd_init_args_reach_the_loss_and_unknown_keys_name_the_accepted():
 
 def test_feature_loss_with_a_cache_is_refused_before_anything_runs():
     with pytest.raises(RecipeError, match="needs the teacher's intermediate features.*cache.mode is 'clean'"):
-        load_recipe(RECIPE, ["--kd.variant", "fitnets", "--kd.init_args.pairs", '[["stages.1", "stages.1"]]'])
+        load_recipe(RECIPE, ["--kd.variant", "fitnet", "--kd.init_args.pairs", '[["stages.1", "stages.1"]]'])
 
 
 BAD_NUMBERS = {
@@ -86,7 +86,7 @@ BAD_NUMBERS = {
     "momentum 2": (["--optimizer.momentum", "2"], "optimizer.momentum must be in [0, 1), got 2.0"),
     "infinite temperature": (["--kd.temperature", "inf"], "kd.temperature must be a finite number > 0, got inf"),
     "unknown kd.init_args key": (["--kd.init_args.beta", "8"], "kd.init_args.beta is not an argument of KDLoss"),
-    "feature loss on a cache": (["--kd.variant", "attention", "--kd.init_args.pairs", '[["stem", "stem"]]'],
+    "feature loss on a cache": (["--kd.variant", "at", "--kd.init_args.pairs", '[["stem", "stem"]]'],
                                 "only a teacher run online serves"),
     "ModelCheckpoint callback": (["--trainer.callbacks", "ModelCheckpoint"], "'ModelCheckpoint' is refused"),
     "unknown callback": (["--trainer.callbacks", "EarlyStoping"], "trainer.callbacks 'EarlyStoping' cannot be"),
@@ -115,7 +115,7 @@ def test_values_training_cannot_use_exit_2_with_one_line(case, tmp_path, capsys)
 def test_unknown_feature_name_is_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli("run", RECIPE, "--out", str(out), *TINY_RUN_ARGS, "--cache.mode", "online", "--kd.variant",
-                   "attention", "--kd.init_args.pairs", '[["stage9", "stages.1"]]') == 2
+                   "at", "--kd.init_args.pairs", '[["stage9", "stages.1"]]') == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "(generation 1, student): feature 'stage9' names no module" in err
     assert not out.exists()

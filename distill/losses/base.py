@@ -41,6 +41,8 @@ class DistillLoss(nn.Module):
     """Base of the pluggable losses (see the module docstring for the call contract)."""
 
     needs: ClassVar[frozenset[str]] = frozenset({TEACHER_LOGITS})
+    # Reads the teacher's whole distribution (not only its top classes): a ``topk`` cache with k < C cannot serve it.
+    full_distribution: ClassVar[bool] = False
 
     @property
     def needs_teacher(self) -> bool:

@@ -61,7 +61,7 @@ class FeatureLoss(DistillLoss):
         return F.cross_entropy(student.logits, target) + self.weight * self.hint(student, teacher)
 
 
-@LOSSES.register("fitnets")
+@LOSSES.register("fitnet")
 class FitNetsLoss(FeatureLoss):
     """FitNets hints (Romero et al., ICLR 2015): ``CE + weight * sum_pairs MSE(r(f_s), f_t)``.
 
@@ -98,7 +98,7 @@ class FitNetsLoss(FeatureLoss):
         return total
 
 
-@LOSSES.register("attention")
+@LOSSES.register("at")
 class AttentionLoss(FeatureLoss):
     """Attention transfer (Zagoruyko & Komodakis, ICLR 2017): ``CE + weight * sum_pairs AT(f_s, f_t)``.
 

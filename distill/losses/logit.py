@@ -28,13 +28,25 @@ def kd_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> t
     return temperature**2 * (log_p.exp() * (log_p - log_q)).sum(dim=1)
 
 
+def standardize(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Logit standardisation (Sun et al., CVPR 2024): ``(z - mean(z)) / (std(z) + eps)`` per sample.
+
+    ``std`` is the sample standard deviation over the classes (Bessel-corrected, as ``torch.std`` and the paper's
+    code compute it). The result has zero mean and unit spread, so the temperature that follows is a *base*
+    temperature shared by teacher and student, whatever the range of their logits.
+    """
+    return (logits - logits.mean(dim=1, keepdim=True)) / (logits.std(dim=1, keepdim=True) + eps)
+
+
 def kd_per_sample(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, alpha: float,
-                  temperature: float) -> torch.Tensor:
+                  temperature: float, standardized: bool = False) -> torch.Tensor:
     """Per-sample ``(1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T))``.
 
-    ``alpha = 0`` is plain cross-entropy, ``alpha = 1`` the Born-Again "teacher-only" loss.
+    ``alpha = 0`` is plain cross-entropy, ``alpha = 1`` the Born-Again "teacher-only" loss. With ``standardized``,
+    the KL term compares :func:`standardize`-d logits (the cross-entropy keeps the raw ones).
     """
-    loss = alpha * kd_kl(student, teacher, temperature) if alpha > 0 else student.new_zeros(len(student))
+    s, t = (standardize(student), standardize(teacher)) if standardized else (student, teacher)
+    loss = alpha * kd_kl(s, t, temperature) if alpha > 0 else student.new_zeros(len(student))
     if alpha < 1:
         loss = loss + (1 - alpha) * F.cross_entropy(student, target, reduction="none")
     return loss
@@ -72,6 +84,48 @@ def dkpp_permute(teacher: torch.Tensor, generator: torch.Generator | None = None
     return out
 
 
+def dkd_terms(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoupled KD (Zhao et al., CVPR 2022): ``(TCKD, NCKD)``, each ``T^2`` times a batch-mean KL.
+
+    With ``p = softmax(z / T)`` and ``y`` the label:
+
+    * TCKD = ``KL(b_t || b_s)``, ``b = [p_y, 1 - p_y]`` the binary target-vs-rest distribution;
+    * NCKD = ``KL(p^_t || p^_s)``, ``p^`` the softmax over the ``C - 1`` non-target classes only (``z / T`` with the
+      target removed), i.e. the distribution among the non-target classes.
+
+    Classic KD equals ``TCKD + (1 - p^t_y) * NCKD``; DKD weights the two parts freely.
+    """
+    b, c = student.shape
+    hot = F.one_hot(target, c).bool()
+    p_s, p_t = F.softmax(student / temperature, dim=1), F.softmax(teacher / temperature, dim=1)
+    bin_s = torch.stack([p_s[hot], 1 - p_s[hot]], dim=1).clamp_min(1e-12)
+    bin_t = torch.stack([p_t[hot], 1 - p_t[hot]], dim=1).clamp_min(1e-12)
+    tckd = (bin_t * (bin_t.log() - bin_s.log())).sum(1).mean()
+    rest_s = F.log_softmax(student[~hot].view(b, c - 1) / temperature, dim=1)
+    rest_t = F.log_softmax(teacher[~hot].view(b, c - 1) / temperature, dim=1)
+    nckd = (rest_t.exp() * (rest_t - rest_s)).sum(1).mean()
+    return temperature**2 * tckd, temperature**2 * nckd
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation of the rows of ``a`` and ``b`` ``(N, D)``: the cosine of the mean-centred rows, ``(N,)``."""
+    a, b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def dist_terms(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """DIST (Huang et al., NeurIPS 2022): ``(inter, intra)`` relation losses, each times ``T^2``.
+
+    With ``P = softmax(z / T)`` of shape ``(B, C)``: inter = ``1 - mean_i pearson(P_s[i], P_t[i])`` (each sample's
+    class ranking), intra = ``1 - mean_c pearson(P_s[:, c], P_t[:, c])`` (each class's ranking over the batch).
+    """
+    p_s, p_t = F.softmax(student / temperature, dim=1), F.softmax(teacher / temperature, dim=1)
+    inter = 1 - pearson(p_s, p_t).mean()
+    intra = 1 - pearson(p_s.t(), p_t.t()).mean()
+    return temperature**2 * inter, temperature**2 * intra
+
+
 Logits = torch.Tensor | ModelOutput
 
 
@@ -85,28 +139,46 @@ class CrossEntropy(DistillLoss):
         return F.cross_entropy(logits_of(student), target)
 
 
+class LogitLoss(DistillLoss):
+    """Base of the losses on logits alone (served by every cache mode), with the ``kd.standardize`` switch.
+
+    Args:
+        standardize: compare :func:`standardize`-d logits in the distillation term (Sun et al., 2024); the
+            cross-entropy on labels keeps the raw logits.
+    """
+
+    def __init__(self, standardize: bool = False) -> None:
+        super().__init__()
+        self.standardize = bool(standardize)
+
+    def soft(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits the distillation term sees: standardised or as they are."""
+        return standardize(logits) if self.standardize else logits
+
+
 @LOSSES.register("standard")
-class KDLoss(DistillLoss):
+class KDLoss(LogitLoss):
     """Hinton KD: batch mean of :func:`kd_per_sample`. With ``alpha = 1`` this is Born-Again's teacher-only loss.
 
     Args:
         alpha: weight of the distillation term (0 = hard labels only, 1 = teacher only).
         temperature: softening temperature ``T`` applied to both teacher and student.
+        standardize: see :class:`LogitLoss`.
     """
 
-    def __init__(self, alpha: float = 1.0, temperature: float = 1.0) -> None:
-        super().__init__()
+    def __init__(self, alpha: float = 1.0, temperature: float = 1.0, standardize: bool = False) -> None:
+        super().__init__(standardize)
         self.alpha, self.temperature = float(alpha), float(temperature)
 
     def per_sample(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return kd_per_sample(student, teacher, target, self.alpha, self.temperature)
+        return kd_per_sample(student, teacher, target, self.alpha, self.temperature, self.standardize)
 
     def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
                 progress: Progress | None = None) -> torch.Tensor:
         return self.per_sample(logits_of(student), target, logits_of(teacher)).mean()
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, temperature={self.temperature}"
+        return f"alpha={self.alpha}, temperature={self.temperature}, standardize={self.standardize}"
 
 
 @LOSSES.register("cwtm")
@@ -126,3 +198,71 @@ class DKPPLoss(KDLoss):
     def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
                 progress: Progress | None = None) -> torch.Tensor:
         return self.per_sample(logits_of(student), target, dkpp_permute(logits_of(teacher))).mean()
+
+
+@LOSSES.register("dkd")
+class DKDLoss(LogitLoss):
+    """Decoupled KD (Zhao et al., CVPR 2022): ``ce_weight * CE + w(epoch) * (tckd_weight * TCKD + nckd_weight * NCKD)``.
+
+    See :func:`dkd_terms`. ``w`` ramps linearly to 1 over the first ``warmup_epochs`` epochs (``(epoch + 1) /
+    warmup_epochs``, epochs counted from 0: the reference code's ``epoch / warmup`` with epochs counted from 1).
+    Defaults are the paper's CIFAR-100 settings: alpha (``tckd_weight``) 1, beta (``nckd_weight``) 8, T 4, warm-up
+    20 epochs, CE weight 1. NCKD needs the teacher's whole non-target distribution: a ``topk`` cache with k < C is
+    refused.
+
+    Args:
+        temperature: T (``kd.temperature``).
+        tckd_weight: the paper's alpha.
+        nckd_weight: the paper's beta.
+        warmup_epochs: epochs of the linear warm-up of the distillation term (0: none).
+        ce_weight: weight of the cross-entropy on labels.
+        standardize: see :class:`LogitLoss`.
+    """
+
+    full_distribution = True
+
+    def __init__(self, temperature: float = 4.0, tckd_weight: float = 1.0, nckd_weight: float = 8.0,
+                 warmup_epochs: int = 20, ce_weight: float = 1.0, standardize: bool = False) -> None:
+        super().__init__(standardize)
+        self.temperature, self.warmup_epochs, self.ce_weight = float(temperature), int(warmup_epochs), float(ce_weight)
+        self.tckd_weight, self.nckd_weight = float(tckd_weight), float(nckd_weight)
+
+    def warmup(self, progress: Progress | None) -> float:
+        if self.warmup_epochs <= 0 or progress is None:
+            return 1.0
+        return min((progress.epoch + 1) / self.warmup_epochs, 1.0)
+
+    def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
+                progress: Progress | None = None) -> torch.Tensor:
+        s, t = logits_of(student), logits_of(teacher)
+        tckd, nckd = dkd_terms(self.soft(s), self.soft(t), target, self.temperature)
+        return self.ce_weight * F.cross_entropy(s, target) + self.warmup(progress) * (
+            self.tckd_weight * tckd + self.nckd_weight * nckd)
+
+
+@LOSSES.register("dist")
+class DISTLoss(LogitLoss):
+    """DIST (Huang et al., NeurIPS 2022): ``ce_weight * CE + beta * inter + gamma * intra`` (see :func:`dist_terms`).
+
+    Defaults: beta = gamma = 2 and T = 4, the CIFAR-100 settings used with DIST in reproductions (the reference
+    class's own defaults are 1, 1, 1); CE weight 1.
+
+    Args:
+        temperature: T (``kd.temperature``).
+        beta: weight of the inter-class (per-sample) relation.
+        gamma: weight of the intra-class (per-class, across the batch) relation.
+        ce_weight: weight of the cross-entropy on labels.
+        standardize: see :class:`LogitLoss`.
+    """
+
+    def __init__(self, temperature: float = 4.0, beta: float = 2.0, gamma: float = 2.0, ce_weight: float = 1.0,
+                 standardize: bool = False) -> None:
+        super().__init__(standardize)
+        self.temperature, self.ce_weight = float(temperature), float(ce_weight)
+        self.beta, self.gamma = float(beta), float(gamma)
+
+    def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
+                progress: Progress | None = None) -> torch.Tensor:
+        s, t = logits_of(student), logits_of(teacher)
+        inter, intra = dist_terms(self.soft(s), self.soft(t), self.temperature)
+        return self.ce_weight * F.cross_entropy(s, target) + self.beta * inter + self.gamma * intra

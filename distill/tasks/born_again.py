@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from distill.losses import DistillLoss, Progress, build_loss
+from distill.losses import DistillLoss, Progress, loss_for
 from distill.models import create_backbone
 from distill.optim import OptimizerConfig, build_optimizer
 from distill.outputs import FeatureTap, ModelOutput
@@ -75,13 +75,12 @@ class GenerationModule(L.LightningModule):
     def create(cls, spec: GenerationSpec, context: TaskContext) -> GenerationModule:
         """A freshly initialised student for ``spec`` (seed the RNGs first), its loss bound to one batch's shapes."""
         network = create_backbone(thaw(spec.backbone), context.num_classes, context.in_chans)
-        return cls._build(spec, context, network, build_loss(spec.index, spec.kd.variant, spec.kd.alpha,
-                                                             spec.kd.temperature, thaw(spec.kd.init_args)))
+        return cls._build(spec, context, network, loss_for(spec.index, spec.kd))
 
     @classmethod
     def from_network(cls, spec: GenerationSpec, context: TaskContext, network: nn.Module) -> GenerationModule:
         """A module around a trained network, for evaluation and cache building (cross-entropy, no teacher)."""
-        return cls._build(spec, context, network, build_loss(0, spec.kd.variant))
+        return cls._build(spec, context, network, loss_for(0, spec.kd))
 
     @classmethod
     def network_from_checkpoint(cls, spec: GenerationSpec, context: TaskContext, path: str | Path) -> nn.Module:
