@@ -1,9 +1,10 @@
 """The distillation methods side by side: one teacher, one student network, every method; writes docs/methods.md.
 
 On the CIFAR-10 JPEG copy: a ``cifar_resnet56`` teacher is trained once (a ``distill run`` with ``--generations 0``);
-then, for every seed, the ``cifar_resnet20`` student alone (cross-entropy on labels) and one run per method, each a
-``distill run`` whose generation 0 is that teacher *loaded* from its checkpoint (``--load``) and whose generation 1
-is the student. Same data, schedule and seeds for every method; each run is the engine's real code path. The page
+then, for every seed, the ``cifar_resnet20`` student alone (cross-entropy on labels) and one run per method. A method
+run starts from a copy of the teacher's run directory and continues it with ``--resume --force`` and the method's
+settings: generation 0 and its cache are reused (verified by checksum, not re-run), generation 1 is the student.
+Same data, schedule and seeds for every method; each run is the engine's real code path. The page
 reports test accuracy (mean ± std over seeds, and per seed), fit seconds per epoch, and the trainable parameters a
 method adds (FitNets' regressors), beside published CIFAR-100 numbers marked as such.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,19 +32,23 @@ from suite_common import machine  # noqa: E402  (the benchmarks' one machine des
 
 RECIPE = "recipes/cifar10-ban-resnet20.yaml"
 ONLINE = ["--cache.mode", "online"]
+# The base recipe sets BAN's kd.temperature 1 and kd.alpha 1: DKD and DIST get their papers' T 4 and no alpha (they
+# do not mix CE and KD that way); the feature losses take neither.
+PAPER_T = ["--kd.temperature", "4", "--kd.alpha", "null"]
+NO_KD = ["--kd.temperature", "null", "--kd.alpha", "null"]
 # name -> (overrides of the student run, what it is). The cached methods read the teacher from the soft-label cache.
 METHODS: dict[str, tuple[list[str], str]] = {
     "KD": (["--kd.temperature", "4", "--kd.alpha", "0.9"], "Hinton KD, T 4, 0.1 CE + 0.9 KD (cache)"),
     "KD + LS": (["--kd.temperature", "4", "--kd.alpha", "0.9", "--kd.standardize", "true"],
                 "the same with logit standardisation (cache)"),
-    "DKD": (["--kd.variant", "dkd", "--kd.init_args.warmup_epochs", "1"],
+    "DKD": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "1"],
             "alpha 1, beta 8, T 4, CE 1; warm-up 1 epoch (the paper's 20 of 240, scaled to the schedule) (cache)"),
-    "DKD + LS": (["--kd.variant", "dkd", "--kd.init_args.warmup_epochs", "1", "--kd.standardize", "true"],
+    "DKD + LS": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "1", "--kd.standardize", "true"],
                  "the same with logit standardisation (cache)"),
-    "DIST": (["--kd.variant", "dist"], "beta 2, gamma 2, T 4, CE 1 (cache)"),
-    "FitNet": (["--kd.variant", "fitnet", *ONLINE, "--kd.init_args.pairs", '[["stages.2", "stages.2"]]'],
+    "DIST": (["--kd.variant", "dist", *PAPER_T], "beta 2, gamma 2, T 4, CE 1 (cache)"),
+    "FitNet": (["--kd.variant", "fitnet", *NO_KD, *ONLINE, "--kd.init_args.pairs", '[["stages.2", "stages.2"]]'],
                "hint on the last stage (64 channels), weight 100, 1x1 conv + BN regressor (online teacher)"),
-    "AT": (["--kd.variant", "at", *ONLINE, "--kd.init_args.pairs",
+    "AT": (["--kd.variant", "at", *NO_KD, *ONLINE, "--kd.init_args.pairs",
             '[["stages.0", "stages.0"], ["stages.1", "stages.1"], ["stages.2", "stages.2"]]'],
            "attention maps of the three stages, beta 1000 (online teacher)"),
 }
@@ -52,14 +58,20 @@ PUBLISHED = [("ResNet56 → ResNet20", "70.66", "71.97"), ("ResNet110 → ResNet
              ("WRN-40-2 → WRN-40-1", "73.54", "74.81"), ("VGG13 → VGG8", "72.98", "74.68")]
 
 
-def _run(out: Path, args: list[str]) -> tuple[dict, float]:
-    """A ``distill run`` into ``out`` (resumed if interrupted, reused if finished); its summary and wall seconds."""
+def _run(out: Path, args: list[str], teacher: Path | None = None) -> tuple[dict, float]:
+    """A ``distill run`` into ``out`` (resumed if interrupted, reused if finished); its summary and wall seconds.
+
+    With ``teacher``, ``out`` starts as a copy of that finished run directory (its generation 0 and cache) and the
+    run continues it with the new settings (``--resume --force``).
+    """
     summary, timing = out / "summary.json", out / "wall_seconds.txt"
     if not summary.is_file():
+        if teacher is not None and not out.exists():
+            shutil.copytree(teacher, out, ignore=shutil.ignore_patterns("summary.json", "wall_seconds.txt"))
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "distill.cli", "run", RECIPE, *args, "--trainer.enable_progress_bar", "false"]
-        cmd += ["--out", str(out), "--resume"] if (out / "config.yaml").is_file() else ["--out", str(out)]
-        subprocess.run(cmd, cwd=ROOT, check=True)
+        cmd += ["--out", str(out), "--resume", "--force"] if (out / "config.yaml").is_file() else ["--out", str(out)]
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         timing.write_text(f"{time.perf_counter() - start:.1f}\n")
     return json.loads(summary.read_text()), float(timing.read_text())
 
@@ -95,28 +107,28 @@ def _fmt(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
-    parser.add_argument("--train", type=int, default=5000, help="training images (a fixed random subset)")
-    parser.add_argument("--epochs", type=int, default=12, help="epochs of every student")
-    parser.add_argument("--teacher-epochs", type=int, default=20)
+    parser.add_argument("--train", type=int, default=2500, help="training images (a fixed random subset)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of every student")
+    parser.add_argument("--teacher-epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "methods")
     parser.add_argument("--write", type=Path, default=ROOT / "docs" / "methods.md")
     args = parser.parse_args()
     common = ["--data.train_subset", str(args.train), "--optimizer.scheduler", "cosine",
               "--trainer.accelerator", "cpu"]
-    teacher, teacher_wall = _run(args.out / "teacher", [*common, "--generations", "0", "--backbone",
-                                                        "cifar_resnet56", "--trainer.max_epochs",
-                                                        str(args.teacher_epochs)])
-    ckpt = args.out / "teacher" / "gen-0" / "model.ckpt"
+    gen0 = {"generation": 0, "backbone": "cifar_resnet56", "trainer": {"max_epochs": args.teacher_epochs}}
+    teacher, teacher_wall = _run(args.out / "teacher", [*common, "--generations", "0", "--per_generation",
+                                                        json.dumps([gen0])])
     student = [*common, "--trainer.max_epochs", str(args.epochs)]
     rows = []
     alone = [_run(args.out / f"alone-seed{s}", [*student, "--generations", "0", "--seed", str(s)])
              for s in args.seeds]
+    # The student runs keep the teacher run's seed and generation 0; the student's own seed is its generation's.
+    with_teacher = [*student, "--generations", "1", "--per_generation", json.dumps([gen0])]
     rows.append(("student alone (CE)", "labels only", [r["generations"][0] for r, _ in alone],
                  [w for _, w in alone], 0))
     for name, (overrides, what) in METHODS.items():
-        runs = [_run(args.out / f"{_slug(name)}-seed{s}",
-                     [*student, "--generations", "1", "--seed", str(s), "--load",
-                      json.dumps({"checkpoint": str(ckpt)}), *overrides]) for s in args.seeds]
+        runs = [_run(args.out / f"{_slug(name)}-seed{s}", [*with_teacher, *overrides, "--seed", str(s)],
+                     teacher=args.out / "teacher") for s in args.seeds]
         first = args.out / f"{_slug(name)}-seed{args.seeds[0]}"
         rows.append((name, what, [r["generations"][1] for r, _ in runs], [w for _, w in runs],
                      _added_parameters(first / "gen-1" / "model.ckpt")))
@@ -132,8 +144,10 @@ def main() -> None:
         f"images; teacher `cifar_resnet56` trained once for {args.teacher_epochs} epochs (seed 0; "
         f"{teacher_wall:.0f} s wall), test accuracy {100 * t0['test']['acc']:.2f}%; student `cifar_resnet20`, "
         f"{args.epochs} epochs, SGD lr 0.1 cosine, batch 128, seeds {', '.join(map(str, args.seeds))}. Every "
-        "student run loads the teacher as its generation 0 (`--load`), caches it and trains generation 1. At this "
-        "CPU schedule neither network converges: the order of the methods may differ from the published one.", "",
+        "method run continues a copy of the teacher's run directory (`--resume --force` with the method's settings): "
+        "generation 0 and its cache are reused after their checksums are verified, generation 1 is the student. At "
+        "this CPU schedule neither network converges: the order of the methods may differ from the published one.",
+        "",
         "| method | test accuracy % (mean ± std) | per seed | fit s / epoch (mean) | wall s per run | "
         "added trainable parameters | setting |", "|---|---|---|---|---|---|---|"]
     for name, what, gens, walls, added in rows:

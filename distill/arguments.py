@@ -119,5 +119,6 @@ def build_object(value: Any, where: str, search: Iterable[str] = (), defaults: M
         raise ArgumentsError(f"{where} {path!r} is not a {expect.__name__}")
     try:
         return cls(**init_args)
-    except (TypeError, ValueError) as e:
-        raise ArgumentsError(f"{where} {path!r} cannot be built: {' '.join(str(e).split())}") from None
+    except Exception as e:  # the user's class rejected its arguments or a package it needs is missing: one line
+        raise ArgumentsError(f"{where} {path!r} cannot be built: {type(e).__name__}: {' '.join(str(e).split())}"
+                             ) from None

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from distill.cache.manifest import atomic_write_text
 from distill.registry import Registry
@@ -52,7 +53,7 @@ class UsageError(Exception):
 
 
 def _fail(message: str) -> int:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return 2
 
 

@@ -136,6 +136,9 @@ def validate(cfg: Namespace, parser: ArgumentParser) -> None:
     """
     _check_data(cfg.data)
     cfg.backbone = fold_init_args(cfg.backbone)
+    if isinstance(cfg.load, dict):  # recorded absolute in config.yaml, so --resume works from any directory
+        cfg.load = {k: str(Path(v).resolve()) if k in ("file", "checkpoint") and isinstance(v, str) else v
+                    for k, v in cfg.load.items()}
     seen = set()
     for i, override in enumerate(cfg.per_generation or []):
         where = f"per_generation[{i}]"
@@ -159,7 +162,7 @@ def validate(cfg: Namespace, parser: ArgumentParser) -> None:
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "backbone":
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("backbone", "init_args"):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -37,13 +37,13 @@ from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, requir
 from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard, resumable_checkpoint
 from distill.config import RecipeError
 from distill.data import DATASETS, DistillDataModule
-from distill.distributed import GatherPredictions, is_global_zero, require_command_launcher
+from distill.distributed import GatherPredictions, barrier, is_global_zero, require_command_launcher
 from distill.faults import fault_point
 from distill.loaded import load_network, save_network
 from distill.losses import LOSSES, loss_for
 from distill.metrics import agreement, ensemble_logits, evaluate
 from distill.models import BackboneError, check_output, create_backbone
-from distill.outputs import FeatureError, resolve_feature
+from distill.outputs import FeatureError, FeatureTap
 from distill.plan import RunLayout, Step, make_plan
 from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES, resolve_specs
 from distill.spec import GenerationSpec, generation_seed, thaw
@@ -182,8 +182,9 @@ class BornAgainRun:
         """The user's loggers (``save_dir`` defaults to ``gen-k/``) and callbacks for generation ``spec.index``."""
         gen_dir = str(self.layout.gen_dir(spec.index))
         try:
-            loggers = [build_object(e, "trainer.logger", LOGGER_MODULES, {"save_dir": gen_dir}) for e in spec.loggers]
-            callbacks = [build_object(e, "trainer.callbacks", CALLBACK_MODULES) for e in spec.callbacks]
+            loggers = [build_object(e, "trainer.logger", LOGGER_MODULES, {"save_dir": gen_dir})
+                       for e in thaw(spec.loggers)]
+            callbacks = [build_object(e, "trainer.callbacks", CALLBACK_MODULES) for e in thaw(spec.callbacks)]
         except ArgumentsError as e:
             raise RecipeError(str(e)) from None
         return loggers, callbacks
@@ -234,6 +235,7 @@ class BornAgainRun:
         network = self.loaded_network(spec)
         if is_global_zero():
             save_network(network, self.layout.checkpoint(spec.index), spec)
+        barrier()  # under DDP every rank reads the checkpoint's checksum next
         return TASKS.get(spec.task).from_network(spec, self.context(), network), 0.0
 
     def restore(self, spec: GenerationSpec) -> L.LightningModule:
@@ -307,28 +309,43 @@ class BornAgainRun:
                 raise BackboneError(f"backbone {spec.label!r} cannot be built: {e}") from None
             check_output(model, sample, self.dm.num_classes, spec.label)
             networks[spec.index] = model
-            self._check_features(spec, networks)
+            self._check_features(spec, networks, sample.unsqueeze(0))
             self._user_objects(spec)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
                 L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
                              "enable_progress_bar": False})
             except Exception as e:  # any rejection of the user's trainer settings, in one line
                 raise RecipeError(f"trainer (generation {spec.index}): {type(e).__name__}: {e}") from None
+        self.check_cache_settings()
         self._preflight_done = True
 
     @staticmethod
-    def _check_features(spec: GenerationSpec, networks: dict[int, torch.nn.Module]) -> None:
-        """The feature names a student's loss reads exist in the student's and its teacher's networks."""
+    def _check_features(spec: GenerationSpec, networks: dict[int, torch.nn.Module], sample: torch.Tensor) -> None:
+        """The features a student's loss reads exist in the student's and its teacher's networks and fit the loss
+        (one sample through both, hooks removed afterwards)."""
         if not spec.members:
             return
-        student, teacher = loss_for(spec.index, spec.kd).feature_names()
-        for names, net, who in ((student, networks[spec.index], "student"),
-                                (teacher, networks[spec.members[0]], "teacher")):
-            for name in names:
-                try:
-                    resolve_feature(net, name)
-                except FeatureError as e:
-                    raise FeatureError(f"kd.init_args.pairs (generation {spec.index}, {who}): {e}") from None
+        loss = loss_for(spec.index, spec.kd)
+        names = loss.feature_names()
+        if names == ((), ()):
+            return
+        outputs = []
+        for wanted, net, who in zip(names, (networks[spec.index], networks[spec.members[0]]), ("student", "teacher"),
+                                    strict=True):
+            try:
+                tap = FeatureTap(net, wanted)
+            except FeatureError as e:
+                raise FeatureError(f"kd.init_args.pairs (generation {spec.index}, {who}): {e}") from None
+            was_training = net.training
+            net.eval()
+            with torch.no_grad():
+                outputs.append(tap(sample))
+            net.train(was_training)
+            tap.remove()
+        try:
+            loss.check(*outputs)
+        except ValueError as e:
+            raise FeatureError(f"kd.init_args.pairs (generation {spec.index}): {e}") from None
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
         if str(k) not in state.caches:
@@ -355,7 +372,6 @@ class BornAgainRun:
         running again after a crash continues from the last good point.
         """
         self.preflight()
-        self.check_cache_settings()
         state = RunState(self.layout.root)
         generations = [self.execute(step, state) for step in self.plan(state)]
         summary = {"recipe": self.recipe_name, "seed": self.cfg.seed, "generations": generations,

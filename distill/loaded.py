@@ -15,6 +15,7 @@ as ``gen-0/model.ckpt`` so that resume, the cache manifest and ``distill inspect
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import timm
@@ -48,12 +49,17 @@ def load_network(spec: GenerationSpec, num_classes: int, in_chans: int, from_che
     backbone = thaw(spec.backbone)
     name = backbone if isinstance(backbone, str) else backbone["name"]
     kwargs = {} if isinstance(backbone, str) else dict(backbone.get("init_args") or {})
-    if load.kind == "file":
-        kwargs["pretrained_cfg_overlay"] = {"file": load.path}
+    where = f"load.file {load.path}" if load.kind == "file" else f"load.pretrained ({name})"
+    if load.kind == "file":  # the file's classifier is the teacher's: timm must keep it, not swap in a fresh one
+        kwargs["pretrained_cfg_overlay"] = {"file": load.path, "num_classes": num_classes}
+    else:
+        hub_classes = timm.models.get_pretrained_cfg(name).num_classes
+        if hub_classes != num_classes:  # timm would replace the classifier with an untrained one: no teacher
+            raise BackboneError(f"{where}: timm's weights classify {hub_classes} classes, the dataset has "
+                                f"{num_classes}; a loaded teacher needs its trained classifier")
     try:
         model = timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except (RuntimeError, OSError, ValueError, KeyError) as e:  # missing/mismatched weights, no network
-        where = f"load.file {load.path}" if load.kind == "file" else f"load.pretrained ({name})"
         raise BackboneError(f"{where} cannot be loaded: {type(e).__name__}: {_first_line(e)}") from None
     return model.eval()
 
@@ -61,11 +67,13 @@ def load_network(spec: GenerationSpec, num_classes: int, in_chans: int, from_che
 def save_network(model: nn.Module, path: Path, spec: GenerationSpec) -> None:
     """Write ``gen-0/model.ckpt`` for a loaded network: the layout of a trained generation's final checkpoint.
 
-    ``state_dict`` holds ``student.*`` tensors, ``hyper_parameters`` plain values, ``source`` where it came from,
+    ``state_dict`` holds ``student.*`` tensors, ``hyper_parameters`` plain values, ``source`` where it came from and
+    ``backbone`` the network's spec as JSON (a run that loads this checkpoint in turn rebuilds the network from it),
     so it loads with ``weights_only=True`` like every checkpoint of a run.
     """
     state = {"state_dict": {f"student.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
-             "hyper_parameters": {"generation": spec.index}, "source": spec.load.describe()}
+             "hyper_parameters": {"generation": spec.index}, "source": spec.load.describe(),
+             "backbone": json.dumps(thaw(spec.backbone))}  # so that a run loading this one rebuilds the network
     AtomicCheckpointIO().save_checkpoint(state, path)
 
 

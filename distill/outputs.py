@@ -65,8 +65,14 @@ class FeatureTap:
         self.model = model
         self.names = tuple(names)
         self._store: dict[str, torch.Tensor] = {}
-        for name in self.names:
-            model.get_submodule(resolve_feature(model, name)).register_forward_hook(self._hook(name))
+        self._handles = [model.get_submodule(resolve_feature(model, name)).register_forward_hook(self._hook(name))
+                         for name in self.names]
+
+    def remove(self) -> None:
+        """Take the hooks off the model (a tap used once, for a check)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:

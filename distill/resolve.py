@@ -8,24 +8,28 @@ before any data is loaded or any directory is made.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass
+import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 
-from distill.arguments import ArgumentsError, check_kwargs, import_class, object_spec
+from distill.arguments import ArgumentsError, accepted_kwargs, check_kwargs, import_class, object_spec
 from distill.cache.replay import CACHE_MODES
 from distill.config import RecipeError, build_parser, generation_config, one_line, parse_recipe
-from distill.losses import LOSSES, TEACHER_FEATURES, loss_default, loss_kwargs
+from distill.losses import LOSSES, TEACHER_FEATURES, loss_default, loss_for
 from distill.models.factory import check_backbone
 from distill.optim import OPTIMIZERS, SCHEDULERS, OptimizerConfig
 from distill.registry import RegistryError
 from distill.spec import CacheConfig, GenerationSpec, KDConfig, LoadSpec, backbone_label, freeze, generation_seed
+from distill.tasks import TASKS
 
 LOGGER_MODULES = ("lightning.pytorch.loggers",)
 CALLBACK_MODULES = ("lightning.pytorch.callbacks",)
@@ -60,6 +64,10 @@ def resolve_specs(cfg: Namespace, parser: ArgumentParser | None = None) -> tuple
     return tuple(specs)
 
 
+def _override(cfg: Namespace, k: int) -> dict[str, Any]:
+    return next((o for o in (cfg.per_generation or []) if o.get("generation") == k), {})
+
+
 def _where(cfg: Namespace, k: int) -> str:
     for i, override in enumerate(cfg.per_generation or []):
         if override.get("generation") == k:
@@ -77,7 +85,8 @@ def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec
     cache = CacheConfig(**g.cache.as_dict())
     optimizer = OptimizerConfig(**g.optimizer.as_dict())
     trainer = dict(g.trainer.as_dict() if isinstance(g.trainer, Namespace) else g.trainer)
-    loggers, callbacks = _objects(trainer.pop("logger", None)), _objects(trainer.pop("callbacks", None))
+    loggers = _objects(trainer.pop("logger", None), "logger", where)
+    callbacks = _objects(trainer.pop("callbacks", None), "callbacks", where)
     _check_names(g, kd, optimizer, where)
     _check_numbers(kd, optimizer, trainer, where)
     members = () if k == 0 else tuple(range(k)) if kd.teacher == "ensemble" else (k - 1,)
@@ -86,6 +95,9 @@ def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec
     _check_objects(loggers, "trainer.logger", LOGGER_MODULES, Logger, where)
     _check_objects(callbacks, "trainer.callbacks", CALLBACK_MODULES, Callback, where)
     load = _load_spec(cfg.load) if k == 0 and cfg.load is not None else None
+    if load is not None and load.kind == "checkpoint" and where and "backbone" in _override(cfg, k):
+        raise RecipeError(f"{where}backbone: generation 0 is loaded from a distill checkpoint, whose own backbone "
+                          "is rebuilt; remove this override")
     backbone = load_backbone(load) if load is not None and load.kind == "checkpoint" else g.backbone
     try:
         check_backbone(backbone)
@@ -93,8 +105,6 @@ def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec
         raise RecipeError(f"{where}backbone: {e}") from None
     if load is not None and load.kind != "checkpoint":
         _check_timm(backbone, load)
-    from distill.tasks import TASKS  # the tasks import the engine's modules; resolved names only need the registry
-
     if g.task not in TASKS:
         raise RecipeError(f"{where}task: " + TASKS.unknown_message(g.task, TASKS.names()))
     return GenerationSpec(index=k, seed=generation_seed(cfg.seed, k), task=g.task, backbone=freeze(backbone),
@@ -112,13 +122,13 @@ def _typed(value: Any) -> Any:
         return value
 
 
-def _objects(value: Any) -> tuple[Any, ...]:
+def _objects(value: Any, key: str, where: str) -> tuple[Any, ...]:
     """A logger/callback setting as a tuple of entries (``None``/``False``/``[]``: none)."""
     if value is None or value is False:
         return ()
     if value is True:
-        raise RecipeError("trainer.logger: true is the engine's CSV log, which every generation has; give a "
-                          "logger class (e.g. TensorBoardLogger) to add one")
+        raise RecipeError(f"{where}trainer.{key}: true means the engine's own, which every generation has; give a "
+                          "class (e.g. TensorBoardLogger, LearningRateMonitor) to add one of yours")
     return tuple(value) if isinstance(value, list) else (value,)
 
 
@@ -152,10 +162,17 @@ def _check_numbers(kd: KDConfig, optimizer: OptimizerConfig, trainer: dict[str, 
 
 
 def _check_loss(kd: KDConfig, cache: CacheConfig, where: str) -> None:
+    """The loss's arguments are accepted, and it can be built with them (values checked by its constructor)."""
+    accepted = accepted_kwargs(LOSSES.get(kd.variant)) or set()
+    for key in ("alpha", "temperature"):
+        if getattr(kd, key) is not None and key not in accepted:
+            raise RecipeError(f"{where}kd.{key} is not used by kd.variant {kd.variant!r}: leave it unset (null)")
     try:
-        loss_kwargs(kd.variant, kd.alpha, kd.temperature, kd.init_args, kd.standardize)
+        loss_for(1, kd)
     except ArgumentsError as e:
         raise RecipeError(f"{where}{e}") from None
+    except (TypeError, ValueError) as e:  # a value the loss's constructor rejects
+        raise RecipeError(f"{where}kd.init_args for {kd.variant!r}: {' '.join(str(e).split())}") from None
     needs = LOSSES.get(kd.variant).needs
     if TEACHER_FEATURES in needs and not CACHE_MODES.get(cache.mode).online:
         raise RecipeError(f"{where}kd.variant {kd.variant!r} needs the teacher's intermediate features, which only "
@@ -203,8 +220,16 @@ def _load_spec(load: dict[str, Any]) -> LoadSpec:
 
 
 def load_backbone(load: LoadSpec) -> Any:
-    """The backbone of the run a ``load.checkpoint`` comes from (``RUN/config.yaml``, generation of ``gen-k/``)."""
+    """The backbone of a ``load.checkpoint``: recorded in it when it was itself loaded, else its run's recipe's
+    (``RUN/config.yaml``, the generation of ``gen-k/``)."""
     path = Path(load.path)
+    try:
+        recorded = torch.load(path, map_location="cpu", weights_only=True).get("backbone")
+    except (RuntimeError, OSError, pickle.UnpicklingError, AttributeError) as e:
+        raise RecipeError(f"load.checkpoint {path} cannot be read as a checkpoint: {' '.join(str(e).split())}"
+                          ) from None
+    if isinstance(recorded, str):
+        return json.loads(recorded)
     run, gen_dir = path.parent.parent, path.parent.name
     if not (run / "config.yaml").is_file() or not gen_dir.startswith("gen-") or not gen_dir[4:].isdigit():
         raise RecipeError(f"load.checkpoint {path} is not a distill run's gen-k/model.ckpt (no config.yaml in {run})")
@@ -229,9 +254,3 @@ def _check_timm(backbone: Any, load: LoadSpec) -> None:
     if load.kind == "pretrained" and not (cfg and (cfg.hf_hub_id or cfg.url or cfg.file)):
         raise RecipeError(f"load.pretrained: timm has no pretrained weights for {name!r} (give load.file or "
                           "load.checkpoint instead)")
-
-
-def spec_dict(spec: GenerationSpec) -> dict[str, Any]:
-    """A JSON-ready view of a spec (for ``summary.json`` and messages)."""
-    return {"generation": spec.index, "task": spec.task, "backbone": spec.label, "kd": asdict(spec.kd),
-            "cache": asdict(spec.cache), "load": asdict(spec.load) if spec.load else None}

@@ -18,7 +18,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_column(col, justify="left" if col in ("model", "backbone", "teacher") else "right")
     for g in summary["generations"]:
         t = g["test"]
-        table.add_row(f"gen-{g['generation']}", g["backbone"], g["teacher"] or "labels", str(g["epochs"]),
+        learned = g["teacher"] or ("loaded" if str(g.get("source", "")).startswith("loaded") else "labels")
+        table.add_row(f"gen-{g['generation']}", g["backbone"], learned, str(g["epochs"]),
                       _pct(t["acc"]), f"{t['nll']:.3f}", f"{t['ece']:.3f}", _pct(g["agreement_with_teacher"]),
                       f"{g['train_seconds']:.1f}")
     for e in summary["ensembles"]:

@@ -41,6 +41,9 @@ def test_loaded_from_an_earlier_runs_checkpoint(tiny_run, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     # A resumed run reuses the loaded generation like a trained one.
     assert run_cli("run", "--out", str(out), "--resume") == 0
+    # A third run loading this run's generation 0 rebuilds the backbone recorded in it, not this recipe's width 4.
+    chained = load_recipe(RECIPE, ["--load", json.dumps({"checkpoint": str(out / "gen-0" / "model.ckpt")})])
+    assert chained.specs[0].label == "small_cnn"
 
 
 def test_loaded_from_a_local_weights_file_through_timm(tiny_run, tmp_path):
@@ -75,5 +78,18 @@ def test_hub_weights_go_through_timm_up_to_the_download(monkeypatch):
     spec = load_recipe(RECIPE, ["--backbone", "resnet18", "--load", '{"pretrained": true}']).specs[0]
     assert spec.load.kind == "pretrained"
     with pytest.raises(BackboneError, match=r"load.pretrained \(resnet18\) cannot be loaded: OSError: no network"):
-        load_network(spec, 10, 1, from_checkpoint=None)
+        load_network(spec, 1000, 1, from_checkpoint=None)  # an ImageNet-class dataset: timm's classifier fits
     assert asked == ["timm/resnet18.a1_in1k"]
+    with pytest.raises(BackboneError, match="timm's weights classify 1000 classes, the dataset has 10"):
+        load_network(spec, 10, 1, from_checkpoint=None)  # a fresh classifier would be no teacher: refused
+    assert len(asked) == 1
+
+
+def test_a_weights_file_keeps_its_classifier_when_the_model_default_has_other_classes(tmp_path):
+    """cifar_resnet20's default config has 100 classes: a 10-class file must load whole, head included."""
+    model = timm.create_model("cifar_resnet20", num_classes=10, in_chans=1)
+    weights = tmp_path / "r20.pth"
+    torch.save(model.state_dict(), weights)
+    spec = load_recipe(RECIPE, ["--backbone", "cifar_resnet20", "--load", json.dumps({"file": str(weights)})]).specs[0]
+    loaded = load_network(spec, 10, 1, from_checkpoint=None)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())

@@ -61,6 +61,21 @@ def test_dotted_override_into_an_existing_init_args_and_per_generation():
     assert specs[0].backbone == "small_cnn" and specs[2].backbone == "small_cnn"
 
 
+def test_a_per_generation_init_args_replaces_the_base_one():
+    specs = load_recipe(RECIPE, ["--kd.variant", "dkd", "--kd.init_args.warmup_epochs", "3", "--per_generation",
+                                 '[{"generation": 2, "kd": {"variant": "dist", "init_args": {}}}]']).specs
+    assert dict(specs[1].kd.init_args) == {"warmup_epochs": 3} and dict(specs[2].kd.init_args) == {}
+    assert (specs[1].kd.temperature, specs[2].kd.temperature) == (4.0, 4.0)  # the losses' own defaults
+
+
+def test_inspect_temperature_of_a_run_whose_loss_has_none():
+    from distill.analysis.run import _recipe_temperature
+
+    specs = load_recipe(RECIPE, ["--kd.variant", "fitnet", "--cache.mode", "online", "--kd.init_args.pairs",
+                                 '[["stages.1", "stages.1"]]']).specs
+    assert specs[1].kd.temperature is None and _recipe_temperature(specs) == 1.0
+
+
 def test_kd_init_args_reach_the_loss_and_unknown_keys_name_the_accepted():
     spec = load_recipe(RECIPE, ["--kd.variant", "at", "--cache.mode", "online",
                                 "--kd.init_args.pairs", '[["stages.1", "stages.1"]]',
@@ -94,8 +109,19 @@ BAD_NUMBERS = {
     "unknown logger argument": (["--trainer.logger", '{"class_path": "TensorBoardLogger", "init_args": '
                                                      '{"save_dirr": "x"}}'], "save_dirr is not an argument"),
     "bad load key": (["--load", '{"weights": "x"}'], "load.weights is not a load option"),
-    "missing load file": (["--load", '{"file": "nope.pth"}'], "load.file: file not found: nope.pth"),
+    "missing load file": (["--load", '{"file": "nope.pth"}'], "load.file: file not found: /"),
     "pretrained without weights": (["--load", '{"pretrained": true}'], "timm has no pretrained weights"),
+    "feature loss without its pairs": (["--cache.mode", "online", "--kd.variant", "fitnet"],
+                                      "kd.init_args for 'fitnet': FitNetsLoss.__init__() missing 1 required"),
+    "malformed pairs": (["--cache.mode", "online", "--kd.variant", "at", "--kd.init_args.pairs", '[["stem"]]'],
+                        "kd.init_args.pairs must be a non-empty list of [student_layer, teacher_layer]"),
+    "kd.alpha on a loss without it": (["--kd.variant", "dkd", "--kd.alpha", "0.3"],
+                                      "kd.alpha is not used by kd.variant 'dkd'"),
+    "vector feature for a map loss": (["--cache.mode", "online", "--kd.variant", "at", "--kd.init_args.pairs",
+                                       '[["fc", "fc"]]'], "student feature 'fc' has shape (1, 10), but AttentionLoss"),
+    "DKD on a top-k cache": (["--kd.variant", "dkd", "--cache.format", "topk", "--cache.topk", "5"],
+                             "cache.format topk with topk=5 < 10 classes does not keep"),
+    "missing logger package": (["--trainer.logger", "MLFlowLogger"], "'MLFlowLogger' cannot be built"),
     "per-generation bad lr": (["--per_generation", '[{"generation": 1, "optimizer": {"lr": 0}}]'],
                               "per_generation[0]: optimizer.lr must be a finite number > 0"),
 }
@@ -125,7 +151,7 @@ def test_tensorboard_logger_and_user_callbacks_run_beside_the_engine(tmp_path):
     pytest.importorskip("tensorboard")
     out, record = tmp_path / "run", tmp_path / "epochs.json"
     callbacks = json.dumps(["LearningRateMonitor", {"class_path": "usernet.RecordEpochs",
-                                                    "init_args": {"path": str(record)}}])
+                                                    "init_args": {"path": str(record), "tags": ["a", "b"]}}])
     assert run_cli("run", RECIPE, "--out", str(out), *TINY_RUN_ARGS, "--trainer.logger", "TensorBoardLogger",
                    "--trainer.callbacks", callbacks) == 0
     for k in (0, 1):

@@ -24,9 +24,14 @@ class TinyMLP(nn.Module):
 
 
 class RecordEpochs(L.Callback):
-    """Appends the epoch number to a JSON list in ``path`` at the end of every training epoch."""
+    """Appends the epoch number to a JSON list in ``path`` at the end of every training epoch.
 
-    def __init__(self, path: str) -> None:
+    ``tags`` must arrive as a list, as the recipe wrote it (not a read-only tuple of the frozen spec).
+    """
+
+    def __init__(self, path: str, tags: list | None = None) -> None:
+        if tags is not None and not isinstance(tags, list):
+            raise TypeError(f"tags must be a list, got {type(tags).__name__}")
         self.path = Path(path)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

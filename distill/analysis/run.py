@@ -152,6 +152,11 @@ def _mean_std(dm: Any) -> tuple[Sequence[float] | None, Sequence[float] | None]:
     return [float(v) for v in np.atleast_1d(mean)], [float(v) for v in np.atleast_1d(std)]
 
 
+def _recipe_temperature(specs: Sequence[Any]) -> float:
+    """The temperature the run's students learned at (the last one that has one), else 1."""
+    return next((s.kd.temperature for s in reversed(specs) if s.members and s.kd.temperature), 1.0)
+
+
 def _listing(values: Sequence[int]) -> str:
     return ", ".join(str(v) for v in values) or "none"
 
@@ -196,7 +201,8 @@ def load_run(run_dir: str | Path, generations: Sequence[int] | None = None,
     if temperature is not None and not temperature > 0:
         raise InspectError(f"temperature must be > 0, got {temperature}")
     try:
-        recipe = load_recipe(str(config_path), [])
+        # Inspection reads the run's own files: a loaded teacher's source (possibly gone by now) is not needed.
+        recipe = load_recipe(str(config_path), ["--load", "null"])
     except RecipeError as e:
         raise InspectError(f"{config_path}: {e}") from None
     cfg = recipe.cfg
@@ -208,5 +214,5 @@ def load_run(run_dir: str | Path, generations: Sequence[int] | None = None,
         root=root, config=cfg, datamodule=dm, class_names=[str(n) for n in dm.class_names],
         train_labels=np.asarray(dm.train_labels(), dtype=np.int64),
         test_labels=np.asarray(dm.test_labels(), dtype=np.int64),
-        temperature=float(recipe.specs[-1].kd.temperature if temperature is None else temperature), caches=caches,
+        temperature=float(_recipe_temperature(recipe.specs) if temperature is None else temperature), caches=caches,
     )

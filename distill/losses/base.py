@@ -56,6 +56,9 @@ class DistillLoss(nn.Module):
     def bind(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
         """Create the loss's own parameters from one batch's outputs (shapes); nothing by default."""
 
+    def check(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
+        """Raise ``ValueError`` (one line) when one sample's outputs cannot feed this loss; checked in preflight."""
+
     def forward(self, student: torch.Tensor | ModelOutput, target: torch.Tensor,
                 teacher: torch.Tensor | ModelOutput | None = None, progress: Progress | None = None) -> torch.Tensor:
         raise NotImplementedError

@@ -53,6 +53,16 @@ class FeatureLoss(DistillLoss):
     def feature_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return tuple(s for s, _ in self.pairs), tuple(t for _, t in self.pairs)
 
+    def check(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
+        """Every paired feature is a ``(B, C, H, W)`` map (a convolutional stage, not a vector)."""
+        for who, out, names in (("student", student, self.feature_names()[0]),
+                                ("teacher", teacher, self.feature_names()[1])):
+            for name in names:
+                shape = tuple(out.features[name].shape) if out is not None and name in out.features else None
+                if shape is None or len(shape) != 4:
+                    raise ValueError(f"{who} feature {name!r} has shape {shape}, but {type(self).__name__} pairs "
+                                     "(B, C, H, W) feature maps: name a convolutional stage")
+
     def hint(self, student: ModelOutput, teacher: ModelOutput) -> torch.Tensor:
         raise NotImplementedError
 

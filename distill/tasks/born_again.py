@@ -91,11 +91,12 @@ class GenerationModule(L.LightningModule):
                loss: DistillLoss) -> GenerationModule:
         module = cls(apply_speed(network, context.speed), loss, context.teacher if loss.needs_teacher else None,
                      context.num_classes, spec.optimizer, max_epochs=spec.max_epochs, generation=spec.index)
-        if loss.feature_names() != ((), ()):  # shapes of the tapped features, for the loss's own parameters
+        if type(loss).bind is not DistillLoss.bind:  # shapes of one batch, for the loss's own parameters
             was_training = network.training
             network.eval()
             with torch.no_grad():
-                teacher = module.teacher.to(context.sample.device)(context.sample, torch.zeros(1, dtype=torch.long))
+                source = module.teacher.to(context.sample.device) if module.teacher is not None else None
+                teacher = source(context.sample, torch.zeros(1, dtype=torch.long)) if source is not None else None
                 loss.bind(module.student_output(context.sample), teacher)
             network.train(was_training)
         return module
