@@ -42,7 +42,10 @@ METHODS: dict[str, tuple[list[str], str]] = {
     "KD + LS": (["--kd.temperature", "4", "--kd.alpha", "0.9", "--kd.standardize", "true"],
                 "the same with logit standardisation (cache)"),
     "DKD": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "1"],
-            "alpha 1, beta 8, T 4, CE 1; warm-up 1 epoch (the paper's 20 of 240, scaled to the schedule) (cache)"),
+            "alpha 1, beta 8, T 4, CE 1; warm-up 1 epoch: the paper's 20 of 240 scaled to the schedule, which leaves "
+            "no ramp, (0 + 1) / 1 = 1 from the first epoch (cache)"),
+    "DKD, warm-up 3": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "3"],
+                       "DKD with the KD term ramped over half the schedule: (epoch + 1) / 3 (cache)"),
     "DKD + LS": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "1", "--kd.standardize", "true"],
                  "the same with logit standardisation (cache)"),
     "DIST": (["--kd.variant", "dist", *PAPER_T], "beta 2, gamma 2, T 4, CE 1 (cache)"),
@@ -96,7 +99,7 @@ def _cost_sentence(rows: list) -> str:
 
 
 def _slug(name: str) -> str:
-    return name.lower().replace(" + ", "-").replace(" ", "-")
+    return name.lower().replace(" + ", "-").replace(", ", "-").replace(" ", "-")
 
 
 def _fmt(values: list[float]) -> str:

@@ -77,7 +77,7 @@ def _where(cfg: Namespace, k: int) -> str:
 
 def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec:
     kd_args = g.kd.as_dict()
-    kd_args["init_args"] = freeze({k: _typed(v) for k, v in (kd_args["init_args"] or {}).items()})
+    kd_args["init_args"] = freeze({name: _typed(v) for name, v in (kd_args["init_args"] or {}).items()})
     for key in ("alpha", "temperature"):  # unset: the loss's own default, so the spec holds the value in force
         if kd_args[key] is None and g.kd.variant in LOSSES:
             kd_args[key] = loss_default(g.kd.variant, key)
@@ -87,7 +87,7 @@ def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec
     trainer = dict(g.trainer.as_dict() if isinstance(g.trainer, Namespace) else g.trainer)
     loggers = _objects(trainer.pop("logger", None), "logger", where)
     callbacks = _objects(trainer.pop("callbacks", None), "callbacks", where)
-    _check_names(g, kd, optimizer, where)
+    _check_names(kd, optimizer, where)
     _check_numbers(kd, optimizer, trainer, where)
     members = () if k == 0 else tuple(range(k)) if kd.teacher == "ensemble" else (k - 1,)
     if members:
@@ -132,7 +132,7 @@ def _objects(value: Any, key: str, where: str) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def _check_names(g: Namespace, kd: KDConfig, optimizer: OptimizerConfig, where: str) -> None:
+def _check_names(kd: KDConfig, optimizer: OptimizerConfig, where: str) -> None:
     for registry, name in ((LOSSES, kd.variant), (OPTIMIZERS, optimizer.name), (SCHEDULERS, optimizer.scheduler)):
         if name not in registry:
             raise RecipeError(where + registry.unknown_message(name, registry.names()))

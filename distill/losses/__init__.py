@@ -29,6 +29,7 @@ from distill.losses.logit import (
     pearson,
     standardize,
 )
+from distill.spec import thaw
 
 # kd keys passed to a loss whose constructor takes them; set with --kd.alpha etc., not in init_args.
 KD_KEYS = ("alpha", "temperature", "standardize")
@@ -66,16 +67,8 @@ def build_loss(generation: int, variant: str, alpha: float | None = None, temper
 
 def loss_for(generation: int, kd: Any) -> DistillLoss:
     """The loss of ``generation`` from its ``kd`` settings (a :class:`~distill.spec.KDConfig`)."""
-    return build_loss(generation, kd.variant, kd.alpha, kd.temperature, _plain(kd.init_args), kd.standardize)
+    return build_loss(generation, kd.variant, kd.alpha, kd.temperature, thaw(kd.init_args), kd.standardize)
 
-
-def _plain(value: Any) -> Any:
-    """Frozen recipe values (read-only mappings, tuples) as the dicts and lists a constructor expects."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 __all__ = ["LOSSES", "TEACHER_FEATURES", "TEACHER_LOGITS", "AttentionLoss", "CWTMLoss", "CrossEntropy", "DISTLoss",
