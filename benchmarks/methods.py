@@ -40,14 +40,14 @@ NO_KD = ["--kd.temperature", "null", "--kd.alpha", "null"]
 METHODS: dict[str, tuple[list[str], str]] = {
     "KD": (["--kd.temperature", "4", "--kd.alpha", "0.9"], "Hinton KD, T 4, 0.1 CE + 0.9 KD (cache)"),
     "KD + LS": (["--kd.temperature", "4", "--kd.alpha", "0.9", "--kd.standardize", "true"],
-                "the same with logit standardisation (cache)"),
+                "KD as above with logit standardisation (cache)"),
     "DKD": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "1"],
             "alpha 1, beta 8, T 4, CE 1; warm-up 1 epoch: the paper's 20 of 240 scaled to the schedule, which leaves "
             "no ramp, (0 + 1) / 1 = 1 from the first epoch (cache)"),
     "DKD, warm-up 3": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "3"],
                        "DKD with the KD term ramped over half the schedule: (epoch + 1) / 3 (cache)"),
     "DKD + LS": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "1", "--kd.standardize", "true"],
-                 "the same with logit standardisation (cache)"),
+                 "DKD as above (warm-up 1) with logit standardisation (cache)"),
     "DIST": (["--kd.variant", "dist", *PAPER_T], "beta 2, gamma 2, T 4, CE 1 (cache)"),
     "FitNet": (["--kd.variant", "fitnet", *NO_KD, *ONLINE, "--kd.init_args.pairs", '[["stages.2", "stages.2"]]'],
                "hint on the last stage (64 channels), weight 100, 1x1 conv + BN regressor (online teacher)"),
