@@ -16,6 +16,7 @@ as ``gen-0/model.ckpt`` so that resume, the cache manifest and ``distill inspect
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import timm
@@ -26,7 +27,8 @@ from distill.models import BackboneError
 from distill.spec import GenerationSpec, thaw
 
 
-def load_network(spec: GenerationSpec, num_classes: int, in_chans: int, from_checkpoint) -> nn.Module:
+def load_network(spec: GenerationSpec, num_classes: int, in_chans: int,
+                 from_checkpoint: Callable[[Path], nn.Module] | None) -> nn.Module:
     """Generation 0's network with the weights ``spec.load`` names, in eval mode.
 
     Args:

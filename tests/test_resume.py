@@ -89,7 +89,7 @@ def test_resume_refuses_a_changed_recipe_unless_forced(tmp_path, reference, caps
     out = _killed_run(tmp_path, "cached:0")
     assert run_cli("run", "recipes/digits-ban.yaml", "--out", str(out), "--resume", *ARGS, "--kd.alpha", "0.5") == 2
     err = capsys.readouterr().err
-    assert "kd.alpha: 1.0 -> 0.5" in err and len(err.strip().splitlines()) == 1
+    assert "kd.alpha: None -> 0.5" in err and len(err.strip().splitlines()) == 1  # unset in the recipe
     assert run_cli("run", "recipes/digits-ban.yaml", "--out", str(out), "--resume", "--force", *ARGS,
                    "--kd.alpha", "0.5") == 0
 
