@@ -148,7 +148,7 @@ def test_attention_map_and_transfer_by_hand():
     assert out.item() == pytest.approx(math.log(2) + 10 * 0.5, abs=1e-6)
 
 
-ARGS = ["--data.train_subset", "300", "--generations", "1", "--trainer.max_epochs", "3",
+ARGS = ["--data.train_subset", "200", "--generations", "1", "--trainer.max_epochs", "2",
         "--trainer.enable_progress_bar", "false", "--cache.mode", "online", "--kd.variant", "fitnet",
         "--kd.init_args.pairs", '[["stages.1", "stages.1"]]']
 
