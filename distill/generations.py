@@ -43,7 +43,7 @@ from distill.loaded import load_network, save_network
 from distill.losses import LOSSES, loss_for
 from distill.metrics import agreement, ensemble_logits, evaluate
 from distill.models import BackboneError, check_output, create_backbone
-from distill.outputs import FeatureError, FeatureTap
+from distill.outputs import check_features
 from distill.plan import RunLayout, Step, make_plan
 from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES, resolve_specs
 from distill.spec import GenerationSpec, generation_seed, thaw
@@ -309,7 +309,9 @@ class BornAgainRun:
                 raise BackboneError(f"backbone {spec.label!r} cannot be built: {e}") from None
             check_output(model, sample, self.dm.num_classes, spec.label)
             networks[spec.index] = model
-            self._check_features(spec, networks, sample.unsqueeze(0))
+            if spec.members:  # the features its loss reads exist in both networks and fit the loss
+                check_features(loss_for(spec.index, spec.kd), networks[spec.index], networks[spec.members[0]],
+                               sample.unsqueeze(0), f"kd.init_args.pairs (generation {spec.index}")
             self._user_objects(spec)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
                 L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
@@ -318,34 +320,6 @@ class BornAgainRun:
                 raise RecipeError(f"trainer (generation {spec.index}): {type(e).__name__}: {e}") from None
         self.check_cache_settings()
         self._preflight_done = True
-
-    @staticmethod
-    def _check_features(spec: GenerationSpec, networks: dict[int, torch.nn.Module], sample: torch.Tensor) -> None:
-        """The features a student's loss reads exist in the student's and its teacher's networks and fit the loss
-        (one sample through both, hooks removed afterwards)."""
-        if not spec.members:
-            return
-        loss = loss_for(spec.index, spec.kd)
-        names = loss.feature_names()
-        if names == ((), ()):
-            return
-        outputs = []
-        for wanted, net, who in zip(names, (networks[spec.index], networks[spec.members[0]]), ("student", "teacher"),
-                                    strict=True):
-            try:
-                tap = FeatureTap(net, wanted)
-            except FeatureError as e:
-                raise FeatureError(f"kd.init_args.pairs (generation {spec.index}, {who}): {e}") from None
-            was_training = net.training
-            net.eval()
-            with torch.no_grad():
-                outputs.append(tap(sample))
-            net.train(was_training)
-            tap.remove()
-        try:
-            loss.check(*outputs)
-        except ValueError as e:
-            raise FeatureError(f"kd.init_args.pairs (generation {spec.index}): {e}") from None
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
         if str(k) not in state.caches:

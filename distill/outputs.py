@@ -84,3 +84,30 @@ class FeatureTap:
         logits = self.model(x)
         features, self._store = self._store, {}
         return ModelOutput(logits, features)
+
+
+def check_features(loss, student: nn.Module, teacher: nn.Module, sample: torch.Tensor, where: str) -> None:
+    """Raise :class:`FeatureError` (one line) unless the features ``loss`` reads exist in both networks and fit it.
+
+    One sample goes through each network in eval mode without gradients; the hooks are removed afterwards and the
+    networks' modes restored. ``where`` prefixes the message (it is completed with the side, ``student``/``teacher``).
+    """
+    names = loss.feature_names()
+    if names == ((), ()):
+        return
+    outputs = []
+    for wanted, net, who in zip(names, (student, teacher), ("student", "teacher"), strict=True):
+        try:
+            tap = FeatureTap(net, wanted)
+        except FeatureError as e:
+            raise FeatureError(f"{where}, {who}): {e}") from None
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            outputs.append(tap(sample))
+        net.train(was_training)
+        tap.remove()
+    try:
+        loss.check(*outputs)
+    except ValueError as e:
+        raise FeatureError(f"{where}): {e}") from None
