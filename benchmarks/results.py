@@ -1,122 +1,143 @@
-"""Regenerate docs/results.md: recipes at CPU-sized schedules, several seeds, mean ± std, wall time, machine, commit.
+"""Regenerate docs/results.md: the shipped recipes over several seeds, the BAN-variant table, wall and CPU time.
 
-    python benchmarks/results.py                       # every entry of RUNS, seeds 0 1 2
-    python benchmarks/results.py --only digits --seeds 0 1 2
+    python benchmarks/results.py                          # every dataset of RUNS and the variants, seeds 0 1 2
+    python benchmarks/results.py --only fashion-mnist --seeds 0 1 2 --no-variants
 
-Each (recipe, seed) is a real `distill run` into runs/results/<name>-seed<k>; finished runs are reused (their
-summary.json is read), so the script can be interrupted and re-run. Nothing here is typed in by hand: the page is
-written from the summaries.
+Each (recipe, seed) is a real ``distill run`` into ``runs/results/<name>-seed<k>``; a variant run loads that seed's
+generation 0 (``load: {checkpoint: ...}``), so every variant's students learn from the same teacher as the standard
+run's. Finished runs are reused (their summary.json is read) and ``docs/data/results.json`` is rewritten after every
+run, so the script can be interrupted and re-run. The page section is rendered from that JSON
+(``benchmarks/pages.py``): nothing on it is typed in by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import resource
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from suite_common import machine  # noqa: E402  (the benchmarks' one machine description)
+import numpy as np
+from pages import ROOT, provenance, render
 
-# name -> (recipe, extra overrides, what the schedule is)
+# name -> (recipe, extra overrides, what the schedule is). The recipes carry their own CPU-sized schedules.
 RUNS: dict[str, tuple[str, list[str], str]] = {
-    "digits": ("recipes/digits-ban.yaml", [], "the recipe as shipped: small_cnn, 15 epochs per generation"),
-    "fashion-mnist": ("recipes/fashion-mnist-ban.yaml", ["--data.train_subset", "10000"],
-                      "the recipe (small_cnn width 16, 5 epochs per generation) on a fixed random 10,000 of the "
-                      "training images"),
-    "cifar10-jpeg": ("recipes/cifar10-ban-resnet20.yaml",
-                     ["--data.train_subset", "5000", "--trainer.max_epochs", "3", "--optimizer.scheduler", "cosine",
-                      "--trainer.accelerator", "cpu"],
-                     "cifar_resnet20, a fixed random 5,000 of the training images, 3 epochs per generation, cosine lr"),
+    "digits": ("recipes/digits-ban.yaml", [], "the quick-start recipe as shipped: small_resnet8, all 1,257 training "
+               "digits, 15 epochs per generation"),
+    "fashion-mnist": ("recipes/fashion-mnist-ban.yaml", [], "the recipe as shipped: small_resnet8 (stem stride 2), a "
+                      "fixed random 2,000 training images, no augmentation, 20 epochs per generation"),
+    "cifar10-jpeg": ("recipes/cifar10-ban-small.yaml", [], "the recipe as shipped: small_resnet8 (stem stride 2), a "
+                     "fixed random 2,000 training images, no augmentation, 20 epochs per generation"),
 }
+VARIANT_DATASET = "fashion-mnist"
+# label -> overrides of the dataset's recipe; every variant loads the standard run's generation 0 of the same seed.
+VARIANTS: dict[str, list[str]] = {
+    "Born-Again, teacher-only (T = 1, α = 1)": [],
+    "Hinton KD (T = 4, α = 0.9)": ["--kd.temperature", "4", "--kd.alpha", "0.9"],
+    "CWTM (confidence-weighted by teacher max)": ["--kd.variant", "cwtm"],
+    "DKPP (dark knowledge with permuted predictions)": ["--kd.variant", "dkpp"],
+    "ensemble teacher (generations 0..k-1)": ["--kd.teacher", "ensemble"],
+}
+GOAL = {"student_margin": 0.1, "ensemble_gain": 0.5}
+DATA = ROOT / "docs" / "data" / "results.json"
 
-# Published full-schedule numbers, for reference only (never produced here).
-PUBLISHED_ROWS = [
-    ("CIFAR-100, WRN-28-2, Born-Again (teacher-only, T = 1)", "test error 25.32 (teacher) → 24.38 (student)",
-     "Furlanello et al. 2018"),
-    ("CIFAR-100, DenseNet BANs", "best 15.5% test error (large DenseNets)", "Furlanello et al. 2018"),
-    ("CIFAR-10, ResNet-20 (164 epochs)", "8.75% test error (91.25% accuracy)", "He et al. 2016"),
-    ("CIFAR-100, ResNet-56 → ResNet-20, vanilla KD (T = 4, 0.1 CE + 0.9 KD, 240 epochs)",
-     "teacher 72.34, student alone 69.06, KD student 70.66 (top-1 %)", "CRD benchmark, Tian et al. 2020"),
-]
-PUBLISHED = "| setting | published result | source |\n|---|---|---|\n" + "".join(
-    f"| {a} | {b} | {c} |\n" for a, b, c in PUBLISHED_ROWS)
 
-
-def _run(name: str, seed: int, out_root: Path) -> tuple[dict, float]:
-    recipe, extra, _ = RUNS[name]
-    out = out_root / f"{name}-seed{seed}"
-    summary = out / "summary.json"
-    timing = out / "wall_seconds.txt"
-    if not summary.is_file():
+def _timed_run(args: list[str], out: Path) -> dict:
+    """Run ``distill run ARGS --out OUT`` (resuming a killed one) and record wall and CPU seconds and the load."""
+    timing = out / "timing.json"
+    if not (out / "summary.json").is_file():
+        load = [round(x, 2) for x in os.getloadavg()]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        args = [sys.executable, "-m", "distill.cli", "run", recipe, "--seed", str(seed), *extra,
-                "--trainer.enable_progress_bar", "false"]
-        args += ["--out", str(out), "--resume"] if (out / "config.yaml").is_file() else ["--out", str(out)]
-        subprocess.run(args, cwd=ROOT, check=True)
-        timing.write_text(f"{time.perf_counter() - start:.1f}\n")
-    return json.loads(summary.read_text()), float(timing.read_text()) if timing.is_file() else float("nan")
+        resume = ["--resume"] if (out / "config.yaml").is_file() else []
+        subprocess.run([sys.executable, "-m", "distill.cli", "run", *args, "--trainer.enable_progress_bar", "false",
+                        "--out", str(out), *resume], cwd=ROOT, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        prov = provenance()
+        timing.write_text(json.dumps({"wall_seconds": round(time.perf_counter() - start, 1),
+                                      "cpu_seconds": round(cpu, 1), "load_average": load, "resumed": bool(resume),
+                                      "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+                                      "commit": prov["commit"] + ("+dirty" if prov["dirty"] else ""),
+                                      "date": prov["date"]}))
+    record = json.loads(timing.read_text()) if timing.is_file() else {"wall_seconds": float("nan")}
+    return {**record, "summary": json.loads((out / "summary.json").read_text()),
+            "teacher_entropy": _teacher_entropy(out)}
 
 
-def _fmt(values: list[float]) -> str:
-    pct = [100 * v for v in values]
-    if len(pct) == 1:
-        return f"{pct[0]:.2f}"
-    return f"{statistics.mean(pct):.2f} ± {statistics.stdev(pct):.2f}"
+def _teacher_entropy(out: Path) -> dict[str, float]:
+    """Mean entropy (nats, T = 1) of each cached generation's soft labels on the training set: how soft they are."""
+    from distill.analysis import load_run
+    from distill.analysis.drift import entropy
+
+    run = load_run(out, temperature=1.0)
+    return {str(k): float(np.mean(entropy(run.soft_labels(k)))) for k in sorted(run.caches)}
 
 
-def _machine() -> str:
-    m = machine()
-    load = m["load_average_at_start"]  # read now, i.e. when the page is written
-    return f"{m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}; load average when written {load}"
-
-
-def section(name: str, seeds: list[int], out_root: Path) -> str:
-    results = [_run(name, s, out_root) for s in seeds]
-    gens = len(results[0][0]["generations"])
-    lines = [f"### {name}", "", f"`{RUNS[name][0]}` {' '.join(RUNS[name][1])} — {RUNS[name][2]}.", "",
-             "| model | test accuracy % (mean ± std over seeds) | per seed |", "|---|---|---|"]
-    for k in range(gens):
-        accs = [r["generations"][k]["test"]["acc"] for r, _ in results]
-        lines.append(f"| gen-{k} | {_fmt(accs)} | {', '.join(f'{100 * a:.2f}' for a in accs)} |")
-    for e in range(len(results[0][0]["ensembles"])):
-        members = results[0][0]["ensembles"][e]["members"]
-        accs = [r["ensembles"][e]["test"]["acc"] for r, _ in results]
-        lines.append(f"| ensemble {members[0]}..{members[-1]} | {_fmt(accs)} | "
-                     f"{', '.join(f'{100 * a:.2f}' for a in accs)} |")
-    walls = [w for _, w in results]
-    lines += ["", f"Seeds {', '.join(map(str, seeds))}; wall time per run (whole command): "
-              + ", ".join(f"{w:.0f} s" for w in walls) + ".", ""]
-    return "\n".join(lines)
+def _save(data: dict) -> None:
+    """Merge this invocation's datasets (and variants) into the JSON on disk, so invocations can run side by side."""
+    DATA.parent.mkdir(parents=True, exist_ok=True)
+    merged = json.loads(DATA.read_text()) if DATA.is_file() else {}
+    merged.update({k: data[k] for k in ("provenance", "goal")})
+    datasets = {**merged.get("datasets", {}), **data["datasets"]}
+    merged["datasets"] = {k: datasets[k] for k in RUNS if k in datasets}  # the page's order
+    merged["variants"] = data["variants"] or merged.get("variants")
+    tmp = DATA.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merged, indent=1) + "\n")
+    tmp.replace(DATA)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=sorted(RUNS), default=sorted(RUNS))
+    parser.add_argument("--only", nargs="*", choices=sorted(RUNS), default=list(RUNS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--variant-seeds", nargs="*", type=int, default=None, help="default: --seeds")
+    parser.add_argument("--no-variants", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "results")
-    parser.add_argument("--write", type=Path, default=ROOT / "docs" / "results.md")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    body = [section(name, args.seeds, args.out) for name in args.only]
-    page = "\n".join([
-        "# Results", "",
-        "Measured by `python benchmarks/results.py` (this page is its output; nothing typed in by hand).", "",
-        f"Machine: {_machine()}. Date: {date.today()}. Commit: `{commit}`. Each run is a full `distill run` "
-        "(all generations, cache builds and evaluation); schedules are cut to fit 2 CPU cores, so students may "
-        "trail their teachers — see each section's schedule.", "",
-        "## Ours", "", *body,
-        "## Published (full schedules, not ours)", "",
-        "For comparison only: these are the papers' numbers with their full GPU schedules, not produced here.", "",
-        PUBLISHED])
-    args.write.write_text(page)
-    print(page)
+    data = {"provenance": provenance(), "goal": GOAL, "datasets": {}, "variants": None}
+    for name in args.only:
+        recipe, extra, schedule = RUNS[name]
+        entry = data["datasets"][name] = {"recipe": recipe, "overrides": extra, "schedule": schedule, "seeds": {}}
+        for seed in args.seeds:
+            entry["seeds"][str(seed)] = _timed_run([recipe, "--seed", str(seed), *extra],
+                                                   args.out / f"{name}-seed{seed}")
+            _save(data)
+            render(["results"])
+    if not args.no_variants and VARIANT_DATASET in args.only:
+        recipe, extra, _ = RUNS[VARIANT_DATASET]
+        seeds = args.variant_seeds if args.variant_seeds is not None else args.seeds
+        rows = []
+        data["variants"] = {
+            "dataset": VARIANT_DATASET, "columns": ["gen-1", "gen-2", "ensemble 0..2"], "rows": rows,
+            "description": f"`{recipe}` with the overrides below; every row's students learn from the same "
+                           "generation 0 (the standard run's, loaded by checkpoint) for each seed; test accuracy %, "
+                           "mean ± std over seeds."}
+        for label, overrides in VARIANTS.items():
+            row = {"variant": label, "overrides": overrides, "seeds": [], "values": {}}
+            rows.append(row)
+            for seed in seeds:
+                base = args.out / f"{VARIANT_DATASET}-seed{seed}"
+                if overrides:
+                    load = json.dumps({"checkpoint": str(base / "gen-0" / "model.ckpt")})
+                    slug = "-".join(o.lstrip("-").replace(".", "_") for o in overrides)
+                    run = _timed_run([recipe, "--seed", str(seed), *extra, *overrides, "--load", load],
+                                     args.out / f"{VARIANT_DATASET}-{slug}-seed{seed}")
+                else:
+                    run = data["datasets"][VARIANT_DATASET]["seeds"][str(seed)]
+                s = run["summary"]
+                row["seeds"].append(seed)
+                for col, value in (("gen-1", s["generations"][1]["test"]["acc"]),
+                                   ("gen-2", s["generations"][2]["test"]["acc"]),
+                                   ("ensemble 0..2", s["ensembles"][-1]["test"]["acc"])):
+                    row["values"].setdefault(col, []).append(value)
+                _save(data)
+                render(["results"])
+    print("rendered:", ", ".join(render(["results"] + (["recipes-fashion"] if VARIANT_DATASET in args.only else []))))
 
 
 if __name__ == "__main__":

@@ -265,9 +265,7 @@ class BornAgainRun:
         (:class:`~distill.distributed.GatherPredictions`); global rank 0 writes the file.
         """
         k = spec.index
-        gather = GatherPredictions(len(self.dm.test_set))
-        self._predict_trainer(spec, [gather]).predict(module, self.dm.test_dataloader(), return_predictions=False)
-        self.test_logits[k] = logits = gather.outputs
+        self.test_logits[k] = logits = self._predict(spec, module, self.dm.test_dataloader(), len(self.dm.test_set))
         self.layout.write_array(self.layout.test_logits(k), logits.numpy())
         labels = torch.as_tensor(self.dm.test_labels())
         teacher = ensemble_logits([self.test_logits[j] for j in spec.members]) if spec.members else None
@@ -276,8 +274,18 @@ class BornAgainRun:
             "source": spec.load.describe() if spec.load else "trained",
             "epochs": 0 if spec.load else spec.max_epochs, "seed": spec.seed,
             "train_seconds": round(seconds, 2), "test": evaluate(logits, labels),
+            # Un-augmented training set: whether the network fits its data (born-again gains need a teacher that
+            # does). One inference pass, a fraction 1/epochs of training's forward passes.
+            "train": evaluate(self._predict(spec, module, self.dm.cache_dataloader(), len(self.dm.cache_set)),
+                              torch.as_tensor(self.dm.train_labels()), calibration=False),
             "agreement_with_teacher": agreement(logits, teacher) if teacher is not None else None,
         }
+
+    def _predict(self, spec: GenerationSpec, module: L.LightningModule, loader: Any, n: int) -> torch.Tensor:
+        """Logits of ``module`` over ``loader`` in dataset order (gathered from every rank under DDP)."""
+        gather = GatherPredictions(n)
+        self._predict_trainer(spec, [gather]).predict(module, loader, return_predictions=False)
+        return gather.outputs
 
     def ensembles(self) -> list[dict[str, Any]]:
         """Test accuracy and NLL of the probability-average of generations 0..k, for every k >= 1."""

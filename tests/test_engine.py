@@ -25,7 +25,7 @@ def test_summary_json_has_every_field(tiny_run):
         assert g["source"] == "trained"
         assert set(g) == {"generation", "backbone", "teacher", "source", "epochs", "train_seconds", "test",
                           "agreement_with_teacher"}
-        assert g["backbone"] == "small_cnn" and g["epochs"] == 2 and g["train_seconds"] > 0
+        assert g["backbone"] == "small_resnet8" and g["epochs"] == 2 and g["train_seconds"] > 0
         assert set(g["test"]) == {"acc", "nll", "ece"}  # 10 classes: no top-5
         assert 0 <= g["test"]["acc"] <= 1 and g["test"]["nll"] > 0 and 0 <= g["test"]["ece"] <= 1
     assert g0["teacher"] is None and g0["agreement_with_teacher"] is None
