@@ -98,3 +98,54 @@ def test_wrn_drop_rate_goes_inside_blocks() -> None:
 def test_bad_depth_rejected(family: str, depth: int) -> None:
     with pytest.raises(ValueError, match="depth"):
         timm.create_model(family, depth=depth)
+
+
+def _basic_block_params(cin: int, cout: int) -> int:
+    """Two 3x3 convs + two BNs, and a 1x1 conv + BN projection when the width changes (worked out by hand)."""
+    n = 9 * cin * cout + 2 * cout + 9 * cout * cout + 2 * cout
+    return n + (cin * cout + 2 * cout if cin != cout else 0)
+
+
+@pytest.mark.parametrize("name,width,blocks", [("small_resnet8", 16, 1), ("small_resnet8_w32", 32, 1),
+                                               ("small_resnet14_w32", 32, 2)])
+def test_small_resnet_parameter_count_and_layout(name: str, width: int, blocks: int) -> None:
+    w = [width, 2 * width, 4 * width]
+    expected = 9 * 1 * width + 2 * width  # stem conv (1 grey channel) + BN
+    cin = width
+    for cout in w:
+        for _ in range(blocks):
+            expected += _basic_block_params(cin, cout)
+            cin = cout
+    expected += 4 * width * 10 + 10  # classifier
+    model = timm.create_model(name, num_classes=10, in_chans=1)
+    assert _n_params(model) == expected
+    assert 1e4 < expected < 1e6  # the family's intended range
+
+
+@pytest.mark.parametrize("size,chans,stride,out", [(8, 1, 1, 2), (28, 1, 1, 7), (28, 1, 2, 4), (32, 3, 2, 4)])
+@torch.no_grad()
+def test_small_resnet_contract_on_its_input_sizes(size: int, chans: int, stride: int, out: int) -> None:
+    model = timm.create_model("small_resnet8", num_classes=10, in_chans=chans, stem_stride=stride).eval()
+    assert isinstance(model, ClassifierBackbone) and model.default_cfg["input_size"] == (1, 28, 28)
+    x = torch.randn(2, chans, size, size)
+    feats = model.forward_features(x)
+    assert feats.shape == (2, 64, out, out)
+    assert model(x).shape == (2, 10)
+    with pytest.raises(ValueError, match="stem_stride"):
+        timm.create_model("small_resnet8", stem_stride=0)
+
+
+def test_small_resnet_can_memorise_a_batch_of_random_labels() -> None:
+    """The residual net drives the training loss on a fixed batch of random labels toward 0 (it can memorise)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    model = timm.create_model("small_resnet8", num_classes=10, in_chans=1, stem_stride=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(60):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        assert (model(x).argmax(1) == y).float().mean() > 0.95  # chance is 0.1: it fitted labels with no signal

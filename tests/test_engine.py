@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_RUN_ARGS, run_cli
 
+from distill.config import parse_recipe
 from distill.generations import build_datamodule, generation_seed
 from distill.losses import KDLoss
 from distill.optim import OptimizerConfig
@@ -23,11 +25,16 @@ def test_summary_json_has_every_field(tiny_run):
     g0, g1 = s["generations"]
     for g in (g0, g1):
         assert g["source"] == "trained"
-        assert set(g) == {"generation", "backbone", "teacher", "source", "epochs", "train_seconds", "test",
+        assert set(g) == {"generation", "backbone", "teacher", "source", "epochs", "train_seconds", "test", "train",
                           "agreement_with_teacher"}
+        assert set(g["train"]) == {"acc", "nll"} and 0 <= g["train"]["acc"] <= 1
         assert g["backbone"] == "small_resnet8" and g["epochs"] == 2 and g["train_seconds"] > 0
         assert set(g["test"]) == {"acc", "nll", "ece"}  # 10 classes: no top-5
         assert 0 <= g["test"]["acc"] <= 1 and g["test"]["nll"] > 0 and 0 <= g["test"]["ece"] <= 1
+    # Training accuracy is the un-augmented training set's: recompute it from gen-0's cache (its logits of that set).
+    cached = np.load(tiny_run / "cache" / "gen-0" / "logits.npy", allow_pickle=False).astype(np.float32)
+    labels = np.asarray(build_datamodule(parse_recipe(str(tiny_run / "config.yaml"), []).data).train_labels())
+    assert abs(float((cached.argmax(1) == labels).mean()) - g0["train"]["acc"]) < 1e-6
     assert g0["teacher"] is None and g0["agreement_with_teacher"] is None
     assert g1["teacher"] == "gen-0" and 0 <= g1["agreement_with_teacher"] <= 1
     assert s["ensembles"] == [{"members": [0, 1], "test": s["ensembles"][0]["test"]}]
