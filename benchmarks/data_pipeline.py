@@ -2,17 +2,20 @@
 
 Times ``--batches`` training batches of each pipeline (after a warm-up batch, which also starts the workers) with the
 same model step, in ``--rounds`` interleaved rounds, and extrapolates to a full epoch (50,000 images); the memory
-path's one-off decoding (setup) is printed separately. Run: ``python benchmarks/data_pipeline.py``.
+path's one-off decoding (setup) is printed separately. Run: ``python benchmarks/data_pipeline.py`` (both models);
+it writes ``docs/data/data-pipeline.json`` and renders the datasets page's section from it (``benchmarks/pages.py``).
 The tarball is extracted once into ``~/.cache/distill/cifar10-jpeg`` (see :func:`distill.data.ensure_cifar10_jpeg`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 
 import torch
+from pages import ROOT, provenance, render
 from torch import nn
 
 from distill.data import DATASETS, ensure_cifar10_jpeg
@@ -50,47 +53,62 @@ def time_batches(loader, model: nn.Module, batches: int) -> float:
     return (time.perf_counter() - start) / batches
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=100, help="timed batches per round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per pipeline")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the torchvision path")
-    parser.add_argument("--model", choices=["trivial", "convnet"], default="trivial")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch intra-op threads of the main process (0: torch's default); 1 gives stable numbers "
-                             "on a small shared machine, where a descheduled OpenMP thread stalls every parallel op")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warnings.simplefilter("ignore")
-    t = time.perf_counter()
-    root = ensure_cifar10_jpeg()
-    print(f"image folder {root} ready in {time.perf_counter() - t:.1f} s")
+def measure(root, model: str, args: argparse.Namespace) -> dict:
+    """Interleaved rounds of both pipelines with one model; per pipeline the setup time and seconds per batch."""
     per_epoch = 50000 / args.batch_size
-    loaders, models, times = {}, {}, {}
+    loaders, models, times, setup = {}, {}, {}, {}
     for pipeline in ("memory", "torchvision"):
         torch.manual_seed(0)
         dm = DATASETS.get("cifar10_jpeg")(root=str(root), pipeline=pipeline, num_workers=args.workers,
                                           batch_size=args.batch_size, seed=0)
         t = time.perf_counter()
         dm.setup("fit")
-        print(f"{pipeline:12s} setup {time.perf_counter() - t:6.1f} s")
+        setup[pipeline] = time.perf_counter() - t
+        print(f"{pipeline:12s} setup {setup[pipeline]:6.1f} s")
         loaders[pipeline] = dm.train_dataloader()
-        models[pipeline] = small_convnet() if args.model == "convnet" else trivial()
+        models[pipeline] = small_convnet() if model == "convnet" else trivial()
         times[pipeline] = []
     for _ in range(args.rounds):  # interleaved rounds: other load on the machine hits both paths alike
         for pipeline in times:
             times[pipeline].append(time_batches(loaders[pipeline], models[pipeline], args.batches))
     for pipeline, ts in times.items():
-        best, median = min(ts), sorted(ts)[len(ts) // 2]
-        print(f"{pipeline:12s} {best * 1e3:7.2f} ms/batch best, {median * 1e3:7.2f} median of {len(ts)} rounds; "
-              f"epoch (extrapolated to {per_epoch:.0f} batches) {best * per_epoch:6.1f} s best")
-    ratio = [min(times["torchvision"]) / min(times["memory"]),
-             sorted(times["torchvision"])[args.rounds // 2] / sorted(times["memory"])[args.rounds // 2]]
-    print(f"torchvision / memory epoch time: {ratio[0]:.1f}x (best), {ratio[1]:.1f}x (median) "
-          f"(model={args.model}, {args.rounds} x {args.batches} batches of {args.batch_size}, torch threads "
-          f"{torch.get_num_threads()}, torchvision workers {args.workers})")
+        print(f"{pipeline:12s} {min(ts) * 1e3:7.2f} ms/batch best, {sorted(ts)[len(ts) // 2] * 1e3:7.2f} median of "
+              f"{len(ts)} rounds; epoch (extrapolated to {per_epoch:.0f} batches) {min(ts) * per_epoch:6.1f} s best")
+    ratios = [tv / mem for tv, mem in zip(times["torchvision"], times["memory"], strict=True)]
+    print(f"torchvision / memory epoch time per round: {', '.join(f'{r:.1f}x' for r in ratios)} (model={model})")
+    return {"model": model, "setup_seconds": setup, "seconds_per_batch": times, "epoch_batches": per_epoch,
+            "ratio_per_round": ratios}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=50, help="timed batches per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per pipeline")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the torchvision path")
+    parser.add_argument("--models", nargs="*", choices=["trivial", "convnet"], default=["trivial", "convnet"])
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads of the main process (0: torch's default); 1 gives stable numbers "
+                             "on a small shared machine, where a descheduled OpenMP thread stalls every parallel op")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/data and the page alone")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    prov = provenance()
+    t = time.perf_counter()
+    root = ensure_cifar10_jpeg()
+    print(f"image folder {root} ready in {time.perf_counter() - t:.1f} s")
+    results = [measure(root, model, args) for model in args.models]
+    if args.no_write:
+        return
+    data = {"provenance": prov, "batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds,
+            "workers": args.workers, "torch_threads": torch.get_num_threads(), "results": results}
+    path = ROOT / "docs" / "data" / "data-pipeline.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print("rendered:", ", ".join(render(["datasets-speed"])))
+
 
 if __name__ == "__main__":
     main()

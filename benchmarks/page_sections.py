@@ -315,3 +315,23 @@ def dk_fashion(d: dict[str, Any]) -> str:
               "![Reliability diagram, Fashion-MNIST gen-0](img/inspect-fmnist-gen0-reliability.png)", "",
               "![Reliability diagram, Fashion-MNIST gen-2](img/inspect-fmnist-gen2-reliability.png)"]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- datasets
+
+@section("datasets-speed", "docs/datasets.md", "docs/data/data-pipeline.json", "benchmarks/data_pipeline.py")
+def datasets_speed(d: dict[str, Any]) -> str:
+    out = [f"Measured by `python benchmarks/data_pipeline.py` ({stamp(d['provenance'])}): the CIFAR-10 JPEG copy "
+           f"(50,000 images), batch {d['batch_size']}, crop + flip, {d['rounds']} interleaved rounds of "
+           f"{d['batches']} batches per pipeline, torch threads {d['torch_threads']}, {d['workers']} DataLoader "
+           "workers for the torchvision path; epoch times extrapolated from the seconds per batch.", "",
+           "| model | fast path epoch s (min … max) | torchvision path epoch s (min … max) | torchvision / fast, per "
+           "round (min … max) | fast path setup s |", "|---|---|---|---|---|"]
+    for r in d["results"]:
+        mem, tv = (sorted(x * r["epoch_batches"] for x in r["seconds_per_batch"][k]) for k in ("memory", "torchvision"))
+        ratios = sorted(r["ratio_per_round"])
+        out.append(f"| {r['model']} | {mem[len(mem) // 2]:.1f} ({mem[0]:.1f} … {mem[-1]:.1f}) | "
+                   f"{tv[len(tv) // 2]:.1f} ({tv[0]:.1f} … {tv[-1]:.1f}) | {ratios[len(ratios) // 2]:.1f}x "
+                   f"({ratios[0]:.1f} … {ratios[-1]:.1f}) | {r['setup_seconds']['memory']:.1f} |")
+    return "\n".join(out + ["", "Medians first. `trivial` is global average pooling and a linear layer (the loader "
+                             "dominates); `convnet` a 0.1 M-parameter CNN (the model dominates)."])
