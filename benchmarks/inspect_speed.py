@@ -15,12 +15,14 @@ terminal tables (sent to /dev/null). Not measured: decoding a real dataset -- ``
 an image only when the suspect grid asks for it, whereas real CIFAR-100 decodes 50,000 images in ``setup``.
 
 Usage: ``python benchmarks/inspect_speed.py [--repeat 3] [--generations 2] [--keep DIR] [--profile-imports]
-[distill inspect options, e.g. --jobs 1]``.
+[--write] [distill inspect options, e.g. --jobs 1]``. ``--write`` (implies ``--profile-imports``) stores the timings
+in ``docs/data/inspect-speed.json`` and renders the dark-knowledge page's section (``benchmarks/pages.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -124,10 +126,14 @@ def main() -> None:
     parser.add_argument("--ckpt-mb", type=int, default=90, help="size of each fake checkpoint in MiB (default 90)")
     parser.add_argument("--keep", default=None, help="build the run here and keep it (default: a temporary dir)")
     parser.add_argument("--profile-imports", action="store_true", help="also time a process that only imports")
+    parser.add_argument("--write", action="store_true", help="store in docs/data/inspect-speed.json, render the page")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args()  # anything else is passed to distill inspect, e.g. --jobs 1
     if args.child:
         sys.exit(child(args.child, extra))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pages import ROOT, provenance, render
+    prov = provenance()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.keep) if args.keep else Path(tmp) / "bench100-run"
         start = time.perf_counter()
@@ -150,11 +156,21 @@ def main() -> None:
         print(f"distill inspect, whole process, {os.cpu_count()} CPUs (load average {load}): "
               f"wall best {min(times):.2f} s, all {', '.join(f'{t:.2f}' for t in times)} s; "
               f"CPU time (all processes) {', '.join(f'{t:.2f}' for t in cpu)} s")
-        if args.profile_imports:
-            start = time.perf_counter()
+        imports = []
+        for _ in range(args.repeat if args.profile_imports or args.write else 0):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run([sys.executable, "-c", "import distill.cli, distill.analysis.command"], env=env, check=True)
-            print(f"of which importing distill.cli + distill.analysis.command alone: "
-                  f"{time.perf_counter() - start:.2f} s")
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            imports.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        if imports:
+            print(f"of which importing distill.cli + distill.analysis.command alone: CPU "
+                  f"{', '.join(f'{t:.2f}' for t in imports)} s")
+    if args.write:
+        data = {"provenance": prov, "generations": args.generations, "ckpt_mb": args.ckpt_mb, "train": NUM_TRAIN,
+                "classes": NUM_CLASSES, "options": extra, "wall_seconds": times, "cpu_seconds": cpu,
+                "import_cpu_seconds": imports}
+        (ROOT / "docs" / "data" / "inspect-speed.json").write_text(json.dumps(data, indent=1) + "\n")
+        print("rendered:", ", ".join(render(["dk-speed"])))
 
 
 if __name__ == "__main__":

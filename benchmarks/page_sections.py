@@ -335,3 +335,14 @@ def datasets_speed(d: dict[str, Any]) -> str:
                    f"({ratios[0]:.1f} … {ratios[-1]:.1f}) | {r['setup_seconds']['memory']:.1f} |")
     return "\n".join(out + ["", "Medians first. `trivial` is global average pooling and a linear layer (the loader "
                              "dominates); `convnet` a 0.1 M-parameter CNN (the model dominates)."])
+
+
+@section("dk-speed", "docs/dark-knowledge.md", "docs/data/inspect-speed.json", "benchmarks/inspect_speed.py")
+def dk_speed(d: dict[str, Any]) -> str:
+    wall, cpu, imp = sorted(d["wall_seconds"]), sorted(d["cpu_seconds"]), sorted(d["import_cpu_seconds"])
+    return (f"Measured by `python benchmarks/inspect_speed.py --write` ({stamp(d['provenance'])}), "
+            f"{len(wall)} runs of the whole command on {d['train']:,} × {d['classes']} caches, {d['generations']} "
+            f"generations: wall {wall[0]:.1f} s best, {wall[len(wall) // 2]:.1f} s median, {wall[-1]:.1f} s worst; "
+            f"CPU time of all its processes {cpu[0]:.1f}–{cpu[-1]:.1f} s, of which importing `distill.cli` and the "
+            f"analysis module alone takes {imp[0]:.1f}–{imp[-1]:.1f} s of CPU. The rest is cache verification, "
+            "analysis, tables, the PNGs and the CSV/JSON files; `--jobs` spreads the figures over the cores.")
