@@ -2,10 +2,10 @@
 
 Why they exist: born-again gains need a teacher that fits its training set (its soft labels then regularise the
 student instead of passing on underfitting). ``small_cnn`` has three convolutions and a receptive field of about 18
-pixels; it stops near 95% training accuracy on Fashion-MNIST. These are the CIFAR ResNet layout (He et al. 2016,
-section 4.2: a 3x3 stem, three stages of ``n`` basic blocks at widths w, 2w, 4w, stride 2 between stages) shrunk in
-depth and adjustable in width, with a ``stem_stride`` so 28x28 inputs can start at 14x14 (4x less compute, the
-receptive field still covers the image).
+pixels; ``docs/backbones.md`` measures how well each family fits Fashion-MNIST. These are the CIFAR ResNet layout
+(He et al. 2016, section 4.2: a 3x3 stem, three stages of ``n`` basic blocks at widths w, 2w, 4w, stride 2 between
+stages) shrunk in depth and adjustable in width, with a ``stem_stride`` so 28x28 inputs can start at 14x14 (4x less
+compute, the receptive field still covers the image).
 
 Registered into timm (after ``import distill``): ``timm.create_model("small_resnet8", num_classes=10, in_chans=1)``.
 
