@@ -69,12 +69,11 @@ def provenance() -> dict[str, Any]:
     if cpuinfo.is_file():
         names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
         cpu = names[0] if names else cpu
-    try:
-        import torch
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        gpu = None
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "load_average": [round(x, 2) for x in os.getloadavg()],
+            "torch_threads": torch.get_num_threads(),
             "date": str(date.today()), "commit": git("rev-parse", "--short", "HEAD") or "unknown",
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
@@ -82,8 +81,9 @@ def provenance() -> dict[str, Any]:
 def stamp(p: dict[str, Any]) -> str:
     """One sentence naming the machine, load, date and commit of a measurement."""
     commit = p["commit"] + (" with uncommitted changes" if p.get("dirty") else "")
+    threads = f"; {p['torch_threads']} torch thread(s) per process" if "torch_threads" in p else ""
     return (f"{p['cpu']}, {p['cores']} cores, {p['gpu'] or 'no GPU'}; load average at the start "
-            f"{', '.join(map(str, p['load_average']))}; {p['date']}, commit `{commit}`")
+            f"{', '.join(map(str, p['load_average']))}{threads}; {p['date']}, commit `{commit}`")
 
 
 def _pattern(s: Section) -> re.Pattern:
