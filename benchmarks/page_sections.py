@@ -159,7 +159,8 @@ def results_dataset(name: str, entry: dict[str, Any], goal: dict[str, float]) ->
                 "uniform, 0 is one-hot): " + ", ".join(
                     f"gen-{k} {mean_std([r['teacher_entropy'][k] for r in runs], 1, 3)}" for k in cached) + "."]
     out += ["", f"Seeds {', '.join(sorted(entry['seeds'], key=int))}; per run (whole command) wall / CPU seconds: "
-            + ", ".join(f"{r['wall_seconds']:.0f} / {r.get('cpu_seconds', float('nan')):.0f}" for r in runs)
+            + ", ".join(f"{r['wall_seconds']:.0f} / {r.get('cpu_seconds', float('nan')):.0f}"
+                        + (" (resumed: the rest of a stopped run)" if r.get("resumed") else "") for r in runs)
             + "; load average (1, 5, 15 min) at each start: "
             + "; ".join(", ".join(map(str, r["load_average"])) for r in runs)
             + f"; OpenMP threads per process: {', '.join(sorted({str(r.get('threads', 'default')) for r in runs}))}"

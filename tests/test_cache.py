@@ -125,7 +125,7 @@ def test_run_caches_are_valid_and_match_the_checkpoint(tiny_run):
 
     dm = build_datamodule({"name": "digits", "train_subset": 300})
     cache = SoftLabelCache(tiny_run / "cache" / "gen-0", dm.fingerprint(), sha256_file(tiny_run / "gen-0/model.ckpt"))
-    model = load_student(tiny_run / "gen-0" / "model.ckpt", "small_resnet8", 10, 1)
+    model = load_student(tiny_run / "gen-0" / "model.ckpt", "small_cnn", 10, 1)
     x = torch.stack([dm.cache_set[i][0] for i in range(8)])
     with torch.no_grad():
         expected = model(x)

@@ -86,7 +86,7 @@ def test_ddp_cache_and_test_logits_equal_a_single_process_build(ddp_run, tmp_pat
     np.testing.assert_allclose(ddp_cache.all().numpy(), single.all().numpy(), atol=1e-3, rtol=0)
 
     # A direct forward pass in dataset order agrees too, and so do the gathered test-set logits.
-    model = load_student(ckpt, "small_resnet8", dm.num_classes, dm.in_chans)
+    model = load_student(ckpt, "small_cnn", dm.num_classes, dm.in_chans)
     with torch.no_grad():
         direct = model(dm.cache_set.images)
         test = model(dm.test_set.images)

@@ -28,7 +28,7 @@ def test_summary_json_has_every_field(tiny_run):
         assert set(g) == {"generation", "backbone", "teacher", "source", "epochs", "train_seconds", "test", "train",
                           "agreement_with_teacher"}
         assert set(g["train"]) == {"acc", "nll"} and 0 <= g["train"]["acc"] <= 1
-        assert g["backbone"] == "small_resnet8" and g["epochs"] == 2 and g["train_seconds"] > 0
+        assert g["backbone"] == "small_cnn" and g["epochs"] == 2 and g["train_seconds"] > 0
         assert set(g["test"]) == {"acc", "nll", "ece"}  # 10 classes: no top-5
         assert 0 <= g["test"]["acc"] <= 1 and g["test"]["nll"] > 0 and 0 <= g["test"]["ece"] <= 1
     # Training accuracy is the un-augmented training set's: recompute it from gen-0's cache (its logits of that set).

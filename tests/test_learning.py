@@ -123,13 +123,13 @@ def test_fitnets_regressor_trains_is_checkpointed_and_left_out_of_the_network(tm
                    "--kd.init_args.pairs", '[["stages.1", "stages.1"]]') == 0
     state = torch.load(out / "gen-1" / "model.ckpt", weights_only=True)
     regressor = {k: v for k, v in state["state_dict"].items() if k.startswith("loss.regressors.0.")}
-    assert regressor["loss.regressors.0.0.weight"].shape[:2] == (32, 32)  # small_resnet8: stages.1 has 32 maps
+    assert regressor["loss.regressors.0.0.weight"].shape[:2] == (64, 64)  # small_cnn width 32: stages.1 has 64 maps
     assert int(regressor["loss.regressors.0.1.num_batches_tracked"]) > 0  # it ran in training
     saved = {id(p) for group in state["optimizer_states"][0]["param_groups"] for p in group["params"]}
     n_student = sum(1 for k in state["state_dict"] if k.startswith("student.") and "running" not in k
                     and "num_batches" not in k)
     assert len(saved) > n_student  # the regressor's parameters are in the optimizer too
-    model = load_student(out / "gen-1" / "model.ckpt", "small_resnet8", 10, 1)  # the backbone alone
+    model = load_student(out / "gen-1" / "model.ckpt", "small_cnn", 10, 1)  # the backbone alone
     assert not any(k.startswith("loss") for k in model.state_dict())
     s = json.loads((out / "summary.json").read_text())
     assert [g["teacher"] for g in s["generations"]] == [None, "gen-0", "gen-1"]

@@ -26,24 +26,24 @@ def _gen0(run) -> dict:
 def test_loaded_from_an_earlier_runs_checkpoint(tiny_run, tmp_path):
     out = tmp_path / "run"
     ckpt = tiny_run / "gen-0" / "model.ckpt"
-    # The recipe asks for another backbone: a run checkpoint brings its own run's backbone (small_resnet8).
+    # The recipe asks for another backbone: a run checkpoint brings its own run's backbone (small_cnn).
     assert run_cli("run", RECIPE, "--out", str(out), *TINY_RUN_ARGS, "--backbone.name", "small_cnn",
                    "--backbone.init_args.width", "4", "--load", json.dumps({"checkpoint": str(ckpt)})) == 0
     g0, old = _gen0(out), _gen0(tiny_run)
     assert g0["source"] == f"loaded: distill checkpoint {ckpt.resolve()}"
-    assert g0["backbone"] == "small_resnet8" and g0["epochs"] == 0 and g0["train_seconds"] == 0
+    assert g0["backbone"] == "small_cnn" and g0["epochs"] == 0 and g0["train_seconds"] == 0
     assert g0["test"] == old["test"]  # the same weights on the same test set
     manifest = Manifest.read(out / "cache" / "gen-0")
     assert manifest.teacher_sha256 == sha256_file(out / "gen-0" / "model.ckpt")
     assert json.loads((out / "summary.json").read_text())["generations"][1]["backbone"] == "small_cnn(width=4)"
-    a = load_student(ckpt, "small_resnet8", 10, 1).state_dict()
-    b = load_student(out / "gen-0" / "model.ckpt", "small_resnet8", 10, 1).state_dict()
+    a = load_student(ckpt, "small_cnn", 10, 1).state_dict()
+    b = load_student(out / "gen-0" / "model.ckpt", "small_cnn", 10, 1).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     # A resumed run reuses the loaded generation like a trained one.
     assert run_cli("run", "--out", str(out), "--resume") == 0
     # A third run loading this run's generation 0 rebuilds the backbone recorded in it, not this recipe's width 4.
     chained = load_recipe(RECIPE, ["--load", json.dumps({"checkpoint": str(out / "gen-0" / "model.ckpt")})])
-    assert chained.specs[0].label == "small_resnet8"
+    assert chained.specs[0].label == "small_cnn"
 
 
 def test_loaded_from_a_local_weights_file_through_timm(tiny_run, tmp_path):

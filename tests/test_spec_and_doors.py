@@ -58,7 +58,7 @@ def test_dotted_override_into_an_existing_init_args_and_per_generation():
     specs = load_recipe(RECIPE, ["--per_generation", '[{"generation": 1, "backbone": {"class_path": '
                                  '"usernet.TinyMLP", "hidden": 12}}]']).specs
     assert dict(specs[1].backbone) == {"class_path": "usernet.TinyMLP", "init_args": {"hidden": 12}}
-    assert specs[0].backbone == "small_resnet8" and specs[2].backbone == "small_resnet8"
+    assert specs[0].backbone == "small_cnn" and specs[2].backbone == "small_cnn"
 
 
 def test_a_per_generation_init_args_replaces_the_base_one():

@@ -9,7 +9,7 @@ compute, the receptive field still covers the image).
 
 Registered into timm (after ``import distill``): ``timm.create_model("small_resnet8", num_classes=10, in_chans=1)``.
 
-* ``small_resnet8`` -- n = 1 (8 layers), width 16: the quick-start default (digits trains in seconds);
+* ``small_resnet8`` -- n = 1 (8 layers), width 16: the CPU recipes' backbone for Fashion-MNIST and CIFAR-10;
 * ``small_resnet8_w32`` -- n = 1, width 32;
 * ``small_resnet14_w32`` -- n = 2 (14 layers), width 32.
 
