@@ -137,7 +137,8 @@ def main() -> None:
                     row["values"].setdefault(col, []).append(value)
                 _save(data)
                 render(["results"])
-    print("rendered:", ", ".join(render(["results"] + (["recipes-fashion"] if VARIANT_DATASET in args.only else []))))
+    measured = json.loads(DATA.read_text())["datasets"]
+    print("rendered:", ", ".join(render(["results"] + (["recipes-fashion"] if "fashion-mnist" in measured else []))))
 
 
 if __name__ == "__main__":
