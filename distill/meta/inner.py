@@ -1,10 +1,11 @@
 """The inner loop of MAML as pure functions over a parameter dict (``torch.func.functional_call``).
 
-``adapt`` unrolls K steps of SGD on a task's support set, θ_k = θ_{k-1} − α ∇L_support(θ_{k-1}), like an RNN over
-the parameters. With ``first_order=False`` each step's gradient is itself differentiable (``create_graph=True``), so
-the meta-gradient of the query loss at θ_K reaches θ_0 through every step's Jacobian (I − α H_k): second-order MAML.
-With ``first_order=True`` the step gradients are constants and the Jacobian is the identity: FOMAML. Which
-parameters adapt is a set of names (all of them for MAML, the head only for ANIL); the others are used as they are.
+``adapt`` unrolls K steps of SGD on a task's support set, θ_k = θ_{k-1} − α ∇L_support(θ_{k-1}), like an RNN
+over the parameters. With ``first_order=False`` each step's gradient is itself differentiable
+(``create_graph=True``), so the meta-gradient of the query loss at θ_K reaches θ_0 through every step's Jacobian
+(I − α H_k): second-order MAML. With ``first_order=True`` the step gradients are constants and the Jacobian is the
+identity: FOMAML. Which parameters adapt is a set of names (all of them for MAML, the head only for ANIL); the
+others are used as they are.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def adapt(net: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor, lo
     for _ in range(steps):
         loss = loss_fn(forward(net, fast, x), y)
         grads = torch.autograd.grad(loss, [fast[n] for n in names], create_graph=not first_order)
-        for n, g in zip(names, grads):
+        for n, g in zip(names, grads, strict=True):
             step_lr = lr[n] if isinstance(lr, Mapping) else lr
             fast[n] = fast[n] - step_lr * g
     return fast

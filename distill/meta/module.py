@@ -107,7 +107,7 @@ class MetaModule(L.LightningModule):
     def meta_loss(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """Mean query ``(loss, score)`` over a meta-batch of episodes after ``inner_steps`` inner steps."""
         losses, scores = zip(*(self.episode_loss(tuple(t[i] for t in batch), self.hparams.inner_steps)
-                               for i in range(len(batch[0]))))
+                               for i in range(len(batch[0]))), strict=True)
         return torch.stack(losses).mean(), torch.stack(scores).mean()
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:

@@ -42,7 +42,7 @@ class Conv4(nn.Module):
                  blocks: int = 4) -> None:
         super().__init__()
         chans = [in_chans] + [hidden] * blocks
-        self.features = nn.Sequential(*[_block(a, b) for a, b in zip(chans, chans[1:])])
+        self.features = nn.Sequential(*[_block(a, b) for a, b in zip(chans, chans[1:], strict=False)])
         with torch.no_grad():
             dim = self.features(torch.zeros(2, in_chans, *image_hw)).flatten(1).shape[1]
         self.feature_dim = dim
@@ -72,7 +72,7 @@ class MLP(nn.Module):
         super().__init__()
         sizes = [in_features] + [hidden] * layers
         mods: list[nn.Module] = []
-        for a, b in zip(sizes, sizes[1:]):
+        for a, b in zip(sizes, sizes[1:], strict=False):
             mods += [nn.Linear(a, b), nn.ReLU()]
         self.body = nn.Sequential(*mods)
         self.feature_dim = sizes[-1]
