@@ -206,6 +206,21 @@ def test_omniglot_folder_loads_with_rotations_as_classes(tmp_path):
         load_source({"name": "omniglot", "root": str(tmp_path), "sets": ["evaluation"]})
 
 
+def test_an_image_folder_is_an_episode_source_split_by_class(tmp_path):
+    g = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 2)):
+        for c in ("ant", "bee", "cat", "dog"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(g.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(tmp_path / split / c / f"{k}.png")
+    src = load_source({"name": "imagefolder", "root": str(tmp_path), "per_class": 3})
+    assert src.images.shape == (4 * (3 + 2), 3, 12, 12) and src.class_names == ["ant", "bee", "cat", "dog"]
+    assert src.labels.bincount().tolist() == [5, 5, 5, 5]  # 3 of train + 2 of test per class, pooled
+    splits = split_classes(len(src.class_names), {"train": 2, "test": 2}, 0)
+    sx, sy, qx, qy = ClassEpisodes(src.images, src.labels, splits, 2, 1, 4, 0).episode("test", 3)
+    assert sx.shape == (2, 3, 12, 12) and qx.shape == (8, 3, 12, 12)
+
+
 def test_baselines_solve_separable_episodes_and_fine_tuning_adapts():
     source, _ = _episodes(way=3, shot=2, query=4, n_per_class=10)
     torch.manual_seed(0)

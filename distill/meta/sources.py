@@ -69,8 +69,13 @@ def _collect(ds: Any, per_class: int | None, batch_size: int = 1024) -> tuple[to
 
 def dataset_source(name: str, per_class: int | None = None, **kwargs: Any) -> LabelledImages:
     """A toolkit data module's un-augmented samples (train + val + test pooled; at most ``per_class`` of each class
-    from each of its splits, the first ones in index order)."""
-    dm = DATASETS.get(name)(**kwargs)
+    from each of its splits, the first ones in index order; image modules then decode only those)."""
+    from distill.data.image import ImageDataModule
+
+    cls = DATASETS.get(name)
+    if per_class is not None and issubclass(cls, ImageDataModule):
+        kwargs.setdefault("pipeline", "torchvision")  # decode only the samples kept, not the whole dataset first
+    dm = cls(**kwargs)
     dm.setup("fit")
     sets = [s for s in (dm.cache_set, dm.val_set, dm.test_set) if s is not None and len(s) > 0]
     parts = [_collect(s, per_class) for s in sets]
