@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,8 @@ from distill.meta.inner import adapt, query_loss
 from distill.meta.module import MetaModule
 from distill.meta.sinusoid import SinusoidTasks
 from distill.meta.sources import load_source
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _regression(d=3, n=6, seed=0):
@@ -256,6 +259,12 @@ def test_killed_meta_run_resumes_to_the_same_result(tmp_path):
     (scores, state), (ref_scores, ref_state) = _result(out), _result(ref)
     assert scores == ref_scores
     assert all(torch.equal(state[k], ref_state[k]) for k in ref_state)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*-maml*.yaml")))
+def test_meta_recipes_parse(recipe, capsys):
+    assert run_cli("meta", f"recipes/{recipe}", "--print_config") == 0
+    assert "method:" in capsys.readouterr().out
 
 
 def test_bad_meta_input_is_one_line_and_exit_2_before_the_run_directory(tmp_path, capsys):

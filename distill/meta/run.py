@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -131,6 +132,7 @@ class MetaRun:
             "test": {"mean": mean, "ci95": ci, "episodes": len(module.test_scores), "scores": module.test_scores},
             "seconds_per_meta_iteration": timer.mean(), "fit_seconds": fit_seconds,
             "graph_mib_per_meta_iteration": self.graph_mib(module),
+            "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2 ** 20 if module.device.type == "cuda" else None,
         }
         if c.baselines is not None and not self.episodes.regression:
             results["baselines"] = self.baselines(BaselineConfig(**c.baselines))
@@ -140,6 +142,7 @@ class MetaRun:
     def graph_mib(self, module: MetaModule) -> float:
         """Autograd-saved memory of one meta-iteration (the first meta-batch of meta-training), in MiB."""
         batch = next(iter(self.loader("train", self.cfg.episodes.meta_batch, self.cfg.episodes.meta_batch)))
+        batch = tuple(t.to(module.device) for t in batch)
         module.train()
         try:
             nbytes = graph_bytes(lambda: module.meta_loss(batch)[0])
