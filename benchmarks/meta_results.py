@@ -79,7 +79,8 @@ def table(runs: dict[str, tuple[dict, float]], info: dict) -> str:
     for name, b in runs["anil"][0].get("baselines", {}).items():
         text += _row(LABELS[name], b["mean"], b["ci95"], b["train_seconds_per_step"], None, "–")
     m = info["machine"]
-    text += (f"\n{n} meta-test episodes, the same for every row (drawn from (seed, split, index)). Baselines: "
+    text += (f"\n{n} meta-test episodes, the same for every row (drawn from (seed, split, index)). ANIL's wall time "
+             "includes the baselines, which run in its directory. Baselines: "
              "s / iteration is one cross-entropy step of the shared network (10 epochs on the 5 meta-train classes); "
              "their episodes are scored with that one network. Autograd MiB: the distinct tensor storages saved for "
              "the backward pass of one meta-iteration (meta-batch 4). "
@@ -94,7 +95,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "meta-results")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    parser.add_argument("--page-only", action="store_true",
+                        help="rewrite the page section from docs/meta-results.json and the finished runs")
     args = parser.parse_args()
+    if args.page_only:
+        info = json.loads((ROOT / "docs" / "meta-results.json").read_text())["info"]
+        runs = {name: meta_run(RECIPE, extra, args.out / name) for name, extra in RUNS.items()}
+        write_section(PAGE, "meta-results", table(runs, info))
+        return
     torch.set_num_threads(args.threads)
     os.chdir(ROOT)
     info = {"machine": machine(), "threads": args.threads, "recipe": RECIPE}
