@@ -205,6 +205,9 @@ def test_omniglot_folder_loads_with_rotations_as_classes(tmp_path):
     a, b = src.images[src.labels == 0], src.images[src.labels == 1]
     torch.testing.assert_close(b, torch.rot90(a, 1, dims=(2, 3)))
     assert 0.0 <= float(src.images.min()) and float(src.images.max()) <= 1.0
+    splits = split_classes(len(src.class_names), {"train": 2, "test": 1}, 0, src.groups)  # counts are characters
+    assert len(splits["train"]) == 8 and len(splits["test"]) == 4
+    assert {src.groups[c] for c in splits["train"]}.isdisjoint(src.groups[c] for c in splits["test"])
     with pytest.raises(DataError, match="images_evaluation"):
         load_source({"name": "omniglot", "root": str(tmp_path), "sets": ["evaluation"]})
 

@@ -26,7 +26,8 @@ STREAM = {name: i for i, name in enumerate(SPLITS)}  # a split's id in the episo
 Episode = tuple[Tensor, Tensor, Tensor, Tensor]  # support x, support y, query x, query y
 
 
-def split_classes(num_classes: int, split: Mapping[str, Any], seed: int) -> dict[str, list[int]]:
+def split_classes(num_classes: int, split: Mapping[str, Any], seed: int,
+                  groups: Sequence[int] | None = None) -> dict[str, list[int]]:
     """Disjoint class lists for ``train``/``val``/``test``.
 
     Args:
@@ -34,10 +35,20 @@ def split_classes(num_classes: int, split: Mapping[str, Any], seed: int) -> dict
         split: per split either a count (classes drawn by a seeded permutation, in the order train, val, test) or an
             explicit list of class ids. A split left out gets no classes.
         seed: seed of the permutation.
+        groups: the group of every class (Omniglot: the character of each rotation class). Given, the counts and ids
+            of ``split`` are groups, and every class of a group lands in the same split.
 
     Raises:
         DataError: unknown split name, a count or id out of range, overlapping splits, or too few classes.
     """
+    if groups is not None:
+        members: dict[int, list[int]] = {}
+        for c, g in enumerate(groups):
+            members.setdefault(int(g), []).append(c)
+        if sorted(members) != list(range(len(members))):
+            raise ValueError("groups must number the groups 0..G-1")
+        by_group = split_classes(len(members), split, seed)
+        return {name: sorted(c for g in ids for c in members[g]) for name, ids in by_group.items()}
     unknown = sorted(set(split) - set(SPLITS))
     if unknown:
         raise DataError(f"split.{unknown[0]} is not a split (accepted: {', '.join(SPLITS)})")

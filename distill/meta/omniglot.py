@@ -22,11 +22,13 @@ ROTATIONS = (0, 90, 180, 270)
 
 @dataclass(frozen=True)
 class OmniglotImages:
-    """Decoded characters: float ``images`` (N, 1, 28, 28) in [0, 1] (ink = 1), ``labels`` and class names."""
+    """Decoded characters: float ``images`` (N, 1, 28, 28) in [0, 1] (ink = 1), ``labels``, class names and the
+    character (``groups``) of every class."""
 
     images: torch.Tensor
     labels: torch.Tensor
     class_names: list[str]
+    groups: list[int]
 
 
 def download_omniglot(root: str | Path) -> None:
@@ -63,7 +65,7 @@ def load_omniglot(root: str | Path, sets: tuple[str, ...] = ("background", "eval
     """
     folders = character_folders(root, sets)
     angles = ROTATIONS if rotations else (0,)
-    images, labels, names = [], [], []
+    images, labels, names, groups = [], [], [], []
     for c, folder in enumerate(folders):
         files = sorted(folder.glob("*.png"))
         if not files:
@@ -81,4 +83,5 @@ def load_omniglot(root: str | Path, sets: tuple[str, ...] = ("background", "eval
             images.append(torch.rot90(stack, k=r, dims=(2, 3)))
             labels.append(torch.full((len(files),), c * len(angles) + r, dtype=torch.long))
             names.append(f"{folder.parent.name}/{folder.name}" + (f"@{angle}" if rotations else ""))
-    return OmniglotImages(torch.cat(images), torch.cat(labels), names)
+            groups.append(c)
+    return OmniglotImages(torch.cat(images), torch.cat(labels), names, groups)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from distill.cache.manifest import atomic_write_text
 from distill.callbacks import AtomicCheckpointIO, resumable_checkpoint
+from distill.data.base import DataError
 from distill.meta.baselines import BaselineConfig, pretrain, score_paradigms
 from distill.meta.episodes import ClassEpisodes, EpisodeDataset, EpochEpisodes, split_classes, write_splits
 from distill.meta.measure import IterationTimer, MetaFaults, graph_bytes
@@ -49,13 +50,11 @@ def build_episodes(cfg: Namespace) -> Episodes:
     if cfg.data["name"] == "sinusoid":
         extra = sorted(set(cfg.data) - {"name"})
         if extra:
-            from distill.data.base import DataError
-
             raise DataError(f"data.{extra[0]}: the sinusoid source takes no options")
         return Episodes(SinusoidTasks(e.shot, e.query, cfg.seed), True, 1, 1, (1, 1),
                         {"train": [], "val": [], "test": []})
     images = load_source(cfg.data)
-    splits = split_classes(len(images.class_names), cfg.split, cfg.seed)
+    splits = split_classes(len(images.class_names), cfg.split, cfg.seed, images.groups)
     source = ClassEpisodes(images.images, images.labels, splits, e.way, e.shot, e.query, cfg.seed)
     return Episodes(source, False, e.way, images.in_chans, images.image_hw, splits, images)
 
@@ -82,8 +81,6 @@ class MetaRun:
         """Load the data and check the split (before the run directory is made)."""
         self.episodes = build_episodes(self.cfg)
         if not _has(self.episodes, "train") or not _has(self.episodes, "test"):
-            from distill.data.base import DataError
-
             raise DataError("split.train and split.test need classes (meta-training and meta-test episodes)")
 
     def module(self) -> MetaModule:

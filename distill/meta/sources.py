@@ -25,11 +25,13 @@ class LabelledImages:
         images: float ``(N, C, H, W)``, normalised as the dataset normalises them.
         labels: ``(N,)`` class ids ``0..len(class_names)-1``.
         class_names: the name of every class.
+        groups: the group of every class, split together (Omniglot: the character of each rotation), or None.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     class_names: list[str]
+    groups: list[int] | None = None
 
     @property
     def in_chans(self) -> int:
@@ -46,13 +48,14 @@ SOURCES: Registry[Callable[..., LabelledImages]] = Registry("episode source")
 @SOURCES.register("omniglot")
 def omniglot_source(root: str, sets: list[str] | None = None, rotations: bool = True, download: bool = False,
                     size: int = 28) -> LabelledImages:
-    """Omniglot under ``root`` (``<root>/omniglot-py/...``); ``download: true`` fetches it through torchvision."""
+    """Omniglot under ``root`` (``<root>/omniglot-py/...``); ``download: true`` fetches it through torchvision.
+    Its classes are grouped by character: a split's counts are characters, each with its rotations."""
     from distill.meta.omniglot import download_omniglot, load_omniglot
 
     if download:
         download_omniglot(root)
     loaded = load_omniglot(root, tuple(sets or ("background", "evaluation")), size=size, rotations=rotations)
-    return LabelledImages(loaded.images, loaded.labels, loaded.class_names)
+    return LabelledImages(loaded.images, loaded.labels, loaded.class_names, loaded.groups)
 
 
 def _collect(ds: Any, per_class: int | None, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
