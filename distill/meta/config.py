@@ -81,8 +81,9 @@ def build_meta_parser() -> ArgumentParser:
                    help="classes per split: a count (seeded draw) or a list of class ids; disjoint")
     p.add_class_arguments(EpisodeConfig, "episodes")
     p.add_class_arguments(InnerConfig, "inner")
-    p.add_argument("--network", type=Dict[str, Any], default={"name": "conv4", "hidden": 32},
-                   help="{name: conv4 | mlp, ...its keyword arguments} (distill.meta.NETWORKS)")
+    p.add_argument("--network", type=Optional[Dict[str, Any]], default=None,
+                   help="{name: conv4 | mlp, ...its keyword arguments} (distill.meta.NETWORKS); null: mlp for "
+                        "sinusoid, conv4 with 32 channels for images")
     p.add_argument("--meta_lr", type=float, default=1e-3, help="Adam learning rate of the outer loop")
     p.add_class_arguments(L.Trainer, "trainer", instantiate=False, skip=META_TRAINER_OWNED)
     p.set_defaults({"trainer.max_epochs": 5, "trainer.enable_model_summary": False, "trainer.log_every_n_steps": 10})
@@ -112,7 +113,7 @@ def check_meta(cfg: Namespace) -> None:
     """Values the types admit but a run cannot use."""
     if cfg.method not in METHODS:
         raise RecipeError("method: " + METHODS.unknown_message(cfg.method, METHODS.names()))
-    name = (cfg.network or {}).get("name", "conv4")
+    name = default_network(cfg.data)["name"] if cfg.network is None else cfg.network.get("name", "conv4")
     if name not in NETWORKS:
         raise RecipeError("network.name: " + NETWORKS.unknown_message(name, NETWORKS.names()))
     if not (cfg.data or {}).get("name"):
@@ -133,6 +134,12 @@ def check_meta(cfg: Namespace) -> None:
         raise RecipeError(f"meta_lr must be a finite number > 0, got {cfg.meta_lr!r}")
     if i.adapt is not None and i.adapt not in ADAPT:
         raise RecipeError(f"inner.adapt must be one of {', '.join(ADAPT)} or null, got {i.adapt!r}")
+
+
+def default_network(data: dict[str, Any]) -> dict[str, Any]:
+    """The network when the recipe names none: the paper's MLP for sinusoid, a 32-channel conv-4 for images."""
+    return {"name": "mlp", "hidden": 40, "layers": 2} if (data or {}).get("name") == "sinusoid" else \
+        {"name": "conv4", "hidden": 32}
 
 
 def dump_meta_config(cfg: Namespace, parser: ArgumentParser | None = None) -> str:

@@ -24,6 +24,7 @@ from distill.cache.manifest import atomic_write_text
 from distill.callbacks import AtomicCheckpointIO, resumable_checkpoint
 from distill.data.base import DataError
 from distill.meta.baselines import BaselineConfig, pretrain, score_paradigms
+from distill.meta.config import default_network
 from distill.meta.episodes import ClassEpisodes, EpisodeDataset, EpochEpisodes, split_classes, write_splits
 from distill.meta.measure import IterationTimer, MetaFaults, graph_bytes
 from distill.meta.module import MetaModule, mean_ci95
@@ -85,10 +86,14 @@ class MetaRun:
 
     def module(self) -> MetaModule:
         c, ep = self.cfg, self.episodes
-        return MetaModule(network=dict(c.network), num_outputs=ep.num_outputs, in_chans=ep.in_chans,
+        return MetaModule(network=self.network(), num_outputs=ep.num_outputs, in_chans=ep.in_chans,
                           image_hw=ep.image_hw, regression=ep.regression, method=c.method, inner_steps=c.inner.steps,
                           eval_inner_steps=c.inner.eval_steps, inner_lr=c.inner.lr, learn_inner_lr=c.inner.learn_lr,
                           first_order=c.inner.first_order, adapt=c.inner.adapt, meta_lr=c.meta_lr)
+
+    def network(self) -> dict[str, Any]:
+        """The recipe's network, or the default for its source."""
+        return dict(self.cfg.network) if self.cfg.network is not None else default_network(self.cfg.data)
 
     def loader(self, split: str, n: int, batch: int, epochs: bool = False) -> DataLoader:
         ds = EpisodeDataset(self.episodes.source, split, n)
@@ -150,8 +155,8 @@ class MetaRun:
     def baselines(self, cfg: BaselineConfig) -> dict[str, Any]:
         """The paradigms on the run's meta-test episodes, with a network trained on its meta-train classes."""
         ep = self.episodes
-        net, step_seconds = pretrain(ep.images.images, ep.images.labels, ep.splits["train"], dict(self.cfg.network),
-                                     cfg, self.cfg.seed)
+        net, step_seconds = pretrain(ep.images.images, ep.images.labels, ep.splits["train"], self.network(), cfg,
+                                     self.cfg.seed)
         n = self.cfg.episodes.test_episodes
         scored = score_paradigms(net, lambda i: ep.source.episode("test", i), n, cfg)
         for entry in scored.values():
