@@ -92,5 +92,6 @@ def meta_main(argv: list[str]) -> int:
     except OSError as e:
         return _fail(f"cannot write {e.filename or run_dir}: {e.strerror or e}")
     console.print(_table(results))
-    console.print(f"run directory: {run_dir}  (results.json, splits.json, config.yaml, model.ckpt)")
+    split = "" if cfg.data.get("name") == "sinusoid" else "splits.json, "
+    console.print(f"run directory: {run_dir}  (results.json, {split}config.yaml, model.ckpt, logs/metrics.csv)")
     return 0

@@ -75,7 +75,7 @@ def build_meta_parser() -> ArgumentParser:
     p.add_argument("--config", action=ActionConfigFile, help="the recipe file")
     p.add_argument("--seed", type=int, default=0, help="seed of the class split, the episodes and the initialisation")
     p.add_argument("--method", type=str, default="maml", help="maml | fomaml | anil (distill.meta.METHODS)")
-    p.add_argument("--data", type=Dict[str, Any], default={"name": "sinusoid"},
+    p.add_argument("--data", type=Dict[str, Any], default={"name": "digits"},
                    help="episode source: {name: sinusoid | omniglot | <any distill dataset>, ...its options}")
     p.add_argument("--split", type=Dict[str, Any], default={"train": 5, "val": 0, "test": 5},
                    help="classes per split: a count (seeded draw) or a list of class ids; disjoint")
