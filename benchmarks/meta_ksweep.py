@@ -4,7 +4,7 @@ the number of inner steps K = 1, 2, 5, 10, 20 for second-order MAML and first-or
     nice -n 10 python benchmarks/meta_ksweep.py     # -> docs/meta-ksweep.json, docs/img/meta-ksweep.png, page section
 
 Every point is a short real ``distill meta`` run (runs/meta-ksweep/<method>-k<K>, reused when finished) of
-recipes/digits-maml-5way.yaml with K inner steps in meta-training and at meta-test, inner lr 0.1 (fixed across K
+recipes/meta/digits-maml-5way.yaml with K inner steps in meta-training and at meta-test, inner lr 0.1 (fixed across K
 so that only K changes), meta-batch 2, 40 meta-iterations, 200 meta-test episodes: CPU-sized, so the accuracies
 compare K under one short schedule, not converged models.
 """

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from suite_common import machine  # noqa: E402  (the benchmarks' one machine description)
 
 PAGE = ROOT / "docs" / "meta-learning.md"
-RECIPE = "recipes/digits-maml-5way.yaml"
+RECIPE = "recipes/meta/digits-maml-5way.yaml"
 BASELINES = '{"epochs": 10, "finetune_steps": 10, "finetune_lr": 0.1}'
 # name -> overrides of RECIPE
 RUNS: dict[str, list[str]] = {

@@ -4,7 +4,7 @@ on the 10 support points of 600 meta-test sinusoids.
 
     nice -n 10 python benchmarks/meta_sinusoid.py     # -> docs/meta-sinusoid.json + the page section
 
-Runs go to runs/meta-sinusoid/<name> (reused when finished): recipes/sinusoid-maml.yaml with 4 epochs of 100
+Runs go to runs/meta-sinusoid/<name> (reused when finished): recipes/meta/sinusoid-maml.yaml with 4 epochs of 100
 meta-iterations (meta-batch 25) instead of 10.
 """
 
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from meta_results import PAGE, meta_run, write_section  # noqa: E402
 from suite_common import machine  # noqa: E402
 
-RECIPE = "recipes/sinusoid-maml.yaml"
+RECIPE = "recipes/meta/sinusoid-maml.yaml"
 SCHEDULE = ["--trainer.max_epochs", "4"]
 RUNS = {"MAML (second order, K = 1)": ["--method", "maml"],
         "first-order MAML (K = 1)": ["--method", "fomaml"],
@@ -48,7 +48,8 @@ def main() -> None:
         t = r["test"]
         rows[name] = {"mse": t["mean"], "ci95": t["ci95"], "episodes": t["episodes"],
                       "seconds_per_meta_iteration": r["seconds_per_meta_iteration"], "wall_seconds": wall}
-        text += f"| {name} | {t['mean']:.3f} ± {t['ci95']:.3f} | {r['seconds_per_meta_iteration']:.4f} | {wall:.0f} |\n"
+        secs = r["seconds_per_meta_iteration"]
+        text += f"| {name} | {t['mean']:.3f} ± {t['ci95']:.3f} | {secs:.4f} | {wall:.0f} |\n"
     m = info["machine"]
     text += (f"\n{rows[next(iter(rows))]['episodes']} meta-test sinusoids, the same for every row. Measured "
              f"{m['date']} on {m['cpu']} ({m['cores']} cores shared with other jobs, load average "

@@ -251,10 +251,10 @@ def _result(run):
 
 def test_killed_meta_run_resumes_to_the_same_result(tmp_path):
     ref = tmp_path / "ref"
-    assert run_cli("meta", "recipes/sinusoid-maml.yaml", "--out", str(ref), *RESUME_ARGS) == 0
+    assert run_cli("meta", "recipes/meta/sinusoid-maml.yaml", "--out", str(ref), *RESUME_ARGS) == 0
     out = tmp_path / "killed"
     env = {**os.environ, "DISTILL_FAULT": "meta:step:6"}  # mid second epoch; epoch 0 is checkpointed
-    proc = subprocess.run([sys.executable, "-m", "distill.cli", "meta", "recipes/sinusoid-maml.yaml", "--out",
+    proc = subprocess.run([sys.executable, "-m", "distill.cli", "meta", "recipes/meta/sinusoid-maml.yaml", "--out",
                            str(out), *RESUME_ARGS], env=env, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "results.json").exists()
@@ -264,19 +264,19 @@ def test_killed_meta_run_resumes_to_the_same_result(tmp_path):
     assert all(torch.equal(state[k], ref_state[k]) for k in ref_state)
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*-maml*.yaml")))
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes" / "meta").glob("*.yaml")))
 def test_meta_recipes_parse(recipe, capsys):
-    assert run_cli("meta", f"recipes/{recipe}", "--print_config") == 0
+    assert run_cli("meta", f"recipes/meta/{recipe}", "--print_config") == 0
     assert "method:" in capsys.readouterr().out
 
 
 def test_bad_meta_input_is_one_line_and_exit_2_before_the_run_directory(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run_cli("meta", "recipes/digits-maml-5way.yaml", "--out", str(out), "--split",
+    assert run_cli("meta", "recipes/meta/digits-maml-5way.yaml", "--out", str(out), "--split",
                    '{"train": [0, 1, 2, 3, 4], "test": [4, 5, 6, 7, 8]}') == 2
     assert "two splits" in capsys.readouterr().err and not out.exists()
-    assert run_cli("meta", "recipes/digits-maml-5way.yaml", "--out", str(out), "--method", "mamll") == 2
+    assert run_cli("meta", "recipes/meta/digits-maml-5way.yaml", "--out", str(out), "--method", "mamll") == 2
     err = capsys.readouterr().err
     assert "did you mean 'maml'" in err and len(err.strip().splitlines()) == 1 and not out.exists()
-    assert run_cli("meta", "recipes/digits-maml-5way.yaml", "--out", str(out), "--inner.steps", "-1") == 2
+    assert run_cli("meta", "recipes/meta/digits-maml-5way.yaml", "--out", str(out), "--inner.steps", "-1") == 2
     assert "inner.steps" in capsys.readouterr().err
