@@ -27,6 +27,8 @@ commands:
         train generation 0 and the born-again students of a recipe; e.g.
         distill run recipes/digits-ban.yaml --generations 1 --trainer.max_epochs 2 --kd.temperature 2
   inspect RUN   dark-knowledge inspection of a finished run (see `distill inspect --help`)
+  meta RECIPE.yaml [--out DIR] [--resume] [--KEY VALUE ...]
+        meta-learning (MAML, first-order MAML, ANIL) on N-way K-shot episodes (see `distill meta --help`)
 
 `distill COMMAND --help` lists the options of a command (for run: every recipe key and its default)."""
 
@@ -124,6 +126,14 @@ def inspect_command(argv: list[str]) -> int:
     from distill.analysis.command import inspect_main
 
     return inspect_main(argv)
+
+
+@COMMANDS.register("meta")
+def meta_command(argv: list[str]) -> int:
+    """``distill meta RECIPE [options]``: meta-learning on episodes (MAML, FOMAML, ANIL)."""
+    from distill.meta.command import meta_main
+
+    return meta_main(argv)
 
 
 def _default_run_dir(name: str) -> Path:

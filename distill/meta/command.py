@@ -1,0 +1,97 @@
+"""``distill meta RECIPE``: meta-train MAML / FOMAML / ANIL on episodes, meta-test, and score the baselines."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+META_HELP = """usage: distill meta RECIPE.yaml [--out DIR] [--resume [--force]] [--print_config] [--KEY VALUE ...]
+
+Meta-learning on N-way K-shot episodes (or sinusoid regression): MAML, first-order MAML, ANIL, Meta-SGD.
+
+  --out DIR       run directory (default: runs/<recipe>-<timestamp>); must be new unless --resume
+  --resume        continue the run in --out DIR from its last end-of-epoch checkpoint
+  --force         with --resume: accept a recipe that differs from the run's config.yaml
+  --print_config  print the fully resolved recipe and exit
+  --KEY VALUE     override any recipe key below, e.g. --inner.steps 5 --episodes.shot 5
+
+exit codes: 0 done, 2 bad input (recipe, data, directory)
+"""
+
+
+def _table(results: dict) -> Table:
+    table = Table(title="meta-test")
+    for col in ("method", results["metric"], "95% CI", "s / iteration", "graph MiB"):
+        table.add_column(col)
+    t = results["test"]
+    secs = results["seconds_per_meta_iteration"]
+    table.add_row(results["method"], f"{t['mean']:.4f}", f"± {t['ci95']:.4f}", f"{secs:.3f}" if secs else "-",
+                  f"{results['graph_mib_per_meta_iteration']:.1f}")
+    for name, b in results.get("baselines", {}).items():
+        table.add_row(name, f"{b['mean']:.4f}", f"± {b['ci95']:.4f}", f"{b['train_seconds_per_step']:.3f}", "-")
+    return table
+
+
+def meta_main(argv: list[str]) -> int:
+    """Entry of ``distill meta`` (see :data:`META_HELP`)."""
+    from distill.cache.manifest import atomic_write_text
+    from distill.cli import _fail, _pop_option, _user_errors
+    from distill.config import RecipeError
+    from distill.meta.config import build_meta_parser, dump_meta_config, parse_meta_recipe
+    from distill.meta.run import MetaRun
+    from distill.state import config_diff
+
+    parser = build_meta_parser()
+    if any(a in ("-h", "--help") for a in argv):
+        print(META_HELP)
+        parser.print_help()
+        return 0
+    args = list(argv)
+    out = _pop_option(args, "--out", True)
+    print_config = _pop_option(args, "--print_config", False)
+    resume, force = _pop_option(args, "--resume", False), _pop_option(args, "--force", False)
+    recipe = args.pop(0) if args and not args[0].startswith("-") else None
+    if resume:
+        if not out or not (Path(out) / "config.yaml").is_file():
+            return _fail(f"--resume needs --out RUN, a meta run directory (no config.yaml in {out})")
+        recipe = recipe or str(Path(out) / "config.yaml")
+    try:
+        cfg = parse_meta_recipe(recipe, args, parser)
+    except RecipeError as e:
+        return _fail(str(e))
+    resolved = dump_meta_config(cfg, parser)
+    if print_config:
+        sys.stdout.write(resolved)
+        return 0
+    run_dir = Path(out) if out else Path("runs") / f"{Path(recipe or 'meta').stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    if resume:
+        changed = config_diff((run_dir / "config.yaml").read_text(), resolved)
+        if changed and not force:
+            return _fail(f"the recipe differs from {run_dir}/config.yaml: {'; '.join(changed)} "
+                         "(add --force to continue with the new values)")
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        return _fail(f"output directory {run_dir} exists and is not empty; choose another --out or add --resume")
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    for noise in (".*does not have many workers.*", ".*LeafSpec.*", ".*smaller than the logging interval.*"):
+        warnings.filterwarnings("ignore", noise)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    run = MetaRun(cfg, run_dir, console)
+    try:
+        run.preflight()  # data and split are checked before the run directory is touched
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", resolved)
+        results = run.run()
+    except _user_errors() as e:
+        return _fail(" ".join(str(e).split()))
+    except OSError as e:
+        return _fail(f"cannot write {e.filename or run_dir}: {e.strerror or e}")
+    console.print(_table(results))
+    split = "" if cfg.data.get("name") == "sinusoid" else "splits.json, "
+    console.print(f"run directory: {run_dir}  (results.json, {split}config.yaml, model.ckpt, logs/metrics.csv)")
+    return 0
