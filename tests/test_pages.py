@@ -32,7 +32,7 @@ def test_every_generated_section_matches_its_json(pages) -> None:
 
 def test_a_number_typed_into_a_section_is_caught(pages, tmp_path, monkeypatch) -> None:
     s = pages.SECTIONS["results"]
-    for rel in (s.page, s.data):
+    for rel in {f for sec in pages.SECTIONS.values() for f in (sec.page, sec.data)}:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(pages.ROOT / rel, tmp_path / rel)
     monkeypatch.setattr(pages, "ROOT", tmp_path)
