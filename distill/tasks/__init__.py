@@ -76,9 +76,7 @@ def parameter_counts(module: nn.Module) -> dict[str, int]:
     params = list(getattr(module, "student", module).parameters())
     return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
 
-from distill.tasks import (
-    born_again,  # noqa: E402,F401  (registers "born_again")
-    prompted,  # noqa: E402,F401  (registers "prompted" and the prompted_vit backbone)
-)
+
+from distill.tasks import born_again, prompted  # noqa: E402,F401  (register "born_again" and "prompted")
 
 __all__ = ["TASKS", "Task", "TaskContext", "input_stats", "parameter_counts"]
