@@ -158,13 +158,13 @@ def sweep_command(argv: list[str]) -> int:
         return int(e.code or 0)
     from distill.config import RecipeError
     from distill.resolve import load_recipe
-    from distill.sweep import SweepError, SweepSpec, parse_values, run_objective, run_sweep, write_outputs
+    from distill.sweep import SweepError, SweepSpec, key_override, parse_values, run_objective, run_sweep, write_outputs
 
     try:
         spec = SweepSpec(args.key, parse_values(args.values) if args.values else None, args.order, args.patience,
                          args.low, args.high, args.log, args.trials, args.seed)
         first = spec.ordered()[0] if spec.values is not None else args.low
-        load_recipe(args.recipe, [*overrides, f"--{args.key}", str(first)])  # the key and overrides are valid
+        load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, first)])  # all valid
     except (SweepError, RecipeError) as e:
         return _fail(str(e))
     import optuna

@@ -223,14 +223,38 @@ def metric_of(run_dir: Path, metric: str) -> float:
     return values[-1]
 
 
+def key_override(recipe: str | None, overrides: Sequence[str], key: str, value: Any) -> list[str]:
+    """The command-line arguments that set ``key`` to ``value``.
+
+    A key inside a mapping-valued section (``backbone.init_args.prompt.length``, ``data.batch_size``) is written into
+    that section as the recipe resolves it and the whole section passed as JSON, so its other entries stay and the
+    value keeps its type; any other key is a plain ``--KEY VALUE``.
+    """
+    from distill.config import parse_recipe
+
+    section, _, rest = key.partition(".")
+    current = parse_recipe(recipe, list(overrides)).get(section) if rest else None
+    if not isinstance(current, dict):
+        return [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    updated = json.loads(json.dumps(current, default=str))
+    node = updated
+    *path, last = rest.split(".")
+    for part in path:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SweepError(f"--key {key}: {part} is not a mapping in the recipe")
+    node[last] = value
+    return [f"--{section}", json.dumps(updated)]
+
+
 def run_objective(recipe: str | None, overrides: Sequence[str], key: str, metric: str,
                   run: Callable[[list[str]], int]) -> Objective:
     """The objective of a real sweep: ``distill run RECIPE --out DIR OVERRIDES --KEY VALUE`` (resumed when the
     directory holds a killed run of it), scored by :func:`metric_of`."""
 
     def objective(value: Any, where: Path) -> dict[str, Any]:
-        args = [*([recipe] if recipe else []), "--out", str(where), *overrides, f"--{key}", json.dumps(value)
-                if not isinstance(value, str) else value]
+        args = [*([recipe] if recipe else []), "--out", str(where), *overrides,
+                *key_override(recipe, overrides, key, value)]
         if (where / "summary.json").is_file():
             pass  # finished before the sweep could record it
         elif (where / "config.yaml").is_file():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import run_cli
+
 from distill.sweep import SweepError, SweepSpec, results, run_sweep, write_outputs
 
 SCORES = {1: 0.50, 2: 0.60, 4: 0.58, 8: 0.59, 16: 0.70, 32: 0.90}
