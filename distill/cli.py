@@ -219,7 +219,8 @@ def _train(recipe, run_dir: Path, name: str, resolved: str) -> int:
 
     zero = distributed.env_is_global_zero()  # under DDP only global rank 0 writes the run directory and prints
     console = Console(width=None if sys.stdout.isatty() else 120, quiet=not zero)
-    for noise in (".*does not have many workers.*", ".*validation_step.*val_dataloader.*", ".*LeafSpec.*"):
+    for noise in (".*does not have many workers.*", ".*validation_step.*val_dataloader.*", ".*LeafSpec.*",
+                  ".*module\\(s\\) in eval mode.*"):  # a prompted student's frozen base is in eval on purpose
         warnings.filterwarnings("ignore", noise)  # in-memory data needs no workers; no val split is deliberate
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # we print our own per-generation headers
     inherited = os.environ.get(RUN_DIR_ENV)

@@ -92,6 +92,17 @@ def test_input_map_changes_the_patch_tokens_only() -> None:
     assert torch.allclose(block_inputs(low, x)[0], embedded(low, x), atol=1e-6)  # starts at the identity
 
 
+def test_inputs_are_renormalised_to_the_base_statistics_grey_repeated_and_resized() -> None:
+    model = prompted({"kind": "none"})  # timm's ViT statistics: mean 0.5, std 0.5
+    pixels = torch.rand(2, 1, 8, 8)
+    model.adapter.set_data_stats((0.3,), (0.2,))
+    out = model.adapter((pixels - 0.3) / 0.2)
+    assert out.shape == (2, 3, 16, 16)
+    expected = torch.nn.functional.interpolate((pixels - 0.5) / 0.5, size=(16, 16), mode="bilinear",
+                                               align_corners=False, antialias=True)
+    assert torch.allclose(out, expected.expand(-1, 3, -1, -1), atol=1e-5)
+
+
 @pytest.mark.parametrize("pool", ["avg", "token"])
 def test_pooling_excludes_prompt_tokens(pool: str) -> None:
     model = prompted({"kind": "around", "before": 2, "after": 2}, base_args={"global_pool": pool}).eval()
@@ -159,7 +170,7 @@ def test_training_leaves_the_base_bit_identical_and_in_eval(tmp_path) -> None:
     x, y = loader.dataset.tensors[:2]
     with torch.no_grad():
         loss_before = torch.nn.functional.cross_entropy(module.student.eval()(x), y)
-    trainer.fit(module, loader)
+    trainer.fit(module, loader, loader)  # with validation: Lightning restores modes afterwards
     with torch.no_grad():
         loss_after = torch.nn.functional.cross_entropy(module.student.eval()(x), y)
     assert loss_after < 0.8 * loss_before  # it learns through the frozen base
