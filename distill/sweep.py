@@ -10,8 +10,9 @@ Strategies:
 
 Lists run through Optuna's :class:`~optuna.samplers.GridSampler` over the values (each value enqueued in order).
 The study lives in ``--storage`` (default ``sqlite:///OUT/study.db``): running the same command again resumes it --
-finished trials are reused, a trial killed mid-run is marked failed and its run directory continued with
-``distill run --resume``; several machines can share one study through an RDB URL, and ``optuna-dashboard`` reads it.
+finished trials are reused, a trial killed mid-run (no heartbeat for a minute) is marked failed and its run
+directory continued with ``distill run --resume``; several machines can share one study through an RDB URL, and
+``optuna-dashboard`` reads it.
 Each trial is a ``distill run`` into ``OUT/trials/<key>=<value>`` (TPE: ``OUT/trials/trial-<n>``). The sweep writes
 ``sweep.csv``, ``sweep.png`` (validation accuracy against the value) and ``best.yaml`` (the best trial's recipe).
 """
@@ -22,6 +23,7 @@ import csv
 import json
 import math
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,10 +90,14 @@ def trial_dir(out: Path, key: str, value: Any, number: int | None = None) -> Pat
     return out / "trials" / name.replace("/", "_")
 
 
-def _reap_stale(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed sweep are marked failed (their value is tried again)."""
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+def storage_for(url: str, heartbeat: float = 20.0) -> optuna.storages.RDBStorage:
+    """An RDB storage (SQLite, PostgreSQL, MySQL URL) whose running trials send a heartbeat every ``heartbeat``
+    seconds: a trial silent for three heartbeats (its process was killed) is marked failed when a sweep (re)starts,
+    while the live trials of other machines sharing the study keep beating and are left alone."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
+        return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, int(heartbeat)),
+                                          grace_period=max(1, int(3 * heartbeat)))
 
 
 def _done(study: optuna.Study, key: str) -> dict[Any, optuna.trial.FrozenTrial]:
@@ -99,7 +105,7 @@ def _done(study: optuna.Study, key: str) -> dict[Any, optuna.trial.FrozenTrial]:
 
 
 def run_sweep(spec: SweepSpec, objective: Objective, out: Path, storage: str | None = None,
-              study_name: str | None = None) -> optuna.Study:
+              study_name: str | None = None, heartbeat: float = 20.0) -> optuna.Study:
     """Run (or resume) the sweep; each trial calls ``objective(value, run_dir)``, which returns the trial's result.
 
     The study maximises ``result["objective"]``; the other entries are kept as trial attributes.
@@ -111,9 +117,11 @@ def run_sweep(spec: SweepSpec, objective: Objective, out: Path, storage: str | N
         sampler = optuna.samplers.GridSampler({spec.key: list(spec.values)}, seed=spec.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=spec.seed)
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, direction="maximize",
-                                load_if_exists=True)
-    _reap_stale(study)
+    study = optuna.create_study(study_name=name, storage=storage_for(storage, heartbeat), sampler=sampler,
+                                direction="maximize", load_if_exists=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # trials of a killed sweep: run again
 
     def trial_objective(trial: optuna.Trial) -> float:
         if spec.values is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 from conftest import run_cli
 
-from distill.sweep import SweepError, SweepSpec, results, run_sweep, write_outputs
+from distill.sweep import SweepError, SweepSpec, results, run_sweep, storage_for, write_outputs
 
 SCORES = {1: 0.50, 2: 0.60, 4: 0.58, 8: 0.59, 16: 0.70, 32: 0.90}
 
@@ -62,21 +63,24 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path) -> N
 
     def dies_at_4(value, where):
         if value == 4:
-            raise KeyboardInterrupt  # the process is killed during the third trial
+            raise KeyboardInterrupt  # the sweep is interrupted during the third trial
         return stub(calls)(value, where)
 
     spec = SweepSpec("length", values=(1, 2, 4, 8, 16, 32), patience=2)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(spec, dies_at_4, tmp_path)
+        run_sweep(spec, dies_at_4, tmp_path, heartbeat=1)
     assert calls == [1, 2]
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    optuna.load_study(study_name="sweep-length", storage=storage).ask()  # a trial left RUNNING by a SIGKILL
+    storage = storage_for(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1)
+    study = optuna.load_study(study_name="sweep-length", storage=storage)
+    killed = study.ask({"length": optuna.distributions.CategoricalDistribution([1, 2, 4, 8, 16, 32])})
+    storage.record_heartbeat(killed._trial_id)  # a trial whose process got SIGKILL: its heartbeat stops
+    time.sleep(3.5)
     calls.clear()
-    study = run_sweep(spec, stub(calls), tmp_path)
+    study = run_sweep(spec, stub(calls), tmp_path, heartbeat=1)
     assert calls == [4, 8]  # 1 and 2 come from the study on disk
     states = [t.state for t in study.get_trials()]
     assert states.count(optuna.trial.TrialState.COMPLETE) == 4
-    assert optuna.trial.TrialState.RUNNING not in states
+    assert optuna.trial.TrialState.RUNNING not in states  # the killed trial was marked failed
 
 
 def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
