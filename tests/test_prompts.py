@@ -10,7 +10,7 @@ import torch
 from conftest import run_cli
 
 from distill.models import create_backbone
-from distill.prompts import BaseMismatchError, PromptedViT, load_prompted
+from distill.prompts import BaseMismatchError, PromptedViT, load_base, load_prompted
 from distill.prompts.checkpoint import REFERENCE_KEY
 from distill.resolve import load_recipe
 from distill.tasks import TaskContext
@@ -101,6 +101,25 @@ def test_inputs_are_renormalised_to_the_base_statistics_grey_repeated_and_resize
     expected = torch.nn.functional.interpolate((pixels - 0.5) / 0.5, size=(16, 16), mode="bilinear",
                                                align_corners=False, antialias=True)
     assert torch.allclose(out, expected.expand(-1, 3, -1, -1), atol=1e-5)
+
+
+def test_base_from_a_weights_file_or_a_run_checkpoint(tmp_path) -> None:
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=7, **BASE_ARGS)
+    torch.save(vit.state_dict(), tmp_path / "w.pth")
+    torch.save({"state_dict": {f"student.{k}": v for k, v in vit.state_dict().items()}}, tmp_path / "model.ckpt")
+    expected = {k: v for k, v in vit.state_dict().items() if not k.startswith("head.")}
+    for source in ({"file": str(tmp_path / "w.pth")}, {"checkpoint": str(tmp_path / "model.ckpt")}):
+        base = load_base("vit_tiny_patch16_224", BASE_ARGS, source)  # timm's loader / the run's student tensors
+        assert base.state_dict().keys() == expected.keys()
+        assert all(torch.equal(v, expected[k]) for k, v in base.state_dict().items())
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        load_base("vit_tiny_patch16_224", {**BASE_ARGS, "embed_dim": 32}, {"file": str(tmp_path / "w.pth")})
+    with pytest.raises(ValueError, match="file not found"):
+        load_base("vit_tiny_patch16_224", BASE_ARGS, {"checkpoint": str(tmp_path / "nope.ckpt")})
+    with pytest.raises(ValueError, match="exactly one"):
+        load_base("vit_tiny_patch16_224", BASE_ARGS, {"seed": 0, "pretrained": True})
 
 
 @pytest.mark.parametrize("pool", ["avg", "token"])

@@ -3,7 +3,7 @@
 Sources (``source`` of the ``prompted_vit`` backbone, exactly one key):
 
 * ``checkpoint: RUN/gen-k/model.ckpt`` -- a generation of a distill run (its ``student.*`` tensors, classifier
-  dropped), loaded ``weights_only=True``;
+  dropped; the base of a ``train_base: true`` prompted run), loaded ``weights_only=True``;
 * ``file: PATH`` -- a local weights file through timm's loader (``pretrained_cfg_overlay=dict(file=PATH)``);
 * ``pretrained: true`` -- timm's hub weights;
 * ``seed: S`` -- a random base initialised under seed ``S`` (tests and controls).
@@ -96,7 +96,9 @@ def load_base(name: str, init_args: dict[str, Any] | None, source: dict[str, Any
             model = timm.create_model(name, pretrained=False, **kwargs)
             state = torch.load(str(value), map_location="cpu", weights_only=True)["state_dict"]
             weights = {k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")}
-            weights = {k: v for k, v in weights.items() if not k.startswith("head.")}
+            if weights and all(k.startswith(("base.", "prompt.", "head.", "data_initialised")) for k in weights):
+                weights = {k.removeprefix("base."): v for k, v in weights.items() if k.startswith("base.")}
+            weights = {k: v for k, v in weights.items() if not k.startswith("head.")}  # (a fine-tuned prompted run)
             model.load_state_dict(weights)
     except (RuntimeError, OSError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
