@@ -29,6 +29,8 @@ commands:
   inspect RUN   dark-knowledge inspection of a finished run (see `distill inspect --help`)
   meta RECIPE.yaml [--out DIR] [--resume] [--KEY VALUE ...]
         meta-learning (MAML, first-order MAML, ANIL) on N-way K-shot episodes (see `distill meta --help`)
+  sweep RECIPE.yaml --key KEY (--values V1,V2,... | --low A --high B) [--order ascending --patience P]
+        one recipe key over values, each trial a full run, on Optuna (see `distill sweep --help`)
 
 `distill COMMAND --help` lists the options of a command (for run: every recipe key and its default)."""
 
@@ -136,6 +138,60 @@ def meta_command(argv: list[str]) -> int:
     return meta_main(argv)
 
 
+@COMMANDS.register("sweep")
+def sweep_command(argv: list[str]) -> int:
+    """``distill sweep RECIPE --key KEY --values ... [options] [--KEY VALUE ...]``: see :mod:`distill.sweep`."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="distill sweep", description="Sweep one recipe key; each trial is a full "
+                                "`distill run` into OUT/trials/; writes sweep.csv, sweep.png, best.yaml.",
+                                epilog="Other --KEY VALUE arguments override the recipe in every trial. Running the "
+                                "same command again resumes the study (finished trials are kept).")
+    p.add_argument("recipe", help="the recipe YAML")
+    p.add_argument("--key", required=True, help="dotted recipe key, e.g. backbone.init_args.prompt.length")
+    p.add_argument("--values", help="comma-separated values (a list sweep, Optuna's grid sampler)")
+    p.add_argument("--order", default="ascending", help="ascending (smallest first) or given (as written)")
+    p.add_argument("--patience", type=int, help="stop after P values in a row without a better objective")
+    p.add_argument("--low", type=float, help="continuous range start (TPE sampler)")
+    p.add_argument("--high", type=float, help="continuous range end")
+    p.add_argument("--log", action="store_true", help="sample the range on a log scale")
+    p.add_argument("--trials", type=int, default=10, help="TPE trials for a continuous range (default 10)")
+    p.add_argument("--metric", default="val", choices=("val", "test"),
+                   help="objective: last generation's final val/acc (default; needs a validation split) or test acc")
+    p.add_argument("--out", help="sweep directory (default: runs/sweep-<recipe>-<key>)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
+    p.add_argument("--study", help="study name (default: sweep-<key>)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    try:
+        args, overrides = p.parse_known_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    from distill.config import RecipeError
+    from distill.resolve import load_recipe
+    from distill.sweep import SweepError, SweepSpec, key_override, parse_values, run_objective, run_sweep, write_outputs
+
+    try:
+        spec = SweepSpec(args.key, parse_values(args.values) if args.values else None, args.order, args.patience,
+                         args.low, args.high, args.log, args.trials, args.seed)
+        first = spec.ordered()[0] if spec.values is not None else args.low
+        load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, first)])  # all valid
+    except (SweepError, RecipeError) as e:
+        return _fail(str(e))
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = Path(args.out or Path("runs") / f"sweep-{Path(args.recipe).stem}-{args.key}")
+    objective = run_objective(args.recipe, overrides, args.key, args.metric, run_command)
+    try:
+        study = run_sweep(spec, objective, out, args.storage, args.study)
+        best = write_outputs(study, args.key, out, f"{args.metric}/acc")
+    except SweepError as e:
+        return _fail(str(e))
+    Console().print(f"best {args.key} = {best['value']} ({args.metric} acc {100 * best['objective']:.2f}%); "
+                    f"{out}/sweep.csv, sweep.png, best.yaml")
+    return 0
+
+
 def _default_run_dir(name: str) -> Path:
     """``runs/<recipe>-<timestamp>``, or the directory rank 0 handed down to the DDP processes it launched."""
     if os.environ.get(RUN_DIR_ENV):
@@ -173,7 +229,8 @@ def _train(recipe, run_dir: Path, name: str, resolved: str) -> int:
 
     zero = distributed.env_is_global_zero()  # under DDP only global rank 0 writes the run directory and prints
     console = Console(width=None if sys.stdout.isatty() else 120, quiet=not zero)
-    for noise in (".*does not have many workers.*", ".*validation_step.*val_dataloader.*", ".*LeafSpec.*"):
+    for noise in (".*does not have many workers.*", ".*validation_step.*val_dataloader.*", ".*LeafSpec.*",
+                  ".*module\\(s\\) in eval mode.*"):  # a prompted student's frozen base is in eval on purpose
         warnings.filterwarnings("ignore", noise)  # in-memory data needs no workers; no val split is deliberate
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # we print our own per-generation headers
     inherited = os.environ.get(RUN_DIR_ENV)

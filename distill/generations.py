@@ -49,7 +49,7 @@ from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES, resolve_specs
 from distill.spec import GenerationSpec, generation_seed, thaw
 from distill.speed import SpeedConfig
 from distill.state import RunState
-from distill.tasks import TASKS, TaskContext
+from distill.tasks import TASKS, TaskContext, input_stats, parameter_counts
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
 
 REPLAY_SEED_STREAM = 10_000  # generation_seed(seed, REPLAY_SEED_STREAM): the view seed of cache.mode replay
@@ -121,7 +121,7 @@ class BornAgainRun:
     def context(self, teacher: TeacherSource | None = None) -> TaskContext:
         """What a task needs from the data and the run besides its spec."""
         return TaskContext(self.dm.num_classes, self.dm.in_chans, self.dm.cache_set[0][0].unsqueeze(0), teacher,
-                           self.speed)
+                           self.speed, input_stats(self.dm))
 
     def network(self, spec: GenerationSpec) -> torch.nn.Module:
         """Generation ``spec.index``'s trained network, rebuilt from ``gen-k/model.ckpt``."""
@@ -273,7 +273,8 @@ class BornAgainRun:
             "generation": k, "backbone": spec.label, "teacher": spec.teacher_label,
             "source": spec.load.describe() if spec.load else "trained",
             "epochs": 0 if spec.load else spec.max_epochs, "seed": spec.seed,
-            "train_seconds": round(seconds, 2), "test": evaluate(logits, labels),
+            "train_seconds": round(seconds, 2), "parameters": parameter_counts(module),
+            "test": evaluate(logits, labels),
             # Un-augmented training set: whether the network fits its data (born-again gains need a teacher that
             # does). One inference pass, a fraction 1/epochs of training's forward passes.
             "train": evaluate(self._predict(spec, module, self.dm.cache_dataloader(), len(self.dm.cache_set)),

@@ -11,6 +11,10 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f}"
 
 
+def _params(counts: dict[str, int] | None) -> str:
+    return "—" if not counts else f"{counts['trainable']:,}/{counts['total']:,}"
+
+
 def summary_table(summary: dict[str, Any]) -> Table:
     """A rich table of ``summary.json``: accuracies in percent, NLL and ECE as fractions, seconds of training.
 
@@ -18,16 +22,16 @@ def summary_table(summary: dict[str, Any]) -> Table:
     """
     table = Table(title=f"{summary['recipe']} (seed {summary['seed']})")
     for col in ("model", "backbone", "teacher", "epochs", "train acc %", "test acc %", "NLL", "ECE", "agree %",
-                "train s"):
+                "train s", "params (trainable/total)"):
         table.add_column(col, justify="left" if col in ("model", "backbone", "teacher") else "right")
     for g in summary["generations"]:
         t = g["test"]
         learned = g["teacher"] or ("loaded" if str(g.get("source", "")).startswith("loaded") else "labels")
         table.add_row(f"gen-{g['generation']}", g["backbone"], learned, str(g["epochs"]),
                       _pct(g.get("train", {}).get("acc")), _pct(t["acc"]), f"{t['nll']:.3f}", f"{t['ece']:.3f}",
-                      _pct(g["agreement_with_teacher"]), f"{g['train_seconds']:.1f}")
+                      _pct(g["agreement_with_teacher"]), f"{g['train_seconds']:.1f}", _params(g.get("parameters")))
     for e in summary["ensembles"]:
         members = e["members"]
         table.add_row(f"ensemble {members[0]}..{members[-1]}", "", "", "", "", _pct(e["test"]["acc"]),
-                      f"{e['test']['nll']:.3f}", "", "", "")
+                      f"{e['test']['nll']:.3f}", "", "", "", "")
     return table

@@ -29,7 +29,8 @@ def _help(*argv: str) -> str:
 def render() -> str:
     os.environ["COLUMNS"] = "120"  # the same wrapping wherever it is generated
     sections = [("distill --help", ("--help",)), ("distill run --help", ("run", "--help")),
-                ("distill inspect --help", ("inspect", "--help")), ("distill meta --help", ("meta", "--help"))]
+                ("distill inspect --help", ("inspect", "--help")), ("distill meta --help", ("meta", "--help")),
+                ("distill sweep --help", ("sweep", "--help"))]
     parts = [HEADER]
     for title, argv in sections:
         parts.append(f"## `{title}`\n\n```text\n{_help(*argv)}\n```\n")

@@ -25,8 +25,9 @@ def test_summary_json_has_every_field(tiny_run):
     g0, g1 = s["generations"]
     for g in (g0, g1):
         assert g["source"] == "trained"
-        assert set(g) == {"generation", "backbone", "teacher", "source", "epochs", "train_seconds", "test", "train",
-                          "agreement_with_teacher"}
+        assert set(g) == {"generation", "backbone", "teacher", "source", "epochs", "train_seconds", "parameters",
+                          "test", "train", "agreement_with_teacher"}
+        assert g["parameters"]["trainable"] == g["parameters"]["total"] > 0  # every small_cnn weight trains
         assert set(g["train"]) == {"acc", "nll"} and 0 <= g["train"]["acc"] <= 1
         assert g["backbone"] == "small_cnn" and g["epochs"] == 2 and g["train_seconds"] > 0
         assert set(g["test"]) == {"acc", "nll", "ece"}  # 10 classes: no top-5

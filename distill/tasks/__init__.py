@@ -35,6 +35,8 @@ class TaskContext:
         sample: one training input ``(1, C, H, W)`` (shapes for losses that build parameters from them).
         teacher: the teacher source of a student (None for generation 0 or a rebuilt module).
         speed: the recipe's ``speed`` section (channels_last, compile), applied to every network built.
+        input_stats: ``(mean, std)`` per channel the data's tensors were normalised with (on ``[0, 1]`` pixels),
+            None when the data module does not say (a prompted base re-normalises from them to its own).
     """
 
     num_classes: int
@@ -42,6 +44,7 @@ class TaskContext:
     sample: torch.Tensor
     teacher: Any = None
     speed: Any = None
+    input_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 class Task(Protocol):
@@ -59,6 +62,21 @@ class Task(Protocol):
 
 TASKS: Registry[type] = Registry("task")
 
-from distill.tasks import born_again  # noqa: E402,F401  (registers "born_again")
 
-__all__ = ["TASKS", "Task", "TaskContext"]
+def input_stats(dm: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The normalisation ``(mean, std)`` of an image data module (its resolved ``spec``), None for other data."""
+    spec = getattr(dm, "spec", None)
+    if spec is None or not hasattr(spec, "mean"):
+        return None
+    return tuple(float(m) for m in spec.mean), tuple(float(s) for s in spec.std)
+
+
+def parameter_counts(module: nn.Module) -> dict[str, int]:
+    """Trainable and total parameters of a task module's network (its ``student``, without a loss's own)."""
+    params = list(getattr(module, "student", module).parameters())
+    return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
+
+
+from distill.tasks import born_again, prompted  # noqa: E402,F401  (register "born_again" and "prompted")
+
+__all__ = ["TASKS", "Task", "TaskContext", "input_stats", "parameter_counts"]

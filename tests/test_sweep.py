@@ -1,0 +1,113 @@
+"""``distill sweep``: ascending order with patience, a fixed list, TPE, resume after a kill, one tiny real sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import run_cli
+
+from distill.sweep import SweepError, SweepSpec, results, run_sweep, storage_for, write_outputs
+
+SCORES = {1: 0.50, 2: 0.60, 4: 0.58, 8: 0.59, 16: 0.70, 32: 0.90}
+
+
+def stub(calls: list) -> callable:
+    def objective(value, where: Path) -> dict:
+        calls.append(value)
+        return {"objective": SCORES[value]}
+    return objective
+
+
+def test_ascending_with_patience_stops_after_p_values_without_improvement(tmp_path) -> None:
+    calls = []
+    spec = SweepSpec("length", values=(32, 4, 1, 16, 2, 8), order="ascending", patience=2)
+    study = run_sweep(spec, stub(calls), tmp_path)
+    assert calls == [1, 2, 4, 8]  # best 0.60 at 2; 4 and 8 do not beat it: stop before 16
+    assert [r["value"] for r in results(study, "length")] == [1, 2, 4, 8]
+    calls3 = []
+    run_sweep(SweepSpec("length", values=(1, 2, 4, 8, 16, 32), patience=3), stub(calls3), tmp_path / "p3")
+    assert calls3 == [1, 2, 4, 8, 16, 32]  # 16 improves after two misses; 32 improves again
+    given = []
+    run_sweep(SweepSpec("length", values=(8, 1, 2), order="given"), stub(given), tmp_path / "given")
+    assert given == [8, 1, 2]
+
+
+def test_outputs_table_plot_and_best(tmp_path) -> None:
+    study = run_sweep(SweepSpec("length", values=(1, 2, 4), order="given"), stub([]), tmp_path)
+    best = write_outputs(study, "length", tmp_path, "val/acc")
+    assert best["value"] == 2 and best["objective"] == pytest.approx(0.60)
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert [(int(r["value"]), float(r["objective"])) for r in rows] == [(1, 0.5), (2, 0.6), (4, 0.58)]
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_tpe_on_a_continuous_key_finds_the_peak(tmp_path) -> None:
+    seen = []
+
+    def objective(value, where):
+        seen.append(value)
+        return {"objective": -(value - 3.0) ** 2}
+
+    study = run_sweep(SweepSpec("kd.temperature", low=1.0, high=8.0, trials=20), objective, tmp_path)
+    assert len(seen) == 20 and all(1.0 <= v <= 8.0 for v in seen)
+    assert abs(study.best_params["kd.temperature"] - 3.0) < 0.5
+
+
+def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path) -> None:
+    calls = []
+
+    def dies_at_4(value, where):
+        if value == 4:
+            raise KeyboardInterrupt  # the sweep is interrupted during the third trial
+        return stub(calls)(value, where)
+
+    spec = SweepSpec("length", values=(1, 2, 4, 8, 16, 32), patience=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, dies_at_4, tmp_path, heartbeat=1)
+    assert calls == [1, 2]
+    storage = storage_for(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1)
+    study = optuna.load_study(study_name="sweep-length", storage=storage)
+    killed = study.ask({"length": optuna.distributions.CategoricalDistribution([1, 2, 4, 8, 16, 32])})
+    storage.record_heartbeat(killed._trial_id)  # a trial whose process got SIGKILL: its heartbeat stops
+    time.sleep(3.5)
+    calls.clear()
+    study = run_sweep(spec, stub(calls), tmp_path, heartbeat=1)
+    assert calls == [4, 8]  # 1 and 2 come from the study on disk
+    states = [t.state for t in study.get_trials()]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 4
+    assert optuna.trial.TrialState.RUNNING not in states  # the killed trial was marked failed
+
+
+def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
+    with pytest.raises(SweepError, match="--values"):
+        SweepSpec("x")
+    with pytest.raises(SweepError, match="--order"):
+        SweepSpec("x", values=(1,), order="random")
+    assert run_cli("sweep", "recipes/digits-ban.yaml", "--key", "kd.nope", "--values", "1,2",
+                   "--out", str(tmp_path / "s")) == 2
+    assert "kd.nope" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_tiny_real_sweep(tmp_path) -> None:
+    """Two real runs on digits (test accuracy as the objective: digits has no validation split)."""
+    out = tmp_path / "sweep"
+    args = ["sweep", "recipes/digits-ban.yaml", "--key", "optimizer.lr", "--values", "0.2,0.0001", "--order",
+            "given", "--metric", "test", "--out", str(out), "--generations", "0", "--trainer.max_epochs", "2",
+            "--data.train_subset", "300", "--trainer.enable_progress_bar", "false"]
+    assert run_cli(*args) == 0
+    rows = {float(r["value"]): r for r in csv.DictReader(open(out / "sweep.csv"))}
+    assert set(rows) == {0.2, 0.0001}
+    assert float(rows[0.2]["objective"]) > float(rows[0.0001]["objective"])  # lr 1e-4 barely moves in 2 epochs
+    for lr, row in rows.items():
+        summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
+        assert summary["generations"][0]["test"]["acc"] == pytest.approx(float(row["objective"]))
+        assert f"lr: {lr}" in (Path(row["run_dir"]) / "config.yaml").read_text()
+    assert "lr: 0.2" in (out / "best.yaml").read_text()
+    assert run_cli(*args) == 0  # resumed: nothing left to run
+    assert len(list((out / "trials").iterdir())) == 2
