@@ -12,17 +12,24 @@ def _pct(x: float | None) -> str:
 
 
 def _params(counts: dict[str, int] | None) -> str:
-    return "—" if not counts else f"{counts['trainable']:,}/{counts['total']:,}"
+    """Trainable parameters, with ``/total`` only when some are frozen (a prompted student): a narrow column."""
+    if not counts:
+        return "—"
+    if counts["trainable"] == counts["total"]:
+        return f"{counts['total']:,}"
+    return f"{counts['trainable']:,}/{counts['total']:,}"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
     """A rich table of ``summary.json``: accuracies in percent, NLL and ECE as fractions, seconds of training.
 
-    ``train acc %`` is the accuracy on the un-augmented training set (— in summaries written before it was recorded).
+    ``train %`` is the accuracy on the un-augmented training set and ``test %`` on the test set (— in summaries
+    written before training accuracy was recorded); ``params`` counts trainable parameters (``trainable/total``
+    when part of the network is frozen).
     """
     table = Table(title=f"{summary['recipe']} (seed {summary['seed']})")
-    for col in ("model", "backbone", "teacher", "epochs", "train acc %", "test acc %", "NLL", "ECE", "agree %",
-                "train s", "params (trainable/total)"):
+    for col in ("model", "backbone", "teacher", "epochs", "train %", "test %", "NLL", "ECE", "agree %", "train s",
+                "params"):
         table.add_column(col, justify="left" if col in ("model", "backbone", "teacher") else "right")
     for g in summary["generations"]:
         t = g["test"]
