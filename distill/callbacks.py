@@ -6,13 +6,14 @@ import os
 import pickle
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich.console import Console
 
@@ -69,6 +70,54 @@ class FiniteLossGuard(Callback):
             raise NonFiniteLossError(f"generation {gen}, epoch {trainer.current_epoch}, step {trainer.global_step}: "
                                      f"training loss is {value}")
         fault_point(f"fit:{gen}:step:{trainer.global_step}")
+
+
+class ThrottledProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, redrawn at most ``refresh_hz`` times a second (and on every last batch).
+
+    The stock bar redraws and reads every progress-bar metric on every batch; reading a metric is a ``.item()``, a
+    device sync on a GPU, and the redraw is Python work that a step of a few milliseconds notices. Between redraws a
+    batch costs one clock read. The last batch of every loop is always drawn, so the final counts and metrics shown
+    are exact. Whether the current training batch is drawn is decided when it starts (:attr:`draw_this_batch`), so
+    the module can skip logging values nobody will see.
+
+    Args:
+        refresh_hz: redraws per second at most.
+        leave: keep each epoch's finished bar on screen.
+        **kwargs: the other arguments of :class:`~lightning.pytorch.callbacks.RichProgressBar`.
+    """
+
+    def __init__(self, refresh_hz: float = 4.0, leave: bool = True, **kwargs: Any) -> None:
+        super().__init__(leave=leave, **kwargs)
+        self.interval = 1.0 / refresh_hz
+        self._next_draw = 0.0
+        self.draw_this_batch = True
+
+    def _due(self, batch_idx: int, total: float) -> bool:
+        now = time.monotonic()
+        if now < self._next_draw and batch_idx + 1 < total:
+            return False
+        self._next_draw = now + self.interval
+        return True
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self.draw_this_batch = self._due(batch_idx, self.total_train_batches)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.draw_this_batch:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self._due(batch_idx, self.total_val_batches_current_dataloader):
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_predict_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                             batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self._due(batch_idx, self.total_predict_batches_current_dataloader):
+            super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

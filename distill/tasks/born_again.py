@@ -66,7 +66,9 @@ class GenerationModule(L.LightningModule):
         self.loss = loss
         self.teacher = teacher  # plain attribute (not an nn.Module): stays out of the module tree
         self.optimizer_cfg = optimizer
-        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        # Labels were checked by the data module and by cross-entropy: no per-step argument checks (each one is a
+        # device sync on a GPU).
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         names = loss.feature_names()[0]
         self._tap = FeatureTap(student, names) if names else None  # plain callable: the student appears once
@@ -117,10 +119,41 @@ class GenerationModule(L.LightningModule):
         out = self.student_output(x)
         teacher = self.teacher(x, index) if self.loss.needs_teacher else None
         loss = self.loss(out, y, teacher, Progress(self.current_epoch, self.global_step, self.hparams.max_epochs))
-        self.train_acc(out.logits, y)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.train_acc.update(out.logits.detach(), y)  # accumulate only: the epoch value is logged once, at its end
+        if self._step_is_shown():
+            self.log("train/loss", loss, prog_bar=True)
+        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's accuracy, computed once
+            self._log_train_acc()
         return loss
+
+    def _log_train_acc(self) -> None:
+        self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True, prog_bar=True)
+        self._train_acc_logged = True
+
+    def _step_is_shown(self) -> bool:
+        """Whether anyone reads this step's ``train/loss``: a logger writes this step, or the progress bar draws it.
+
+        ``self.log`` costs about a millisecond of Lightning bookkeeping per call, as much as a small GPU step; the
+        loggers write every ``trainer.log_every_n_steps``-th step only, and :class:`~distill.callbacks.
+        ThrottledProgressBar` draws a few times a second, so the other steps skip it (``metrics.csv`` is unchanged).
+        A progress bar of another kind gets the loss on every step, as before.
+        """
+        trainer = self.trainer
+        if trainer.fast_dev_run or trainer._logger_connector.should_update_logs:  # what the loggers will write
+            return True
+        bar = trainer.progress_bar_callback
+        return bar is not None and getattr(bar, "draw_this_batch", True)
+
+    def on_train_epoch_end(self) -> None:
+        """Start the next epoch's accuracy count afresh (logging ``train/acc`` here if the loader had no length).
+
+        The epoch's ``train/acc`` is computed once, on its last batch: logging the metric object on every step
+        would cost Lightning a walk over it per step (moving its state to the device), for the same value.
+        """
+        if not getattr(self, "_train_acc_logged", False):
+            self._log_train_acc()
+        self._train_acc_logged = False
+        self.train_acc.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y, _ = batch
