@@ -88,7 +88,8 @@ class Profile:
     channels_last: bool = False
     compile: bool = False
     threads: int = 1
-    regimes: tuple[Regime, ...] = (Regime("small", _small_cnn(4), 32, 4096), Regime("large", _small_cnn(16), 128, 2048))
+    regimes: tuple[Regime, ...] = (Regime("small", _small_cnn(4), 32, 4096, 1000, 16384),
+                                   Regime("large", _small_cnn(16), 128, 2048, 1000, 8192))
     warmup_epochs: int = 0
     rounds: int = 7
     backbone: Any = field(default_factory=lambda: _small_cnn(16))

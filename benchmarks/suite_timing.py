@@ -173,7 +173,7 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
     teacher = runs["build"].restore(runs["build"].specs[0])
     runs["cached"].build_cache(runs["cached"].specs[0], teacher)
     runs["build"].build_cache(runs["build"].specs[0], teacher)  # warm-up
-    loader = build_loader(dm, runs["build"].cache_layout(runs["build"].specs[0]))
+    loader = build_loader(bdm, runs["build"].cache_layout(runs["build"].specs[0]))
     net = teacher.student.eval()
     finish: dict[str, list[float]] = {"fsync": [], "sha256": []}
     real_finish = CacheWriter._finish

@@ -53,23 +53,51 @@ class EpochSeed(Callback):
 class FiniteLossGuard(Callback):
     """Stop training with :class:`NonFiniteLossError` when a step's loss is NaN or infinite.
 
-    The check happens before the optimizer step of the next batch could spread the damage; the last end-of-epoch
-    checkpoint stays as it was. (It reads the loss value, one device sync per step.) Under DDP the ranks agree on the
-    decision (one tiny all-reduce per step), so every rank stops at the same step with the same error instead of the
-    others waiting in the next gradient all-reduce.
+    The last end-of-epoch checkpoint always stays as it was: the check of an epoch's last step happens before its
+    checkpoint. On the CPU each step is checked at its end. On a GPU reading the loss would stall the host until the
+    device finishes the step, every step; so the check is started without waiting (a copy to pinned memory behind an
+    event) and read one step later, when the device has long finished it -- a non-finite loss stops training one
+    step later, naming its own step, and the epoch's last step is still read before the checkpoint. Under DDP the ranks
+    agree on the decision each step (one tiny all-reduce), so every rank stops at the same step with the same error
+    instead of the others waiting in the next gradient all-reduce.
     """
+
+    def __init__(self) -> None:
+        self._pending: tuple[torch.Tensor, Any, str, torch.Tensor] | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         gen = pl_module.hparams.generation
-        local = loss is None or bool(torch.isfinite(loss).all())
-        finite = trainer.strategy.reduce_boolean_decision(local, all=True) if trainer.world_size > 1 else local
-        if not finite:
-            value = "non-finite on another rank" if local else loss.item()
-            raise NonFiniteLossError(f"generation {gen}, epoch {trainer.current_epoch}, step {trainer.global_step}: "
-                                     f"training loss is {value}")
+        where = f"generation {gen}, epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if loss is not None and loss.device.type == "cuda" and trainer.world_size == 1:
+            self._check_pending()
+            flag = torch.isfinite(loss.detach()).all().to("cpu", non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending = (flag, event, where, loss.detach())
+        else:
+            local = loss is None or bool(torch.isfinite(loss).all())
+            finite = trainer.strategy.reduce_boolean_decision(local, all=True) if trainer.world_size > 1 else local
+            if not finite:
+                value = "non-finite on another rank" if local else loss.item()
+                raise NonFiniteLossError(f"{where}: training loss is {value}")
         fault_point(f"fit:{gen}:step:{trainer.global_step}")
+
+    def _check_pending(self) -> None:
+        if self._pending is None:
+            return
+        flag, event, where, loss = self._pending
+        self._pending = None
+        event.synchronize()
+        if not bool(flag):
+            raise NonFiniteLossError(f"{where}: training loss is {loss.item()}")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_pending()  # before the epoch's checkpoint (checkpoint callbacks run last)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_pending()
 
 
 class ThrottledProgressBar(RichProgressBar):
