@@ -91,7 +91,7 @@ class Profile:
     regimes: tuple[Regime, ...] = (Regime("small", _small_cnn(4), 32, 4096, 1000, 16384),
                                    Regime("large", _small_cnn(16), 128, 2048, 1000, 8192))
     warmup_epochs: int = 0
-    rounds: int = 7
+    rounds: int = 6
     backbone: Any = field(default_factory=lambda: _small_cnn(16))
     batch_size: int = 128
     eval_batch_size: int = 1000
