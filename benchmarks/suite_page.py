@@ -119,9 +119,11 @@ largest {len(prof)} actions; nested actions include their children):
 def _accuracy(r: dict[str, Any]) -> str:
     acc = r["accuracy"]
     rows = "\n".join(f"| {k} | {_f(v, 2)} |" for k, v in acc.items())
-    diffs = "\n".join(f"| `{k}` | {_f(r[k], 2)} | {goal} |" for k, goal in (
-        ("topk_minus_full_points", f"within +-{TOPK_GOAL}"), ("replay_minus_online_points", "report"),
-        ("clean_minus_online_points", "report")))
+    topk = r["topk_minus_full_points"]
+    verdict = "-" if topk is None else "met" if abs(topk) <= TOPK_GOAL else "missed"
+    diffs = "\n".join(f"| `{k}` | {_f(r[k], 2)} | {goal} | {v} |" for k, goal, v in (
+        ("topk_minus_full_points", f"within +-{TOPK_GOAL}", verdict), ("replay_minus_online_points", "report", "-"),
+        ("clean_minus_online_points", "report", "-")))
     note = f" ({r['note']})" if r.get("note") else ""
     se = ""
     if acc.get("clean_full") is not None:
@@ -136,8 +138,8 @@ Schedule: {r['schedule']}. Test accuracy in percent{note}:
 |---|---|
 {rows}
 
-| difference | points | goal |
-|---|---|---|
+| difference | points | goal | verdict |
+|---|---|---|---|
 {diffs}
 {se}"""
 
@@ -188,11 +190,11 @@ per-round ratio clear it, **missed** when none does, **within noise** otherwise.
 {regimes}
 ## Bytes per cached view ({bpv['classes']} classes)
 
-| format | bytes/view | goal |
-|---|---|---|
-| top-k, k=10 | {bpv['topk10']:.1f} | <= {BYTES_GOAL:.0f} |
-| full float16 | {bpv['full_float16']:.1f} | report |
-| full float32 | {bpv['full_float32']:.1f} | report |
+| format | bytes/view | goal | verdict |
+|---|---|---|---|
+| top-k, k=10 | {bpv['topk10']:.1f} | <= {BYTES_GOAL:.0f} | {'met' if bpv['topk10'] <= BYTES_GOAL else 'missed'} |
+| full float16 | {bpv['full_float16']:.1f} | report | - |
+| full float32 | {bpv['full_float32']:.1f} | report | - |
 
 {_accuracy(r) if 'accuracy' in r else ''}{_ban(r['ban']) if 'ban' in r else ''}
 ## GPU
