@@ -27,54 +27,86 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
+class Regime:
+    """One timing regime: a network and batch size whose training step is short ("small") or long ("large").
+
+    Attributes:
+        name: ``small`` or ``large`` (the page's headings).
+        backbone: backbone spec of teacher and student.
+        batch_size: training batch size.
+        train: training samples (one epoch per timed fit).
+        eval_batch_size: cache-build batch size.
+        build_train: training samples of the cache-build timing (None: the whole training set, as a run builds it).
+    """
+
+    name: str
+    backbone: Any
+    batch_size: int
+    train: int
+    eval_batch_size: int = 1000
+    build_train: int | None = None
+
+
+def _small_cnn(width: int) -> dict[str, Any]:
+    return {"name": "small_cnn", "init_args": {"width": width}}
+
+
+@dataclass(frozen=True)
 class Profile:
     """Sizes and settings of one benchmark run.
 
     Attributes:
-        name: ``full``, ``quick``, ``tiny`` (tests) or ``gpu``.
+        name: ``full``, ``quick``, ``tiny`` (tests), ``gpu`` or ``gpu-dry`` (the GPU profile shrunk for a CPU).
         dataset: registered dataset name (an in-memory image dataset).
-        backbone: backbone spec of teacher and students.
         device: where data and models live (``cpu`` or ``cuda``).
         precision: Lightning precision (``32-true`` or ``bf16-mixed``); the hand-written loops autocast to match.
         channels_last: ``speed.channels_last`` for every network.
-        batch_size: training batch size.
-        eval_batch_size: cache-build and evaluation batch size.
-        timing_train: training samples of the timing data.
-        steps: timed training steps per variant in the step benchmark (interleaved with the others).
-        build_rounds: interleaved rounds of (prepared-batch compute, inference loop, build) for clean and replay.
-        build_views: view epochs of the timed replay build.
-        loop_train: training samples of the Lightning-vs-PyTorch epochs.
-        loop_rounds: interleaved rounds of (our loop, hand-written loop), one epoch each.
+        compile: ``speed.compile`` for every network (the hand-written loops compile theirs too).
+        threads: torch intra-op threads (0: torch's default). 1 on a small shared CPU, where a descheduled OpenMP
+            thread stalls every parallel op of both sides at random.
+        regimes: the timing regimes.
+        warmup_epochs: untimed epochs before the timed one of every fit and bare loop (compilation, autotuning).
+        rounds: interleaved rounds of every timed variant, per regime.
+        backbone: backbone of the accuracy runs.
+        batch_size: training batch size of the accuracy runs.
+        eval_batch_size: evaluation and cache-build batch size of the accuracy runs.
+        accuracy: run the accuracy part (cache settings vs test accuracy).
         acc_train: training samples of the accuracy runs.
         acc_epochs: epochs of the teacher and of every student in the accuracy runs (also the replay ``cache.epochs``).
         acc_topk: ``cache.topk`` of the top-k accuracy run.
         test_subset: evaluate accuracy on the first this many test images (None: the whole test set).
         bytes_views: views written per format in the bytes-per-view measurement.
+        ban_epochs: epochs per generation of the whole born-again recipe (teacher + 3 students) timed at the end;
+            0 skips it.
+        ban_train: training samples of that recipe (None: all).
     """
 
     name: str
     dataset: str = "fashion_mnist"
-    backbone: Any = field(default_factory=lambda: {"name": "small_cnn", "init_args": {"width": 16}})
     device: str = "cpu"
     precision: str = "32-true"
     channels_last: bool = False
+    compile: bool = False
+    threads: int = 1
+    regimes: tuple[Regime, ...] = (Regime("small", _small_cnn(4), 32, 4096, 1000, 16384),
+                                   Regime("large", _small_cnn(16), 128, 2048, 1000, 8192))
+    warmup_epochs: int = 0
+    rounds: int = 6
+    backbone: Any = field(default_factory=lambda: _small_cnn(16))
     batch_size: int = 128
     eval_batch_size: int = 1000
-    timing_train: int = 8192
-    steps: int = 60
-    build_rounds: int = 5
-    build_views: int = 2
-    loop_train: int = 2048
-    loop_rounds: int = 8
+    accuracy: bool = True
     acc_train: int = 6000
     acc_epochs: int = 4
     acc_topk: int = 3
     test_subset: int | None = None
     bytes_views: int = 20000
+    ban_epochs: int = 0
+    ban_train: int | None = None
 
     @property
     def quick(self) -> bool:
-        return self.name != "full" and self.name != "gpu"
+        return self.name not in ("full", "gpu")
 
     @property
     def bf16(self) -> bool:
@@ -82,17 +114,25 @@ class Profile:
 
 
 FULL = Profile("full")
-QUICK = Profile("quick", backbone={"name": "small_cnn", "init_args": {"width": 8}}, batch_size=64,
-                eval_batch_size=512, timing_train=2048, steps=8, build_rounds=2, loop_train=1024, loop_rounds=2,
-                acc_train=1024, acc_epochs=1, test_subset=2000, bytes_views=5000)
-TINY = replace(QUICK, name="tiny", backbone={"name": "small_cnn", "init_args": {"width": 4}}, batch_size=32,
-               eval_batch_size=128, timing_train=128, steps=2, build_rounds=1, loop_train=64, loop_rounds=1,
-               acc_train=64, test_subset=128, bytes_views=500)
-GPU = Profile("gpu", dataset="cifar10_jpeg", backbone="cifar_resnet20", device="cuda", precision="bf16-mixed",
-              channels_last=True, batch_size=256, eval_batch_size=2048, timing_train=50000, steps=60, build_rounds=3,
-              build_views=4, loop_train=50000, loop_rounds=2, acc_train=50000, acc_epochs=5, acc_topk=3,
-              bytes_views=50000)
-PROFILES = {p.name: p for p in (FULL, QUICK, TINY, GPU)}
+QUICK = Profile("quick", regimes=(Regime("small", _small_cnn(4), 32, 1024, 1000, 8192),
+                                 Regime("large", _small_cnn(16), 128, 512, 1000, 4096)),
+                rounds=5, backbone=_small_cnn(8), batch_size=64, eval_batch_size=512, acc_train=1024, acc_epochs=1,
+                test_subset=2000, bytes_views=5000)
+TINY = replace(QUICK, name="tiny", regimes=(Regime("small", _small_cnn(2), 16, 64, 32, 64),
+                                            Regime("large", _small_cnn(4), 32, 64, 32, 64)),
+               rounds=2, backbone=_small_cnn(4), batch_size=32, eval_batch_size=128, acc_train=64, test_subset=128,
+               bytes_views=500)
+GPU = Profile("gpu", dataset="cifar10_jpeg", device="cuda", precision="bf16-mixed", channels_last=True, compile=True,
+              threads=0, regimes=(Regime("small", "cifar_resnet20", 128, 10000, 2048),
+                                  Regime("large", "cifar_resnet56", 512, 10000, 2048)),
+              warmup_epochs=1, rounds=5, backbone="cifar_resnet20", batch_size=256, eval_batch_size=2048,
+              accuracy=False, bytes_views=50000, ban_epochs=3)
+#: the GPU profile's code path on a CPU in seconds: same settings but the device, tiny sizes, Fashion-MNIST data
+GPU_DRY = replace(GPU, name="gpu-dry", dataset="fashion_mnist", device="cpu", compile=False, threads=1,
+                  regimes=(Regime("small", "cifar_resnet20", 16, 64, 32, 64),
+                           Regime("large", "cifar_resnet20", 32, 64, 32, 64)),
+                  warmup_epochs=0, rounds=1, bytes_views=500, ban_epochs=1, ban_train=64, test_subset=128)
+PROFILES = {p.name: p for p in (FULL, QUICK, TINY, GPU, GPU_DRY)}
 
 
 class SyntheticFashion(FashionMNISTDataModule):
@@ -109,13 +149,15 @@ class SyntheticFashion(FashionMNISTDataModule):
         return split(n), None, split(1000)
 
 
-def datamodule(profile: Profile, train: int, synthetic_ok: bool = False) -> tuple[DistillDataModule, str]:
+def datamodule(profile: Profile, train: int | None, synthetic_ok: bool = False,
+               regime: Regime | None = None) -> tuple[DistillDataModule, str]:
     """The profile's data module on ``train`` training samples (memory pipeline, on the profile's device).
 
-    Returns the module and what it holds: the dataset name, or a note that random images stand in for it.
+    Batch sizes are the regime's (default: the accuracy runs'). Returns the module and what it holds: the dataset
+    name, or a note that random images stand in for it.
     """
-    options = dict(train_subset=train, batch_size=profile.batch_size, eval_batch_size=profile.eval_batch_size,
-                   pipeline="memory", device=profile.device)
+    options = dict(train_subset=train, batch_size=(regime or profile).batch_size, pipeline="memory",
+                   eval_batch_size=(regime or profile).eval_batch_size, device=profile.device)
     try:
         dm = DATASETS.get(profile.dataset)(**options)
         dm.setup("fit")
@@ -131,15 +173,22 @@ def datamodule(profile: Profile, train: int, synthetic_ok: bool = False) -> tupl
     return dm, what
 
 
-def recipe(profile: Profile, train: int, epochs: int, *extra: str) -> Namespace:
-    """A parsed recipe for ``profile`` (the data module itself is handed to the run separately)."""
-    data = {"name": profile.dataset, "train_subset": train, "batch_size": profile.batch_size,
-            "eval_batch_size": profile.eval_batch_size, "device": profile.device}
+def recipe(profile: Profile, train: int | None, epochs: int, *extra: str, regime: Regime | None = None,
+           progress_bar: bool = False, generations: int = 1) -> Namespace:
+    """A parsed recipe for ``profile`` (the data module itself is handed to the run separately).
+
+    ``regime``: its backbone and batch sizes (default: the accuracy runs'); ``progress_bar``: the engine's default
+    bar (what a user gets), else none.
+    """
+    sizes = regime or profile
+    data = {"name": profile.dataset, "train_subset": train, "batch_size": sizes.batch_size,
+            "eval_batch_size": sizes.eval_batch_size, "device": profile.device}
     return parse_recipe(None, [
-        "--seed", "0", "--generations", "1", "--data", json.dumps(data), "--backbone",
-        profile.backbone if isinstance(profile.backbone, str) else json.dumps(profile.backbone),
+        "--seed", "0", "--generations", str(generations), "--data", json.dumps(data), "--backbone",
+        sizes.backbone if isinstance(sizes.backbone, str) else json.dumps(sizes.backbone),
         "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "gpu" if profile.device != "cpu" else "cpu",
-        "--trainer.devices", "1", "--trainer.precision", profile.precision, "--trainer.enable_progress_bar", "false",
+        "--trainer.devices", "1", "--trainer.precision", profile.precision,
+        "--trainer.enable_progress_bar", str(progress_bar).lower(), "--speed.compile", str(profile.compile).lower(),
         "--speed.channels_last", str(profile.channels_last).lower(), "--optimizer.lr", "0.05", *extra])
 
 
@@ -176,8 +225,20 @@ def timed(fn: Callable[[], Any], device: str) -> float:
     return time.perf_counter() - start
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (``/proc/loadavg``)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def machine() -> dict[str, Any]:
-    """CPU model, cores, GPU, versions, load average, date and commit of this run."""
+    """CPU model, cores, GPU, versions, torch threads, load average, date, commit and whether the tree was dirty."""
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -186,14 +247,11 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit, status = _git("rev-parse", "HEAD"), _git("status", "--porcelain")
     import lightning
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": load_average(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "lightning": lightning.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": commit}
+            "torch": torch.__version__, "lightning": lightning.__version__, "torch_threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": commit.strip() if commit else "unknown",
+            "dirty_files": None if status is None else len(status.splitlines())}

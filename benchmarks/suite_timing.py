@@ -1,233 +1,260 @@
-"""Speed ratios of the suite: training steps (CE / cached / online), cache build vs bare inference, our loop vs a
-hand-written PyTorch loop, and bytes per cached view.
+"""Speed of the engine's real path against bare PyTorch loops doing the same math, per timing regime.
 
-Every ratio compares two things measured in the same process, interleaved, on the same data; the median is taken
-over steps or rounds, so a background load that comes and goes hits both sides alike.
+Every engine timing is :meth:`BornAgainRun.train` (``Trainer.fit`` on the engine's ``GenerationModule`` with the
+run's default callbacks: progress bar, CSV logger, per-epoch checkpoint, epoch seeding, non-finite-loss guard) or
+:meth:`BornAgainRun.build_cache` (Lightning's predict loop and the cache writer). Each bare loop uses the same
+network, data loader, optimizer, schedule, precision and device, and nothing else. Variants run in interleaved rounds
+(the order rotates each round), so load that comes and goes hits every variant alike; each figure keeps all rounds.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import time
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
+from unittest import mock
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from suite_common import Profile, autocast, engine_run, recipe, timed
+from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.profilers import SimpleProfiler
+from suite_common import Profile, Regime, autocast, datamodule, engine_run, load_average, recipe, sync, timed
 from torch import nn
-from torch.utils.data import DataLoader
 
-from distill.cache import CacheLayout, CacheWriter, SoftLabelCache
+from distill.cache import CacheWriter
 from distill.cache.replay import build_loader
-from distill.data import DistillDataModule, TensorIndexedDataset
-from distill.generations import generation_seed
-from distill.losses import build_loss
-from distill.models import create_backbone
+from distill.data import DistillDataModule
+from distill.generations import BornAgainRun
 from distill.optim import OptimizerConfig, build_optimizer
+from distill.spec import thaw
 from distill.speed import SpeedConfig, apply_speed
 from distill.tasks.born_again import GenerationModule
-from distill.teachers import CachedTeacher, OnlineTeacher
+
+#: goals of the ratios (op, value); the others are reported without one
+GOALS = {"lightning_over_torch": (">=", 0.95), "cached_over_ce": ("<=", 1.03), "build_over_inference": (">=", 0.95)}
 
 
-def network(profile: Profile, dm: DistillDataModule) -> nn.Module:
-    """A fresh backbone of the profile, with its speed settings, on its device."""
-    net = create_backbone(profile.backbone, dm.num_classes, dm.in_chans)
-    return apply_speed(net, SpeedConfig(channels_last=profile.channels_last)).to(profile.device)
+def spread(values: list[float]) -> dict[str, Any]:
+    """min / median / max of ``values`` (all kept)."""
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "values": list(values)}
 
 
-def save_teacher(profile: Profile, dm: DistillDataModule, path: Path) -> GenerationModule:
-    """An (untrained) teacher generation saved as a checkpoint (speed does not depend on the weights)."""
-    module = GenerationModule(network(profile, dm), build_loss(0, "standard", 1.0, 1.0), None, dm.num_classes,
-                              OptimizerConfig(), max_epochs=1, generation=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict()}, path)
-    return module
+def verdict(values: list[float], op: str, goal: float) -> str:
+    """``met`` when every value clears the goal, ``missed`` when none does, else ``within noise``."""
+    ok = [v >= goal if op == ">=" else v <= goal for v in values]
+    return "met" if all(ok) else "missed" if not any(ok) else "within noise"
 
 
-def build_ratios(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str, Any]:
-    """``build_over_inference``: cache-build throughput / bare teacher inference throughput, clean and replay.
+def ratio(name: str, num: list[float], den: list[float]) -> dict[str, Any]:
+    """``median(num) / median(den)`` and the per-round ratios ``num[r] / den[r]`` (the spread), with a verdict.
 
-    Cache build: the engine's :meth:`BornAgainRun.build_cache` -- Lightning's predict loop over
-    :func:`~distill.cache.replay.build_loader`, the :class:`CacheWriter` (encode, scatter into the memory map),
-    fsync, sha256 and manifest. Bare inference: a hand-written ``torch.inference_mode`` loop running the teacher over
-    the same loader (same batches, same data preparation), writing nothing. Replay: the same pair over
-    ``build_views`` augmented views per sample. Also, as context, ``build_over_compute``: the build against the teacher
-    alone on batches prepared in memory beforehand (so it also charges the data preparation, normalisation and
-    augmentation, to the build). Rounds are interleaved; each ratio is the median over rounds of the paired ratio.
+    For a throughput ratio pass the times the other way round (bare time over our time). The verdict reads the ratio
+    of medians and every per-round ratio: "met" only when all of them clear the goal.
     """
-    teacher = save_teacher(profile, dm, work / "teacher" / "model.ckpt")
-    runs = {name: engine_run(recipe(profile, len(dm.cache_set), 1, *extra), work / name, dm,
-                             work / "teacher" / "model.ckpt")
-            for name, extra in (("clean", ()), ("replay", ("--cache.mode", "replay", "--cache.epochs",
-                                                            str(profile.build_views))))}
-    loaders = {name: build_loader(dm, run.cache_layout(run.specs[0])) for name, run in runs.items()}
-    prepared = [batch[0] for batch in loaders["clean"]]
-    net = teacher.student.eval()
-
-    def bare(batches: Any) -> None:
-        with torch.inference_mode(), autocast(profile):
-            for batch in batches:
-                net(batch[0] if isinstance(batch, (tuple, list)) else batch)
-
-    def build(name: str) -> None:
-        runs[name].build_cache(runs[name].specs[0], teacher)
-
-    t: dict[str, list[float]] = {k: [] for k in ("compute", "bare", "build", "replay_bare", "replay_build")}
-    for _ in range(profile.build_rounds):
-        t["compute"].append(timed(lambda: bare(prepared), profile.device))
-        t["bare"].append(timed(lambda: bare(loaders["clean"]), profile.device))
-        t["build"].append(timed(lambda: build("clean"), profile.device))
-        t["replay_bare"].append(timed(lambda: bare(loaders["replay"]), profile.device))
-        t["replay_build"].append(timed(lambda: build("replay"), profile.device))
-
-    def ratio(num: str, den: str) -> float:  # throughput ratio den-time / num-time, paired per round
-        return statistics.median(b / a for a, b in zip(t[num], t[den], strict=True))
-
-    n, e = len(dm.cache_set), profile.build_views
-    return {
-        "build_over_inference": ratio("build", "bare"),
-        "replay_build_over_inference": ratio("replay_build", "replay_bare"),
-        "build_over_compute": ratio("build", "compute"),
-        "inference_images_per_s": n / statistics.median(t["bare"]),
-        "compute_images_per_s": n / statistics.median(t["compute"]),
-        "build_images_per_s": n / statistics.median(t["build"]),
-        "replay_build_views_per_s": e * n / statistics.median(t["replay_build"]),
-        "cache_dir": str(runs["clean"].layout.cache_dir(0)), "teacher": teacher,
-    }
-
-
-def step_ratios(profile: Profile, dm: DistillDataModule, cache_dir: str, teacher: nn.Module) -> dict[str, Any]:
-    """``cached_over_ce`` and ``online_over_ce``: training-step time of a student with cached / online teacher scores
-    over a plain cross-entropy step, same student network, same batches.
-
-    A step is forward, loss (the engine's losses: cross-entropy; KD with alpha 1, T 1), backward and an SGD step;
-    the cached step adds :class:`CachedTeacher` (a memory-map gather, or a device gather on a GPU), the online step
-    :class:`OnlineTeacher` (a teacher forward pass). Steps of the three kinds are interleaved in rotating order,
-    ``steps`` of each after warm-up, all three kinds of step ``i`` on the same batch; each ratio is the median over
-    ``i`` of (step time / cross-entropy step time).
-    """
-    batches = [b for _, b in zip(range(8), dm.train_dataloader(), strict=False)]
-    student = network(profile, dm).train()
-    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
-    ce, kd = build_loss(0, "standard", 1.0, 1.0), build_loss(1, "standard", 1.0, 1.0)
-    sources = {"ce": None, "cached": CachedTeacher([SoftLabelCache(cache_dir, dm.fingerprint(), None)]),
-               "online": OnlineTeacher([teacher])}
-    for source in sources.values():
-        if source is not None:
-            source.to(torch.device(profile.device))
-
-    def step(name: str, i: int) -> None:
-        x, y, index = batches[i % len(batches)]
-        source = sources[name]
-        with autocast(profile):
-            logits = student(x)
-            scores = source(x, index) if source is not None else None
-            loss = (kd if source is not None else ce)(logits, y, scores)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    names = list(sources)
-    for i in range(2):
-        for name in names:
-            step(name, i)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(profile.steps):
-        for name in names[i % 3:] + names[:i % 3]:
-            times[name].append(timed(lambda name=name, i=i: step(name, i), profile.device))
-    def paired(name: str) -> float:  # steps i of both kinds ran back to back: their ratio cancels slow load drifts
-        return statistics.median(a / b for a, b in zip(times[name], times["ce"], strict=True))
-
-    return {"cached_over_ce": paired("cached"), "online_over_ce": paired("online"),
-            "step_ms": {name: 1000 * statistics.median(t) for name, t in times.items()}}
-
-
-def loop_ratio(profile: Profile, dm: DistillDataModule, work: Path) -> dict[str, Any]:
-    """``lightning_over_torch``: training throughput of our loop / a minimal hand-written PyTorch loop.
-
-    Ours: :meth:`BornAgainRun.train` of generation 0 for one epoch -- the engine's Trainer with its CSV logger,
-    per-epoch checkpoint, epoch seeding, non-finite-loss guard and torchmetrics accuracy (its reported fit wall
-    time). Hand-written: the same seed, network, data loader, optimizer and schedule; forward, cross-entropy,
-    backward, step; nothing else. Rounds alternate; the ratio is the median over rounds of (their time / ours).
-    """
-    cfg = recipe(profile, len(dm.train_set), 1)
-    seed = generation_seed(0, 0)
-
-    def ours(r: int) -> float:
-        run = engine_run(cfg, work / f"loop-{r}", dm)
-        return run.train(run.specs[0])[1]
-
-    def hand_written() -> float:
-        L.seed_everything(seed, workers=True, verbose=False)
-        net = network(profile, dm).train()
-        opt, sched = build_optimizer(net.parameters(), OptimizerConfig(**cfg.optimizer.as_dict()), 1)
-        loader = dm.train_dataloader()
-
-        def epoch() -> None:
-            loader.sampler.set_epoch(0)
-            for x, y, _ in loader:
-                with autocast(profile):
-                    loss = F.cross_entropy(net(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
-
-        return timed(epoch, profile.device)
-
-    ratios, ours_t, theirs_t = [], [], []
-    for r in range(profile.loop_rounds):
-        first, second = (ours, hand_written) if r % 2 == 0 else (hand_written, ours)
-        a = first(r) if first is ours else first()
-        b = second(r) if second is ours else second()
-        o, t = (a, b) if first is ours else (b, a)
-        ours_t.append(o)
-        theirs_t.append(t)
-        ratios.append(t / o)
-    n = len(dm.train_set)
-    return {"lightning_over_torch": statistics.median(ratios), "ours_images_per_s": n / statistics.median(ours_t),
-            "torch_images_per_s": n / statistics.median(theirs_t)}
-
-
-class _TableScores(L.LightningModule):
-    """predict_step returns fixed logits rows for the batch's indices (bytes do not depend on who computed them)."""
-
-    def __init__(self, table: torch.Tensor) -> None:
-        super().__init__()
-        self.table, self.unused = table, nn.Linear(1, 1)
-
-    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        return self.table[batch[2]]
-
-
-def bytes_per_view(profile: Profile, work: Path, num_classes: int = 100) -> dict[str, float]:
-    """Stored bytes per (view, sample) of each format at ``num_classes`` classes, from caches written to disk.
-
-    A predict loop with the :class:`CacheWriter` writes ``bytes_views`` random logit rows per format; the figure is
-    the ``.npy`` payload (file size minus its fixed header of about 128 bytes) divided by the number of views.
-    """
-    n = profile.bytes_views
-    table = torch.randn(n, num_classes, generator=torch.Generator().manual_seed(0)) * 3
-    loader = DataLoader(TensorIndexedDataset(torch.zeros(n, 1), torch.zeros(n)), batch_size=4096)
-    formats = {"full_float32": ("full", "float32", None), "full_float16": ("full", "float16", None),
-               "topk10": ("topk", "float16", 10)}
-    dataset = {"length": n, "num_classes": num_classes}
-    out: dict[str, float] = {}
-    for label, (fmt, dtype, k) in formats.items():
-        layout = CacheLayout(format=fmt, topk=k)
-        writer = CacheWriter(work / f"bytes-{label}", n, num_classes, dtype, {
-            "generation": 0, "teacher_checkpoint": "-", "teacher_sha256": "-", "dataset": dataset}, layout)
-        L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                  callbacks=[writer]).predict(_TableScores(table), loader, return_predictions=False)
-        out[label] = SoftLabelCache(work / f"bytes-{label}", dataset, None, layout).nbytes / n
-    out["classes"] = num_classes
+    rounds = [a / b for a, b in zip(num, den, strict=True)]
+    value = statistics.median(num) / statistics.median(den)
+    out = {"value": value, "min": min(rounds), "max": max(rounds), "rounds": rounds, "goal": None, "verdict": "-"}
+    if name in GOALS:
+        op, goal = GOALS[name]
+        out.update(goal=[op, goal], verdict=verdict([value, *rounds], op, goal))
     return out
 
 
-def run_timing(profile: Profile, dm: DistillDataModule, loop_dm: DistillDataModule, work: Path) -> dict[str, Any]:
-    """Every speed measurement of the suite: steps and builds on ``dm``, whole epochs on ``loop_dm``."""
-    build = build_ratios(profile, dm, work / "build")
-    teacher = build.pop("teacher").student.eval()
-    steps = step_ratios(profile, dm, build.pop("cache_dir"), teacher)
-    return {**steps, **build, **loop_ratio(profile, loop_dm, work), "bytes_per_view": bytes_per_view(profile, work)}
+class EpochClock(Callback):
+    """Stamps a fit: its start, the start of its last epoch and the end of training (after the last checkpoint)."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.stamps = device, {}
+
+    def _stamp(self, key: str) -> None:
+        sync(self.device)
+        self.stamps[key] = time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stamp("fit")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stamp("epoch")  # the last epoch's start survives
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stamp("end")
+        self.batches = trainer.num_training_batches
+        if isinstance(trainer.profiler, SimpleProfiler):
+            self.profile = {k: sum(v) for k, v in trainer.profiler.recorded_durations.items()}
+
+    @property
+    def epoch_seconds(self) -> float:
+        return self.stamps["end"] - self.stamps["epoch"]
+
+
+def fit(run: BornAgainRun, generation: int, device: str, extra: list | None = None) -> EpochClock:
+    """:meth:`BornAgainRun.train` of a generation with an :class:`EpochClock` (and ``extra``) among its callbacks."""
+    clock, user = EpochClock(device), run._user_objects
+
+    def with_clock(spec: Any) -> tuple[list, list]:
+        loggers, callbacks = user(spec)
+        return loggers, [*callbacks, *(extra or []), clock]
+
+    with mock.patch.object(run, "_user_objects", with_clock):
+        run.train(run.specs[generation])
+    return clock
+
+
+def network(profile: Profile, regime: Regime, dm: DistillDataModule) -> nn.Module:
+    """A fresh backbone of the regime, with the profile's speed settings, on its device."""
+    from distill.models import create_backbone
+
+    net = create_backbone(thaw(regime.backbone), dm.num_classes, dm.in_chans)
+    speed = SpeedConfig(channels_last=profile.channels_last, compile=profile.compile)
+    return apply_speed(net, speed).to(profile.device)
+
+
+def bare_epoch(profile: Profile, regime: Regime, dm: DistillDataModule, optimizer: OptimizerConfig, epochs: int,
+               step: bool = True) -> float:
+    """Seconds of the last of ``epochs`` hand-written epochs: forward, cross-entropy, backward, SGD step.
+
+    ``step=False`` only draws the batches (the data cost the engine's empty step is compared with).
+    """
+    L.seed_everything(0, workers=True, verbose=False)
+    net = network(profile, regime, dm).train()
+    opt, sched = build_optimizer(net.parameters(), optimizer, epochs)
+    loader = dm.train_dataloader()
+
+    def epoch(e: int) -> None:
+        loader.sampler.set_epoch(e)
+        for x, y, _ in loader:
+            if not step:
+                continue
+            with autocast(profile):
+                loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+
+    for e in range(epochs - 1):
+        epoch(e)
+    return timed(lambda: epoch(epochs - 1), profile.device)
+
+
+@contextmanager
+def as_terminal() -> Iterator[None]:
+    """Progress bars drawn as on a terminal (rich's ``TTY_COMPATIBLE``/``TTY_INTERACTIVE``), into ``/dev/null``.
+
+    Off a terminal rich draws a bar only when it finishes; a user at a terminal gets it redrawn, so the timings do too.
+    """
+    with open(os.devnull, "w") as null, mock.patch.dict(os.environ, {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}), \
+            redirect_stdout(null):
+        yield
+
+
+def _empty_step(self: GenerationModule, batch: Any, batch_idx: int) -> torch.Tensor:
+    return torch.zeros((), device=self.device, requires_grad=True)
+
+
+def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any]:
+    """Every timed variant of one regime, ``profile.rounds`` interleaved rounds; see the module docstring."""
+    dm, what = datamodule(profile, regime.train, True, regime)
+    bdm = dm if regime.build_train == regime.train else datamodule(profile, regime.build_train, True, regime)[0]
+    epochs = profile.warmup_epochs + 1
+    cfg = {mode: recipe(profile, regime.train, epochs, "--cache.mode", mode, regime=regime, progress_bar=True)
+           for mode in ("clean", "online")}
+    runs = {name: engine_run(cfg[mode], work / name, dm) for name, mode in (
+        ("ce", "clean"), ("cached", "clean"), ("online", "online"))}
+    runs["build"] = engine_run(recipe(profile, regime.build_train, epochs, regime=regime, progress_bar=True),
+                               work / "build", bdm)
+    fit(runs["ce"], 0, profile.device)  # the teacher: generation 0, trained for the epochs of the timed fits
+    for name in ("cached", "online", "build"):
+        runs[name].layout.checkpoint(0).write_bytes(runs["ce"].layout.checkpoint(0).read_bytes())
+    teacher = runs["build"].restore(runs["build"].specs[0])
+    runs["cached"].build_cache(runs["cached"].specs[0], teacher)
+    runs["build"].build_cache(runs["build"].specs[0], teacher)  # warm-up
+    loader = build_loader(bdm, runs["build"].cache_layout(runs["build"].specs[0]))
+    net = teacher.student.eval()
+    finish: dict[str, list[float]] = {"fsync": [], "sha256": []}
+    real_finish = CacheWriter._finish
+
+    def finish_timed(writer: CacheWriter) -> None:
+        real_finish(writer)
+        for k in finish:
+            finish[k].append(writer.seconds[k])
+
+    def build() -> float:
+        with mock.patch.object(CacheWriter, "_finish", finish_timed):
+            return timed(lambda: runs["build"].build_cache(runs["build"].specs[0], teacher), profile.device)
+
+    def inference() -> float:
+        def loop() -> None:
+            with torch.inference_mode(), autocast(profile):
+                for batch in loader:
+                    net(batch[0])
+        return timed(loop, profile.device)
+
+    def empty() -> float:
+        with mock.patch.object(GenerationModule, "training_step", _empty_step):
+            return fit(runs["ce"], 0, profile.device).epoch_seconds
+
+    optimizer = OptimizerConfig(**cfg["clean"].optimizer.as_dict())
+    variants: dict[str, Callable[[], float]] = {
+        "ours": lambda: fit(runs["ce"], 0, profile.device).epoch_seconds,
+        "ours_stock_bar": lambda: fit(runs["ce"], 0, profile.device, [RichProgressBar(leave=True)]).epoch_seconds,
+        "torch": lambda: bare_epoch(profile, regime, dm, optimizer, epochs),
+        "cached": lambda: fit(runs["cached"], 1, profile.device).epoch_seconds,
+        "online": lambda: fit(runs["online"], 1, profile.device).epoch_seconds,
+        "empty_step": empty,
+        "data_only": lambda: bare_epoch(profile, regime, dm, optimizer, epochs, step=False),
+        "build": build,
+        "inference": inference,
+    }
+    t: dict[str, list[float]] = {name: [] for name in variants}
+    loads = []
+    names = list(variants)
+    with as_terminal():
+        for r in range(profile.rounds):
+            loads.append(load_average())
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                t[name].append(variants[name]())
+        with mock.patch.object(L, "Trainer", _profiled_trainer):
+            clock = fit(runs["ce"], 0, profile.device)
+    steps, n = clock.batches, len(dm.train_set)
+    floor = [(a - b) / steps for a, b in zip(t["empty_step"], t["data_only"], strict=True)]
+    bare_step = [b / steps for b in t["torch"]]
+    return {
+        "data": f"{what}, {n} training images ({steps} steps an epoch), {len(bdm.cache_set)} for the cache build",
+        "settings": {"backbone": regime.backbone, "batch_size": regime.batch_size,
+                     "eval_batch_size": regime.eval_batch_size, "train": n, "steps": steps,
+                     "timed_epoch": f"epoch {epochs} of {epochs}"},
+        "seconds": {name: spread(v) for name, v in t.items()},
+        "lightning_over_torch": ratio("lightning_over_torch", t["torch"], t["ours"]),
+        "cached_over_ce": ratio("cached_over_ce", t["cached"], t["ours"]),
+        "online_over_ce": ratio("online_over_ce", t["online"], t["ours"]),
+        "stock_bar_over_ours": ratio("stock_bar_over_ours", t["ours_stock_bar"], t["ours"]),
+        "build_over_inference": ratio("build_over_inference", t["inference"], t["build"]),
+        "build_finish_seconds": {k: spread(v) for k, v in finish.items()},
+        "images_per_s": {"ours": n / statistics.median(t["ours"]), "torch": n / statistics.median(t["torch"]),
+                         "build": len(bdm.cache_set) / statistics.median(t["build"]),
+                         "inference": len(bdm.cache_set) / statistics.median(t["inference"])},
+        "step_ms": {"torch": 1000 * statistics.median(bare_step), "ours": 1000 * statistics.median(t["ours"]) / steps},
+        "floor_ms_per_step": spread([1000 * f for f in floor]),
+        "floor_bound": statistics.median(bare_step) / (statistics.median(bare_step) + statistics.median(floor)),
+        "profile_ms_per_step": {k: 1000 * v / steps for k, v in sorted(clock.profile.items(), key=lambda kv: -kv[1])
+                                if 1000 * v / steps >= 0.01},
+        "load_average_per_round": loads,
+    }
+
+
+def _profiled_trainer(*args: Any, **kwargs: Any) -> L.Trainer:
+    """``lightning.Trainer`` with Lightning's :class:`SimpleProfiler` (per-hook durations), for one profiled fit."""
+    return _REAL_TRAINER(*args, **{**kwargs, "profiler": SimpleProfiler()})
+
+
+_REAL_TRAINER = L.Trainer
+
+
+def run_timing(profile: Profile, work: Path) -> dict[str, Any]:
+    """Every regime of ``profile``: ``{"regimes": {name: ...}}``."""
+    return {"regimes": {regime.name: regime_timing(profile, regime, work / regime.name) for regime in profile.regimes}}

@@ -6,13 +6,14 @@ import os
 import pickle
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich.console import Console
 
@@ -52,23 +53,99 @@ class EpochSeed(Callback):
 class FiniteLossGuard(Callback):
     """Stop training with :class:`NonFiniteLossError` when a step's loss is NaN or infinite.
 
-    The check happens before the optimizer step of the next batch could spread the damage; the last end-of-epoch
-    checkpoint stays as it was. (It reads the loss value, one device sync per step.) Under DDP the ranks agree on the
-    decision (one tiny all-reduce per step), so every rank stops at the same step with the same error instead of the
-    others waiting in the next gradient all-reduce.
+    The last end-of-epoch checkpoint always stays as it was: the check of an epoch's last step happens before its
+    checkpoint. On the CPU each step is checked at its end. On a GPU reading the loss would stall the host until the
+    device finishes the step, every step; so the check is started without waiting (a copy to pinned memory behind an
+    event) and read one step later, when the device has long finished it -- a non-finite loss stops training one
+    step later, naming its own step, and the epoch's last step is still read before the checkpoint. Under DDP the ranks
+    agree on the decision each step (one tiny all-reduce), so every rank stops at the same step with the same error
+    instead of the others waiting in the next gradient all-reduce.
     """
+
+    def __init__(self) -> None:
+        self._pending: tuple[torch.Tensor, Any, str, torch.Tensor] | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         gen = pl_module.hparams.generation
-        local = loss is None or bool(torch.isfinite(loss).all())
-        finite = trainer.strategy.reduce_boolean_decision(local, all=True) if trainer.world_size > 1 else local
-        if not finite:
-            value = "non-finite on another rank" if local else loss.item()
-            raise NonFiniteLossError(f"generation {gen}, epoch {trainer.current_epoch}, step {trainer.global_step}: "
-                                     f"training loss is {value}")
+        where = f"generation {gen}, epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if loss is not None and loss.device.type == "cuda" and trainer.world_size == 1:
+            self._check_pending()
+            flag = torch.isfinite(loss.detach()).all().to("cpu", non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending = (flag, event, where, loss.detach())
+        else:
+            local = loss is None or bool(torch.isfinite(loss).all())
+            finite = trainer.strategy.reduce_boolean_decision(local, all=True) if trainer.world_size > 1 else local
+            if not finite:
+                value = "non-finite on another rank" if local else loss.item()
+                raise NonFiniteLossError(f"{where}: training loss is {value}")
         fault_point(f"fit:{gen}:step:{trainer.global_step}")
+
+    def _check_pending(self) -> None:
+        if self._pending is None:
+            return
+        flag, event, where, loss = self._pending
+        self._pending = None
+        event.synchronize()
+        if not bool(flag):
+            raise NonFiniteLossError(f"{where}: training loss is {loss.item()}")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_pending()  # before the epoch's checkpoint (checkpoint callbacks run last)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_pending()
+
+
+class ThrottledProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, redrawn at most ``refresh_hz`` times a second (and on every last batch).
+
+    The stock bar redraws and reads every progress-bar metric on every batch; reading a metric is a ``.item()``, a
+    device sync on a GPU, and the redraw is Python work that a step of a few milliseconds notices. Between redraws a
+    batch costs one clock read. The last batch of every loop is always drawn, so the final counts and metrics shown
+    are exact. Whether the current training batch is drawn is decided when it starts (:attr:`draw_this_batch`), so
+    the module can skip logging values nobody will see.
+
+    Args:
+        refresh_hz: redraws per second at most.
+        leave: keep each epoch's finished bar on screen.
+        **kwargs: the other arguments of :class:`~lightning.pytorch.callbacks.RichProgressBar`.
+    """
+
+    def __init__(self, refresh_hz: float = 4.0, leave: bool = True, **kwargs: Any) -> None:
+        super().__init__(leave=leave, **kwargs)
+        self.interval = 1.0 / refresh_hz
+        self._next_draw = 0.0
+        self.draw_this_batch = True
+
+    def _due(self, batch_idx: int, total: float) -> bool:
+        now = time.monotonic()
+        if now < self._next_draw and batch_idx + 1 < total:
+            return False
+        self._next_draw = now + self.interval
+        return True
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self.draw_this_batch = self._due(batch_idx, self.total_train_batches)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self.draw_this_batch:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self._due(batch_idx, self.total_val_batches_current_dataloader):
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_predict_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                             batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self._due(batch_idx, self.total_predict_batches_current_dataloader):
+            super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

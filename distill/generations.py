@@ -18,7 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
@@ -34,7 +34,7 @@ from distill.cache import (
 )
 from distill.cache.formats import build_format
 from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, require_replay
-from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard, resumable_checkpoint
+from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard, ThrottledProgressBar, resumable_checkpoint
 from distill.config import RecipeError
 from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, barrier, is_global_zero, require_command_launcher
@@ -128,7 +128,7 @@ class BornAgainRun:
         return TASKS.get(spec.task).network_from_checkpoint(spec, self.context(), self.layout.checkpoint(spec.index))
 
     def _progress_bar(self, spec: GenerationSpec) -> list:
-        return [RichProgressBar(leave=True)] if spec.trainer.get("enable_progress_bar", True) is not False else []
+        return [ThrottledProgressBar(leave=True)] if spec.trainer.get("enable_progress_bar", True) is not False else []
 
     def _predict_trainer(self, spec: GenerationSpec, extra: list | None = None) -> L.Trainer:
         """A trainer for inference (cache building and evaluation) on the processes and devices of training.

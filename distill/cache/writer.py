@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ class CacheWriter(BasePredictionWriter):
         self._array: np.memmap | None = None
         self._written: np.ndarray | None = None
         self._shard: RankShard | None = None
+        self._pending: tuple | None = None
+        self.seconds: dict[str, float] = {}  # finishing costs of the last build: fsync, sha256
 
     @property
     def _partial(self) -> Path:
@@ -82,20 +85,50 @@ class CacheWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, prediction: torch.Tensor,
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        index = batch[2].cpu().numpy()
+        """Queue this batch's rows and store the previous batch's.
+
+        The copy of the predictions and indices to the host is started here without waiting (on a GPU: into pinned
+        memory, behind an event), and the rows are encoded and scattered one batch later, while the device already
+        works on the next batch: the build never waits for the device on every batch. On the CPU the copy is
+        immediate and the lag changes nothing but the order of work.
+        """
+        if self.layout.replay and len(batch) < 4:
+            raise CacheError("a replay cache build needs batches (x, y, index, view_epoch)")
+        parts = (prediction.detach(), batch[2], *((batch[3],) if self.layout.replay else ()))
+        event = None
+        if any(t.device.type == "cuda" for t in parts):
+            parts = tuple(t.to("cpu", non_blocking=True) for t in parts)
+            event = torch.cuda.Event()
+            event.record()
+        self._store_pending()
+        self._pending = (parts, event, batch_idx)
+
+    def _store_pending(self) -> None:
+        """Encode and scatter the queued batch (if any) into the array or this rank's shard."""
+        if self._pending is None:
+            return
+        (prediction, *where), event, batch_idx = self._pending
+        self._pending = None
+        if event is not None:
+            event.synchronize()
+        index = where[0].numpy()
+        rows = self.format.encode(prediction)
         if self.layout.replay:
-            if len(batch) < 4:
-                raise CacheError("a replay cache build needs batches (x, y, index, view_epoch)")
-            index = (batch[3].cpu().numpy(), index)
+            index = (where[1].numpy(), index)
         if self._shard is not None:
             positions = np.ravel_multi_index(index, self.rows) if self.layout.replay else index
-            self._shard.append(positions, self.format.encode(prediction))
+            self._shard.append(positions, rows)
+        elif not self.layout.replay and len(index) and index[-1] - index[0] == len(index) - 1 \
+                and (np.diff(index) == 1).all():  # an in-order clean build: a slice, not a fancy-index scatter
+            self._array[index[0]:index[-1] + 1] = rows
+            self._written[index[0]:index[-1] + 1] += 1
         else:
-            self._array[index] = self.format.encode(prediction)
+            self._array[index] = rows
             np.add.at(self._written, index, 1)
         fault_point(f"cache:{self.manifest_fields['generation']}:batch:{batch_idx}")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._store_pending()
         if self._shard is not None:
             shard, self._shard = self._shard, None
             shard.finish(trainer, self._merge)
@@ -120,9 +153,14 @@ class CacheWriter(BasePredictionWriter):
         if self._written.min() != 1 or self._written.max() != 1:
             raise CacheError(f"cache build wrote {counts[0]} rows zero times and {counts[2:].sum()} more than "
                              "once; the cache loader must visit every (view, sample) exactly once")
+        start = time.perf_counter()
         with open(self._partial, "rb+") as f:
             os.fsync(f.fileno())
         final = self.directory / ARRAY_NAME
         os.replace(self._partial, final)
+        self.seconds["fsync"] = time.perf_counter() - start
+        start = time.perf_counter()
+        checksum = sha256_file(final)
+        self.seconds["sha256"] = time.perf_counter() - start
         Manifest(**self.manifest_fields, **asdict(self.layout), dtype=self.format.value_dtype, shape=list(self.shape),
-                 array_sha256=sha256_file(final), array_bytes=final.stat().st_size).write(self.directory)
+                 array_sha256=checksum, array_bytes=final.stat().st_size).write(self.directory)

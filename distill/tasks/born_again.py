@@ -35,6 +35,38 @@ def load_student(path: str | Path, backbone: object, num_classes: int, in_chans:
     return model.eval()
 
 
+class RunningAccuracy:
+    """Top-1 accuracy accumulated over an epoch on the device: two counters, no host sync until :meth:`compute`.
+
+    The training step's accuracy, a tenth of the cost of a torchmetrics update per step (which also validates its
+    arguments, a device sync each on a GPU). :meth:`compute` sums the counts over DDP ranks when a process group runs.
+    """
+
+    def __init__(self) -> None:
+        self.correct: torch.Tensor | None = None
+        self.seen = 0
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        hits = (logits.detach().argmax(-1) == target).sum()
+        self.correct = hits if self.correct is None else self.correct + hits
+        self.seen += target.numel()
+
+    __call__ = update
+
+    def compute(self) -> torch.Tensor:
+        """float32 accuracy of everything seen since the last :meth:`reset` (0 if nothing was)."""
+        if self.correct is None:
+            return torch.tensor(0.0)
+        counts = torch.stack([self.correct.double(), torch.tensor(float(self.seen), dtype=torch.float64,
+                                                                  device=self.correct.device)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+        return (counts[0] / counts[1].clamp_min(1)).float()
+
+    def reset(self) -> None:
+        self.correct, self.seen = None, 0
+
+
 @TASKS.register("born_again")
 class GenerationModule(L.LightningModule):
     """Trains ``student`` with ``loss``; students get the teacher's output from ``teacher`` for every batch.
@@ -66,7 +98,7 @@ class GenerationModule(L.LightningModule):
         self.loss = loss
         self.teacher = teacher  # plain attribute (not an nn.Module): stays out of the module tree
         self.optimizer_cfg = optimizer
-        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.train_acc = RunningAccuracy()
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         names = loss.feature_names()[0]
         self._tap = FeatureTap(student, names) if names else None  # plain callable: the student appears once
@@ -117,10 +149,41 @@ class GenerationModule(L.LightningModule):
         out = self.student_output(x)
         teacher = self.teacher(x, index) if self.loss.needs_teacher else None
         loss = self.loss(out, y, teacher, Progress(self.current_epoch, self.global_step, self.hparams.max_epochs))
-        self.train_acc(out.logits, y)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.train_acc.update(out.logits.detach(), y)  # accumulate only: the epoch value is logged once, at its end
+        if self._step_is_shown():
+            self.log("train/loss", loss, prog_bar=True)
+        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's accuracy, computed once
+            self._log_train_acc()
         return loss
+
+    def _log_train_acc(self) -> None:
+        self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True, prog_bar=True)
+        self._train_acc_logged = True
+
+    def _step_is_shown(self) -> bool:
+        """Whether anyone reads this step's ``train/loss``: a logger writes this step, or the progress bar draws it.
+
+        ``self.log`` costs about a millisecond of Lightning bookkeeping per call, as much as a small GPU step; the
+        loggers write every ``trainer.log_every_n_steps``-th step only, and :class:`~distill.callbacks.
+        ThrottledProgressBar` draws a few times a second, so the other steps skip it (``metrics.csv`` is unchanged).
+        A progress bar of another kind gets the loss on every step, as before.
+        """
+        trainer = self.trainer
+        if trainer.fast_dev_run or trainer._logger_connector.should_update_logs:  # what the loggers will write
+            return True
+        bar = trainer.progress_bar_callback
+        return bar is not None and getattr(bar, "draw_this_batch", True)
+
+    def on_train_epoch_end(self) -> None:
+        """Start the next epoch's accuracy count afresh (logging ``train/acc`` here if the loader had no length).
+
+        The epoch's ``train/acc`` is computed once, on its last batch: logging the metric object on every step
+        would cost Lightning a walk over it per step (moving its state to the device), for the same value.
+        """
+        if not getattr(self, "_train_acc_logged", False):
+            self._log_train_acc()
+        self._train_acc_logged = False
+        self.train_acc.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y, _ = batch

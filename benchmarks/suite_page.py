@@ -1,0 +1,203 @@
+"""The docs page of a benchmark result: every sentence with a number or a judgement is filled from the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from suite_timing import GOALS
+
+#: ratio keys of a regime, in page order, with what each compares
+RATIOS = {
+    "lightning_over_torch": "bare epoch time / our epoch time (throughput ours / bare)",
+    "cached_over_ce": "cached-KD epoch / our CE epoch",
+    "online_over_ce": "online-KD epoch (teacher runs every batch) / our CE epoch",
+    "stock_bar_over_ours": "our CE epoch with Lightning's stock rich bar / with the engine's default bar",
+    "build_over_inference": "bare inference time / cache-build time over the same loader (throughput build / bare)",
+}
+#: epoch-seconds variants, in page order
+VARIANTS = {
+    "ours": "our CE epoch (engine default callbacks, default progress bar)",
+    "ours_stock_bar": "the same with Lightning's stock `RichProgressBar`",
+    "torch": "bare loop: forward, cross-entropy, backward, SGD step",
+    "cached": "our cached-KD epoch (generation 1, clean cache)",
+    "online": "our online-KD epoch (generation 1, teacher run per batch)",
+    "empty_step": "our fit with an empty `training_step` (returns a constant)",
+    "data_only": "bare loop drawing the batches only",
+    "build": "engine cache build (predict loop, writer, fsync, sha256, manifest)",
+    "inference": "bare `inference_mode` loop of the teacher over the same loader",
+}
+PROFILE_ROWS = 14
+BYTES_GOAL, TOPK_GOAL = 40.0, 0.2
+
+
+def page_name(result: dict[str, Any]) -> str:
+    """``benchmarks.md`` for CPU profiles, ``benchmarks-gpu.md`` for the GPU ones."""
+    return "benchmarks-gpu.md" if result["profile"].startswith("gpu") else "benchmarks.md"
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    return "not measured" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _goal(entry: dict[str, Any]) -> str:
+    return f"{entry['goal'][0]} {entry['goal'][1]}" if entry["goal"] else "report"
+
+
+def _machine(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    loads = [round_load[0] for reg in r["regimes"].values() for round_load in reg["load_average_per_round"]]
+    dirty = m["dirty_files"]
+    tree = "unknown" if dirty is None else "clean tree" if dirty == 0 else f"{dirty} uncommitted file(s) in the tree"
+    s = r["settings"]
+    return "\n".join([
+        "| | |", "|---|---|",
+        f"| machine | {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'} |",
+        f"| torch threads | {m['torch_threads']} |",
+        f"| load average (1, 5, 15 min) | {m['load_average_at_start']} at the start, {r['load_average_at_end']} at "
+        f"the end; 1-minute load at the start of the timing rounds {min(loads):.2f} to {max(loads):.2f} |",
+        f"| date | {m['date']} |",
+        f"| commit | `{m['commit']}` ({tree}) |",
+        f"| versions | torch {m['torch']}, lightning {m['lightning']} |",
+        f"| settings | dataset {s['dataset']}, device {s['device']}, precision {s['precision']}, channels_last "
+        f"{s['channels_last']}, compile {s['compile']}, {s['rounds']} rounds, timed epoch: last of "
+        f"{s['warmup_epochs'] + 1} |",
+    ])
+
+
+def _goals(r: dict[str, Any]) -> str:
+    rows = []
+    for name, reg in r["regimes"].items():
+        for key in GOALS:
+            e = reg[key]
+            rows.append(f"| {name} | `{key}` | {e['value']:.3f} | {e['min']:.3f} to {e['max']:.3f} | {_goal(e)} | "
+                        f"**{e['verdict']}** |")
+    return "\n".join(["| regime | ratio | ratio of medians | per-round range | goal | verdict |",
+                      "|---|---|---|---|---|---|", *rows])
+
+
+def _regime(name: str, g: dict[str, Any]) -> str:
+    st = g["settings"]
+    ratios = "\n".join(f"| `{k}` | {g[k]['value']:.3f} | {g[k]['min']:.3f} to {g[k]['max']:.3f} | {_goal(g[k])} | "
+                       f"{g[k]['verdict']} | {how} |" for k, how in RATIOS.items())
+    secs = "\n".join(f"| {k} | {g['seconds'][k]['min']:.3f} | {g['seconds'][k]['median']:.3f} | "
+                     f"{g['seconds'][k]['max']:.3f} | {how} |" for k, how in VARIANTS.items())
+    prof = list(g["profile_ms_per_step"].items())[:PROFILE_ROWS]
+    profile = "\n".join(f"| `{k}` | {v:.3f} |" for k, v in prof)
+    fl, ips, fin = g["floor_ms_per_step"], g["images_per_s"], g["build_finish_seconds"]
+    return f"""## Regime `{name}`
+
+{g['data']}; backbone `{st['backbone']}`, batch {st['batch_size']}, cache-build batch {st['eval_batch_size']}.
+Median step: bare loop {g['step_ms']['torch']:.2f} ms, ours {g['step_ms']['ours']:.2f} ms.
+
+| ratio | ratio of medians | per-round range | goal | verdict | compares |
+|---|---|---|---|---|---|
+{ratios}
+
+Epoch seconds over the rounds:
+
+| variant | min | median | max | what |
+|---|---|---|---|---|
+{secs}
+
+Throughput (medians): ours {ips['ours']:.0f} images/s, bare {ips['torch']:.0f} images/s; cache build
+{ips['build']:.0f} images/s, bare inference {ips['inference']:.0f} images/s. The build's once-at-the-end work, inside
+its time: fsync {fin['fsync']['median'] * 1000:.1f} ms, sha256 {fin['sha256']['median'] * 1000:.1f} ms (medians).
+
+**Lightning floor**: an empty `training_step` under `Trainer.fit` costs {fl['median']:.2f} ms per step (rounds
+{fl['min']:.2f} to {fl['max']:.2f}) more than drawing the same batches in a bare loop. Against the bare step of
+{g['step_ms']['torch']:.2f} ms that floor alone bounds `lightning_over_torch` at {g['floor_bound']:.3f}.
+
+Where one fit's time goes (Lightning `SimpleProfiler`, one extra fit after the rounds; ms per training step,
+largest {len(prof)} actions; nested actions include their children):
+
+| action | ms/step |
+|---|---|
+{profile}
+"""
+
+
+def _accuracy(r: dict[str, Any]) -> str:
+    acc = r["accuracy"]
+    rows = "\n".join(f"| {k} | {_f(v, 2)} |" for k, v in acc.items())
+    topk = r["topk_minus_full_points"]
+    verdict = "-" if topk is None else "met" if abs(topk) <= TOPK_GOAL else "missed"
+    diffs = "\n".join(f"| `{k}` | {_f(r[k], 2)} | {goal} | {v} |" for k, goal, v in (
+        ("topk_minus_full_points", f"within +-{TOPK_GOAL}", verdict), ("replay_minus_online_points", "report", "-"),
+        ("clean_minus_online_points", "report", "-")))
+    note = f" ({r['note']})" if r.get("note") else ""
+    se = ""
+    if acc.get("clean_full") is not None:
+        p, n = acc["clean_full"] / 100, r["test_images"]
+        se = (f"\nThe binomial standard error of one accuracy near {100 * p:.0f} % on {n:,} test images is "
+              f"{100 * (p * (1 - p) / n) ** 0.5:.2f} points; all students share one seed.\n")
+    return f"""## Accuracy effects of the cache settings
+
+Schedule: {r['schedule']}. Test accuracy in percent{note}:
+
+| run | test accuracy % |
+|---|---|
+{rows}
+
+| difference | points | goal | verdict |
+|---|---|---|---|
+{diffs}
+{se}"""
+
+
+def _ban(b: dict[str, Any]) -> str:
+    gens = ", ".join(f"{s:.1f}" for s in b["train_seconds"])
+    acc = ", ".join(f"{100 * a:.2f}" for a in b["test_acc"])
+    ens = ", ".join(f"{100 * a:.2f}" for a in b["ensemble_acc"])
+    return f"""## Whole born-again recipe
+
+`BornAgainRun.run()` of a teacher and {b['generations'] - 1} students, {b['epochs']} epoch(s) each, {b['data']},
+backbone `{b['backbone']}`, batch {b['batch_size']}: **{b['wall_seconds']:.1f} s** wall (data decoding before it:
+{b['data_setup_seconds']:.1f} s). Fit seconds per generation: {gens}; test accuracy %: {acc}; ensembles of
+generations 0..k: {ens}.
+"""
+
+
+def render_docs(r: dict[str, Any]) -> str:
+    """The page for a result of :func:`run.run_suite` (a pure function of it: ``--render`` reproduces it)."""
+    bpv = r["bytes_per_view"]
+    quick = f"\n> Profile `{r['profile']}`: small sizes; its numbers are indicative only.\n" if r["quick"] else ""
+    regimes = "\n".join(_regime(name, g) for name, g in r["regimes"].items())
+    gpu = r["machine"]["gpu"]
+    gpu_line = (f"This run used the GPU {gpu}." if gpu else
+                "This run's machine had no GPU. `benchmarks/gpu.sh` runs profile `gpu` on one CUDA device; "
+                "`benchmarks/gpu.sh --dry-run` runs the same code path on a CPU with tiny sizes.")
+    return f"""# Benchmarks
+
+Measured by `{r['command']}` (profile `{r['profile']}`, {r['seconds']} s); the result was saved as JSON and
+`python benchmarks/run.py --render FILE` rewrites this page from it without measuring.{quick}
+
+{_machine(r)}
+
+## How it is measured
+
+Our side is always the engine's own path: `BornAgainRun.train` (`Trainer.fit` on `GenerationModule` with the
+run's callbacks, CSV logger, per-epoch checkpoint and default progress bar, drawn as on a terminal) and
+`BornAgainRun.build_cache`. The bare side is a hand-written loop on the same network, data loader, optimizer,
+schedule, precision and device. An epoch is timed from its start to the end of training (its checkpoint included,
+trainer setup excluded). Variants run in interleaved rounds whose order rotates. A ratio is the ratio of the median
+times; its spread is the range of the per-round ratios; a goal is **met** when the ratio of medians and every
+per-round ratio clear it, **missed** when none does, **within noise** otherwise.
+
+## Goals
+
+{_goals(r)}
+
+{regimes}
+## Bytes per cached view ({bpv['classes']} classes)
+
+| format | bytes/view | goal | verdict |
+|---|---|---|---|
+| top-k, k=10 | {bpv['topk10']:.1f} | <= {BYTES_GOAL:.0f} | {'met' if bpv['topk10'] <= BYTES_GOAL else 'missed'} |
+| full float16 | {bpv['full_float16']:.1f} | report | - |
+| full float32 | {bpv['full_float32']:.1f} | report | - |
+
+{_accuracy(r) if 'accuracy' in r else ''}{_ban(r['ban']) if 'ban' in r else ''}
+## GPU
+
+{gpu_line}
+"""
