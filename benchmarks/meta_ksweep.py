@@ -1,7 +1,8 @@
 """The founding notes' questions about K, measured: meta-gradient norm, meta-test accuracy, time and memory against
 the number of inner steps K = 1, 2, 5, 10, 20 for second-order MAML and first-order MAML.
 
-    nice -n 10 python benchmarks/meta_ksweep.py     # -> docs/meta-ksweep.json, docs/img/meta-ksweep.png, page section
+    nice -n 10 python benchmarks/meta_ksweep.py     # -> docs/data/meta-ksweep.json, docs/img/meta-ksweep.png,
+                                                    # and the page section
 
 Every point is a short real ``distill meta`` run (runs/meta-ksweep/<method>-k<K>, reused when finished) of
 recipes/meta/digits-maml-5way.yaml with K inner steps in meta-training and at meta-test, inner lr 0.1 (fixed across K
@@ -24,7 +25,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from meta_results import PAGE, RECIPE, meta_run, write_section  # noqa: E402
+import pages  # noqa: E402
+from meta_results import RECIPE, meta_run  # noqa: E402
 from suite_common import machine  # noqa: E402
 
 KS = (1, 2, 5, 10, 20)
@@ -67,23 +69,6 @@ def figure(points: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def section(points: dict, info: dict) -> str:
-    text = ("| method | K | meta-grad norm, first iteration | mean over 40 | meta-test accuracy % (± 95% CI) | "
-            "s / meta-iteration | autograd MiB / meta-iteration |\n|---|---|---|---|---|---|---|\n")
-    for method in METHODS:
-        for p in points[method]:
-            text += (f"| {method} | {p['K']} | {p['grad_norm_first']:.3g} | {p['grad_norm_mean']:.3g} | "
-                     f"{100 * p['accuracy']:.1f} ± {100 * p['ci95']:.1f} | {p['seconds_per_meta_iteration']:.3f} | "
-                     f"{p['graph_mib']:.1f} |\n")
-    m = info["machine"]
-    text += (f"\n![meta-gradient norm, accuracy and time against K](img/meta-ksweep.png)\n\n"
-             f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores shared with other jobs, load average "
-             f"{m['load_average_at_start']} at start, {info['load_average_at_end']} at end), {info['threads']} "
-             f"thread(s), commit `{m['commit'][:10]}`, by `benchmarks/meta_ksweep.py` (total "
-             f"{info['wall_seconds']:.0f} s).\n")
-    return text
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "meta-ksweep")
@@ -108,9 +93,10 @@ def main() -> None:
                 "seconds_per_meta_iteration": r["seconds_per_meta_iteration"],
                 "graph_mib": r["graph_mib_per_meta_iteration"], "wall_seconds": wall})
     info.update(wall_seconds=time.perf_counter() - start, load_average_at_end=[round(x, 2) for x in os.getloadavg()])
-    (ROOT / "docs" / "meta-ksweep.json").write_text(json.dumps({"info": info, "points": points}, indent=1) + "\n")
+    doc = {"info": info, "points": points}
+    (ROOT / "docs" / "data" / "meta-ksweep.json").write_text(json.dumps(doc, indent=1) + "\n")
     figure(points, ROOT / "docs" / "img" / "meta-ksweep.png")
-    write_section(PAGE, "meta-ksweep", section(points, info))
+    pages.render(["meta-ksweep"])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 multi-task pretraining (K = 0 in meta-training, the paper's "pretrained" comparison), each adapted with 10 SGD steps
 on the 10 support points of 600 meta-test sinusoids.
 
-    nice -n 10 python benchmarks/meta_sinusoid.py     # -> docs/meta-sinusoid.json + the page section
+    nice -n 10 python benchmarks/meta_sinusoid.py     # -> docs/data/meta-sinusoid.json + the page section
 
 Runs go to runs/meta-sinusoid/<name> (reused when finished): recipes/meta/sinusoid-maml.yaml with 4 epochs of 100
 meta-iterations (meta-batch 25) instead of 10.
@@ -21,7 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from meta_results import PAGE, meta_run, write_section  # noqa: E402
+import pages  # noqa: E402
+from meta_results import meta_run  # noqa: E402
 from suite_common import machine  # noqa: E402
 
 RECIPE = "recipes/meta/sinusoid-maml.yaml"
@@ -42,21 +43,14 @@ def main() -> None:
     runs = {name: meta_run(RECIPE, [*extra, *SCHEDULE], args.out / f"run{i}")
             for i, (name, extra) in enumerate(RUNS.items())}
     info.update(wall_seconds=time.perf_counter() - start, load_average_at_end=[round(x, 2) for x in os.getloadavg()])
-    text = "| method | meta-test MSE after 10 steps (± 95% CI) | s / meta-iteration | wall s |\n|---|---|---|---|\n"
     rows = {}
     for name, (r, wall) in runs.items():
         t = r["test"]
         rows[name] = {"mse": t["mean"], "ci95": t["ci95"], "episodes": t["episodes"],
                       "seconds_per_meta_iteration": r["seconds_per_meta_iteration"], "wall_seconds": wall}
-        secs = r["seconds_per_meta_iteration"]
-        text += f"| {name} | {t['mean']:.3f} ± {t['ci95']:.3f} | {secs:.4f} | {wall:.0f} |\n"
-    m = info["machine"]
-    text += (f"\n{rows[next(iter(rows))]['episodes']} meta-test sinusoids, the same for every row. Measured "
-             f"{m['date']} on {m['cpu']} ({m['cores']} cores shared with other jobs, load average "
-             f"{m['load_average_at_start']} at start, {info['load_average_at_end']} at end), 1 thread, commit "
-             f"`{m['commit'][:10]}`, by `benchmarks/meta_sinusoid.py` (total {info['wall_seconds']:.0f} s).\n")
-    (ROOT / "docs" / "meta-sinusoid.json").write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
-    write_section(PAGE, "meta-sinusoid", text)
+    doc = {"info": info, "rows": rows}
+    (ROOT / "docs" / "data" / "meta-sinusoid.json").write_text(json.dumps(doc, indent=1) + "\n")
+    pages.render(["meta-sinusoid"])
 
 
 if __name__ == "__main__":

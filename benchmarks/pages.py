@@ -6,10 +6,11 @@ A page holds a section between two markers::
     ...
     <!-- end generated: NAME -->
 
-The measuring scripts (``benchmarks/quickstart.py``, ``benchmarks/results.py``, ``benchmarks/backbones.py``) write the
-JSON, with the machine, date and commit it was measured on, then call :func:`render`. ``python benchmarks/pages.py``
-re-renders every section from the JSON on disk (``--check`` only compares); ``tests/test_pages.py`` checks that
-each page's section is exactly what its JSON renders to, so a number typed into a page by hand fails the tests.
+The measuring scripts (``benchmarks/quickstart.py``, ``benchmarks/results.py``, ``benchmarks/backbones.py``,
+``benchmarks/meta_results.py``, ``benchmarks/meta_ksweep.py``, ``benchmarks/meta_sinusoid.py``) write the JSON,
+with the machine, date and commit it was measured on, then call :func:`render`. ``python benchmarks/pages.py``
+re-renders every section from the JSON on disk (``--check`` only compares); ``tests/test_pages.py`` checks that each
+page's section is exactly what its JSON renders to, so a number typed into a page by hand fails the tests.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ def _load_renderers() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import page_sections  # noqa: F401  (registers the renderers)
+        import page_sections_meta  # noqa: F401
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
 

@@ -26,7 +26,8 @@ def pages():
 
 def test_every_generated_section_matches_its_json(pages) -> None:
     assert set(pages.SECTIONS) >= {"quickstart-readme", "quickstart-page", "recipes-digits", "recipes-fashion",
-                                   "results", "backbones-small", "backbones-families"}
+                                   "results", "backbones-small", "backbones-families",
+                                   "meta-results", "meta-ksweep", "meta-sinusoid"}
     assert pages.mismatches() == []
 
 
@@ -74,3 +75,19 @@ def test_results_verdicts_come_from_the_paired_differences(pages) -> None:
     assert "the worst student is +0.00) — **met**" in text and "(+0.65) — **met**" in text
     entry["seeds"]["1"] = _run([0.810, 0.802, 0.809], 0.820)  # gen-1 - gen-0 mean (0.4 - 0.8) / 2 = -0.2
     assert "the worst student is -0.20) — **not met**" in "\n".join(ps.results_dataset("toy", entry, goal))
+
+
+def test_meta_sections_derive_their_counts_from_the_json(pages) -> None:
+    import page_sections_meta as psm
+
+    # 3 epochs x 90 training episodes / meta-batch 6 = 45 meta-iterations, whatever order the overrides come in
+    schedule = ["--episodes.meta_batch", "6", "--trainer.max_epochs", "3", "--episodes.train_episodes", "90"]
+    assert psm.meta_iterations(schedule) == 45
+    row = {"mse": 0.5, "ci95": 0.01, "episodes": 600, "seconds_per_meta_iteration": 0.1, "wall_seconds": 9.6}
+    info = {"machine": {"date": "d", "cpu": "c", "cores": 2, "load_average_at_start": [1.0], "torch": "t",
+                        "commit": "0123456789abc"}, "threads": 2, "load_average_at_end": [2.0], "wall_seconds": 20.4}
+    text = psm.meta_sinusoid({"info": info, "rows": {"a": row, "b": row | {"mse": 0.25}}})
+    assert "| b | 0.250 ± 0.010 | 0.1000 | 10 |" in text and "600 meta-test sinusoids" in text
+    assert "2 threads, commit `0123456789`" in text and "(total 20 s)" in text
+    with pytest.raises(ValueError, match="differ"):  # "the same for every row" is checked, not assumed
+        psm.meta_sinusoid({"info": info, "rows": {"a": row, "b": row | {"episodes": 200}}})
