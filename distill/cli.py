@@ -7,6 +7,7 @@ import os
 import pickle
 import sys
 import warnings
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -77,48 +78,83 @@ def _pop_option(args: list[str], name: str, takes_value: bool) -> str | bool | N
     return None
 
 
+@dataclass
+class RunRequest:
+    """What ``distill run`` and ``distill meta`` take besides recipe overrides: where, and whether to resume.
+
+    Attributes:
+        recipe: the recipe path (a resumed run's own ``config.yaml`` when none is given).
+        overrides: the remaining ``--KEY VALUE`` arguments.
+        out: ``--out``; print_config, resume, force: the flags.
+    """
+
+    recipe: str | None
+    overrides: list[str]
+    out: str | None
+    print_config: bool
+    resume: bool
+    force: bool
+
+    @classmethod
+    def parse(cls, argv: list[str]) -> RunRequest | int:
+        """Pop the options from ``argv``; an exit code (after one error line) when ``--resume`` has no run."""
+        args = list(argv)
+        out = _pop_option(args, "--out", True)
+        print_config = bool(_pop_option(args, "--print_config", False))
+        resume, force = bool(_pop_option(args, "--resume", False)), bool(_pop_option(args, "--force", False))
+        recipe = args.pop(0) if args and not args[0].startswith("-") else None
+        if resume:
+            if not out:
+                return _fail("--resume needs --out RUN, the run directory to continue")
+            if not (Path(out) / "config.yaml").is_file():
+                return _fail(f"--resume: {out} is not a run directory (no config.yaml)")
+            recipe = recipe or str(Path(out) / "config.yaml")
+        return cls(recipe, args, out, print_config, resume, force)
+
+    def check_run_dir(self, run_dir: Path, resolved: str, fresh_check: bool = True) -> int | None:
+        """None when ``run_dir`` may be used: a resumed run's recipe is unchanged (or ``--force``), a fresh run's
+        directory is empty or absent (checked only where ``fresh_check``: rank 0). Else an exit code after one line."""
+        from distill.state import config_diff
+
+        if self.resume:
+            changed = config_diff((run_dir / "config.yaml").read_text(), resolved)
+            if changed and not self.force:
+                return _fail(f"the recipe differs from {run_dir}/config.yaml: {'; '.join(changed)} "
+                             "(add --force to continue with the new values)")
+        elif fresh_check and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            return _fail(f"output directory {run_dir} exists and is not empty; choose another --out or add --resume")
+        return None
+
+
 @COMMANDS.register("run")
 def run_command(argv: list[str]) -> int:
     """``distill run RECIPE [--out DIR] [--resume [--force]] [--print_config] [overrides]``."""
     from distill.config import RecipeError, build_parser, dump_config
     from distill.distributed import env_is_global_zero
     from distill.resolve import load_recipe
-    from distill.state import config_diff
 
     parser = build_parser()
     if any(a in ("-h", "--help") for a in argv):
         print(RUN_HELP)
         parser.print_help()
         return 0
-    args = list(argv)
-    out = _pop_option(args, "--out", True)
-    print_config = _pop_option(args, "--print_config", False)
-    resume, force = _pop_option(args, "--resume", False), _pop_option(args, "--force", False)
-    recipe = args.pop(0) if args and not args[0].startswith("-") else None
-    if resume:
-        if not out:
-            return _fail("--resume needs --out RUN, the run directory to continue")
-        if not (Path(out) / "config.yaml").is_file():
-            return _fail(f"--resume: {out} is not a run directory (no config.yaml)")
-        recipe = recipe or str(Path(out) / "config.yaml")
+    request = RunRequest.parse(argv)
+    if isinstance(request, int):
+        return request
     try:
-        recipe_obj = load_recipe(recipe, args, parser)
+        recipe_obj = load_recipe(request.recipe, request.overrides, parser)
     except RecipeError as e:
         return _fail(str(e))
     resolved = dump_config(recipe_obj.cfg, parser)
-    if print_config:
+    if request.print_config:
         sys.stdout.write(resolved)
         return 0
-    name = Path(recipe).stem if recipe else "recipe"
-    run_dir = Path(out) if out else _default_run_dir(name)
-    if resume:
+    name = Path(request.recipe).stem if request.recipe else "recipe"
+    run_dir = Path(request.out) if request.out else _default_run_dir(name)
+    if request.resume:
         name = _recipe_name(run_dir, name)
-        changed = config_diff((run_dir / "config.yaml").read_text(), resolved)
-        if changed and not force:
-            return _fail(f"the recipe differs from {run_dir}/config.yaml: {'; '.join(changed)} "
-                         "(add --force to continue with the new values)")
-    elif env_is_global_zero() and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        return _fail(f"output directory {run_dir} exists and is not empty; choose another --out or add --resume")
+    if (failed := request.check_run_dir(run_dir, resolved, fresh_check=env_is_global_zero())) is not None:
+        return failed
     return _train(recipe_obj, run_dir, name, resolved)
 
 

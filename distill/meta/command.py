@@ -41,42 +41,32 @@ def _table(results: dict) -> Table:
 def meta_main(argv: list[str]) -> int:
     """Entry of ``distill meta`` (see :data:`META_HELP`)."""
     from distill.cache.manifest import atomic_write_text
-    from distill.cli import _fail, _pop_option, _user_errors
+    from distill.cli import RunRequest, _fail, _user_errors
     from distill.config import RecipeError
     from distill.meta.config import build_meta_parser, dump_meta_config, parse_meta_recipe
     from distill.meta.run import MetaRun
-    from distill.state import config_diff
 
     parser = build_meta_parser()
     if any(a in ("-h", "--help") for a in argv):
         print(META_HELP)
         parser.print_help()
         return 0
-    args = list(argv)
-    out = _pop_option(args, "--out", True)
-    print_config = _pop_option(args, "--print_config", False)
-    resume, force = _pop_option(args, "--resume", False), _pop_option(args, "--force", False)
-    recipe = args.pop(0) if args and not args[0].startswith("-") else None
-    if resume:
-        if not out or not (Path(out) / "config.yaml").is_file():
-            return _fail(f"--resume needs --out RUN, a meta run directory (no config.yaml in {out})")
-        recipe = recipe or str(Path(out) / "config.yaml")
+    request = RunRequest.parse(argv)
+    if isinstance(request, int):
+        return request
     try:
-        cfg = parse_meta_recipe(recipe, args, parser)
+        cfg = parse_meta_recipe(request.recipe, request.overrides, parser)
     except RecipeError as e:
         return _fail(str(e))
     resolved = dump_meta_config(cfg, parser)
-    if print_config:
+    if request.print_config:
         sys.stdout.write(resolved)
         return 0
-    run_dir = Path(out) if out else Path("runs") / f"{Path(recipe or 'meta').stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    if resume:
-        changed = config_diff((run_dir / "config.yaml").read_text(), resolved)
-        if changed and not force:
-            return _fail(f"the recipe differs from {run_dir}/config.yaml: {'; '.join(changed)} "
-                         "(add --force to continue with the new values)")
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        return _fail(f"output directory {run_dir} exists and is not empty; choose another --out or add --resume")
+    recipe = request.recipe
+    run_dir = Path(request.out) if request.out else \
+        Path("runs") / f"{Path(recipe or 'meta').stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    if (failed := request.check_run_dir(run_dir, resolved)) is not None:
+        return failed
     console = Console(width=None if sys.stdout.isatty() else 120)
     for noise in (".*does not have many workers.*", ".*LeafSpec.*", ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", noise)
