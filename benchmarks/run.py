@@ -39,16 +39,21 @@ from suite_timing import run_timing  # noqa: E402
 def run_suite(profile: Profile, work: Path, command: str = "python benchmarks/run.py") -> dict[str, Any]:
     """Every measurement of the suite with ``profile``'s sizes; returns the result dictionary (JSON-ready)."""
     start = time.perf_counter()
+    threads = torch.get_num_threads()
     if profile.threads:
         torch.set_num_threads(profile.threads)
-    result: dict[str, Any] = {"profile": profile.name, "quick": profile.quick, "command": command,
-                              "machine": machine(), "settings": json.loads(json.dumps(asdict(profile), default=str))}
-    result.update(run_timing(profile, work / "timing"))
-    result["bytes_per_view"] = bytes_per_view(profile, work)
-    if profile.accuracy:
-        result.update(run_accuracy(profile, work / "accuracy"))
-    if profile.ban_epochs:
-        result["ban"] = ban_recipe(profile, work / "ban")
+    try:  # the caller's thread count comes back: runs after this one in the process must not inherit the profile's
+        result: dict[str, Any] = {"profile": profile.name, "quick": profile.quick, "command": command,
+                                  "machine": machine(),
+                                  "settings": json.loads(json.dumps(asdict(profile), default=str))}
+        result.update(run_timing(profile, work / "timing"))
+        result["bytes_per_view"] = bytes_per_view(profile, work)
+        if profile.accuracy:
+            result.update(run_accuracy(profile, work / "accuracy"))
+        if profile.ban_epochs:
+            result["ban"] = ban_recipe(profile, work / "ban")
+    finally:
+        torch.set_num_threads(threads)
     result["load_average_at_end"] = load_average()
     result["seconds"] = round(time.perf_counter() - start, 1)
     return json.loads(json.dumps(result, default=str))

@@ -96,6 +96,9 @@ class FiniteLossGuard(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._check_pending()  # before the epoch's checkpoint (checkpoint callbacks run last)
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check_pending()  # a checkpoint saved at validation end must not hold the unchecked step
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._check_pending()
 

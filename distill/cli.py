@@ -210,12 +210,15 @@ def sweep_command(argv: list[str]) -> int:
         spec = SweepSpec(args.key, parse_values(args.values) if args.values else None, args.order, args.patience,
                          args.low, args.high, args.log, args.trials, args.seed)
         first = spec.ordered()[0] if spec.values is not None else args.low
-        load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, first)])  # all valid
+        recipe = load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, first)])
+        if args.metric == "val" and not float(recipe.cfg.data.get("val_fraction") or 0):
+            raise SweepError("--metric val needs a validation split: set data.val_fraction (datasets that take it) "
+                             "or sweep on --metric test")
     except (SweepError, RecipeError) as e:
         return _fail(str(e))
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported below, as one line
     out = Path(args.out or Path("runs") / f"sweep-{Path(args.recipe).stem}-{args.key}")
     objective = run_objective(args.recipe, overrides, args.key, args.metric, run_command)
     try:

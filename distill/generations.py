@@ -317,6 +317,8 @@ class BornAgainRun:
                     raise
                 raise BackboneError(f"backbone {spec.label!r} cannot be built: {e}") from None
             check_output(model, sample, self.dm.num_classes, spec.label)
+            if (check := getattr(TASKS.get(spec.task), "check_network", None)) is not None:
+                check(spec, model)  # what the task itself needs of the network, as a RecipeError
             networks[spec.index] = model
             if spec.members:  # the features its loss reads exist in both networks and fit the loss
                 check_features(loss_for(spec.index, spec.kd), networks[spec.index], networks[spec.members[0]],

@@ -8,7 +8,7 @@ Strategies:
 * a fixed list, ``--order given``: every value in the order written (``--patience`` still applies if set);
 * a continuous key (``--low A --high B [--log] --trials N``): Optuna's TPE sampler.
 
-Lists run through Optuna's :class:`~optuna.samplers.GridSampler` over the values (each value enqueued in order).
+Lists run as Optuna trials enqueued in order (:meth:`optuna.Study.enqueue_trial`), one value each.
 The study lives in ``--storage`` (default ``sqlite:///OUT/study.db``): running the same command again resumes it --
 finished trials are reused, a trial killed mid-run (no heartbeat for a minute) is marked failed and its run
 directory continued with ``distill run --resume``; several machines can share one study through an RDB URL, and
@@ -114,7 +114,9 @@ def run_sweep(spec: SweepSpec, objective: Objective, out: Path, storage: str | N
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = study_name or f"sweep-{spec.key}"
     if spec.values is not None:
-        sampler = optuna.samplers.GridSampler({spec.key: list(spec.values)}, seed=spec.seed)
+        # Every value is enqueued in order (below), so the sampler never chooses; GridSampler's own bookkeeping
+        # would fail on enqueued trials (KeyError 'grid_id' once one grid point is left, Optuna 5).
+        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=spec.seed)
     study = optuna.create_study(study_name=name, storage=storage_for(storage, heartbeat), sampler=sampler,
@@ -226,8 +228,8 @@ def metric_of(run_dir: Path, metric: str) -> float:
         with open(log) as f:
             values = [float(r["val/acc"]) for r in csv.DictReader(f) if r.get("val/acc")]
     if not values:
-        raise SweepError(f"{run_dir}: no val/acc logged; give the data a validation split (--data.val_fraction 0.1) "
-                         "or sweep on --metric test")
+        raise SweepError(f"{run_dir}: no val/acc logged; give the data a validation split (e.g. --data.val_fraction "
+                         "0.1 where the dataset takes it) or sweep on --metric test")
     return values[-1]
 
 

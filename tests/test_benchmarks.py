@@ -51,9 +51,13 @@ def test_verdict_reads_the_whole_spread(suite):
 
 @pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST files not found (the accuracy part needs them)")
 def test_tiny_suite_writes_every_key_and_render_reproduces_the_page(suite, tmp_path):
+    import torch
     from suite_common import TINY
 
+    threads = torch.get_num_threads()
     result = suite.run_suite(TINY, tmp_path / "work", "python benchmarks/run.py --profile tiny")
+    # The profile's one thread must not leak into later in-process runs (resume tests compare them with subprocesses).
+    assert torch.get_num_threads() == threads
     assert set(result["regimes"]) == {"small", "large"}
     for regime in result["regimes"].values():
         assert REGIME_KEYS <= set(regime) and set(regime["seconds"]) == VARIANTS

@@ -23,6 +23,7 @@ BAD_OVERRIDES = {
     "unknown teacher": (["--kd.teacher", "best"], "kd.teacher"),
     "unknown cache mode": (["--cache.mode", "replay2"], "cache.mode"),
     "unknown backbone": (["--backbone", "small_cnnn"], "small_cnn"),
+    "prompted task on a plain backbone": (["--task", "prompted"], "task prompted needs backbone prompted_vit"),
     "unknown dataset": (["--data", '{"name": "digitz"}'], "digits"),
     "unknown data option": (["--data", '{"name": "digits", "batchsize": 3}'], "data.batchsize"),
     "unknown optimizer": (["--optimizer.name", "sgdd"], "sgd"),

@@ -92,6 +92,19 @@ def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
                    "--out", str(tmp_path / "s")) == 2
     assert "kd.nope" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+    # The default objective is validation accuracy: a recipe without a validation split is refused before any trial.
+    assert run_cli("sweep", "recipes/digits-ban.yaml", "--key", "optimizer.lr", "--values", "0.05",
+                   "--out", str(tmp_path / "v")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--metric val needs a validation split" in err
+    assert not (tmp_path / "v").exists()
+
+
+def test_a_one_value_sweep_finishes(tmp_path) -> None:
+    calls: list = []
+    study = run_sweep(SweepSpec("length", values=(4,)), stub(calls), tmp_path)
+    assert calls == [4]
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE]
 
 
 def test_a_tiny_real_sweep(tmp_path) -> None:

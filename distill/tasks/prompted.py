@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from distill.config import RecipeError
 from distill.losses import loss_for
 from distill.models import create_backbone
 from distill.optim import build_optimizer
@@ -47,6 +48,13 @@ def build_network(spec: GenerationSpec, context: TaskContext) -> PromptedViT:
 @TASKS.register("prompted")
 class PromptedModule(GenerationModule):
     """A :class:`~distill.tasks.born_again.GenerationModule` whose student is a prompted frozen ViT."""
+
+    @classmethod
+    def check_network(cls, spec: GenerationSpec, network: nn.Module) -> None:
+        """Preflight: the backbone is a prompted ViT (one line, exit 2, before the run directory exists)."""
+        if not isinstance(network, PromptedViT):
+            raise RecipeError(f"task prompted needs backbone prompted_vit (a frozen ViT with prompts), got "
+                              f"{spec.label!r} (generation {spec.index})")
 
     @classmethod
     def create(cls, spec: GenerationSpec, context: TaskContext) -> PromptedModule:
