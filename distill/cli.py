@@ -220,6 +220,17 @@ def sweep_command(argv: list[str]) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported below, as one line
     out = Path(args.out or Path("runs") / f"sweep-{Path(args.recipe).stem}-{args.key}")
+    if out.exists() and not out.is_dir():
+        return _fail(f"--out {out} exists and is not a directory")
+    if args.storage:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(args.storage)
+        except ArgumentError:
+            return _fail(f"--storage {args.storage!r} is not a database URL (e.g. sqlite:///study.db, "
+                         "postgresql://user@host/db)")
     objective = run_objective(args.recipe, overrides, args.key, args.metric, run_command)
     try:
         study = run_sweep(spec, objective, out, args.storage, args.study)

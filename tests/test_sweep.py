@@ -98,6 +98,14 @@ def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--metric val needs a validation split" in err
     assert not (tmp_path / "v").exists()
+    (tmp_path / "file").write_text("")
+    for bad, words in ((["--out", str(tmp_path / "file")], "not a directory"),
+                       (["--out", str(tmp_path / "u"), "--storage", "notaurl"], "not a database URL")):
+        assert run_cli("sweep", "recipes/digits-ban.yaml", "--key", "optimizer.lr", "--values", "0.05", "--metric",
+                       "test", *bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err
+    assert not (tmp_path / "u").exists()
 
 
 def test_a_one_value_sweep_finishes(tmp_path) -> None:
