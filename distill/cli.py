@@ -10,7 +10,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -111,6 +111,30 @@ class RunRequest:
             recipe = recipe or str(Path(out) / "config.yaml")
         return cls(recipe, args, out, print_config, resume, force)
 
+    @classmethod
+    def prepare(cls, argv: list[str], parser: Any, help_text: str, load: Callable[[str | None, list[str]], Any],
+                dump: Callable[[Any], str]) -> tuple[RunRequest, Any, str] | int:
+        """Help, options, the loaded recipe (``load(recipe, overrides)``) and its YAML (``dump``), or an exit code:
+        0 after ``--help`` or ``--print_config``, 2 after one error line."""
+        from distill.config import RecipeError
+
+        if any(a in ("-h", "--help") for a in argv):
+            print(help_text)
+            parser.print_help()
+            return 0
+        request = cls.parse(argv)
+        if isinstance(request, int):
+            return request
+        try:
+            loaded = load(request.recipe, request.overrides)
+        except RecipeError as e:
+            return _fail(str(e))
+        resolved = dump(loaded)
+        if request.print_config:
+            sys.stdout.write(resolved)
+            return 0
+        return request, loaded, resolved
+
     def check_run_dir(self, run_dir: Path, resolved: str, fresh_check: bool = True) -> int | None:
         """None when ``run_dir`` may be used: a resumed run's recipe is unchanged (or ``--force``), a fresh run's
         directory is empty or absent (checked only where ``fresh_check``: rank 0). Else an exit code after one line."""
@@ -129,26 +153,17 @@ class RunRequest:
 @COMMANDS.register("run")
 def run_command(argv: list[str]) -> int:
     """``distill run RECIPE [--out DIR] [--resume [--force]] [--print_config] [overrides]``."""
-    from distill.config import RecipeError, build_parser, dump_config
+    from distill.config import build_parser, dump_config
     from distill.distributed import env_is_global_zero
     from distill.resolve import load_recipe
 
     parser = build_parser()
-    if any(a in ("-h", "--help") for a in argv):
-        print(RUN_HELP)
-        parser.print_help()
-        return 0
-    request = RunRequest.parse(argv)
-    if isinstance(request, int):
-        return request
-    try:
-        recipe_obj = load_recipe(request.recipe, request.overrides, parser)
-    except RecipeError as e:
-        return _fail(str(e))
-    resolved = dump_config(recipe_obj.cfg, parser)
-    if request.print_config:
-        sys.stdout.write(resolved)
-        return 0
+    prepared = RunRequest.prepare(argv, parser, RUN_HELP,
+                                  lambda recipe, overrides: load_recipe(recipe, overrides, parser),
+                                  lambda loaded: dump_config(loaded.cfg, parser))
+    if isinstance(prepared, int):
+        return prepared
+    request, recipe_obj, resolved = prepared
     name = Path(request.recipe).stem if request.recipe else "recipe"
     run_dir = Path(request.out) if request.out else _default_run_dir(name)
     if request.resume:

@@ -81,6 +81,14 @@ def parse_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParse
         RecipeError: missing file, malformed YAML, unknown key, wrong type, out-of-range value, unknown name.
     """
     parser = parser or build_parser()
+    cfg = parse_with(parser, recipe, overrides)
+    validate(cfg, parser)
+    return cfg
+
+
+def parse_with(parser: ArgumentParser, recipe: str | None, overrides: list[str]) -> Namespace:
+    """``parser`` on a recipe file plus dotted overrides, every file or parse problem as one :class:`RecipeError`
+    line (a directory, a missing, unreadable or empty file, malformed YAML, an unknown key, a wrong type)."""
     args = list(overrides)
     if recipe is not None:
         if Path(recipe).is_dir():
@@ -98,7 +106,6 @@ def parse_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParse
         cfg = parser.parse_args(args)
     except Exception as e:  # jsonargparse raises ArgumentError (and others) for user input; make it one line
         raise RecipeError(one_line(e)) from None
-    validate(cfg, parser)
     return cfg
 
 

@@ -280,3 +280,7 @@ def test_bad_meta_input_is_one_line_and_exit_2_before_the_run_directory(tmp_path
     assert "did you mean 'maml'" in err and len(err.strip().splitlines()) == 1 and not out.exists()
     assert run_cli("meta", "recipes/meta/digits-maml-5way.yaml", "--out", str(out), "--inner.steps", "-1") == 2
     assert "inner.steps" in capsys.readouterr().err
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")  # the engine's recipe-file checks apply to meta recipes too
+    assert run_cli("meta", str(empty), "--out", str(out)) == 2
+    assert f"recipe file {empty} is empty" in capsys.readouterr().err and not out.exists()

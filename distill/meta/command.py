@@ -42,26 +42,16 @@ def meta_main(argv: list[str]) -> int:
     """Entry of ``distill meta`` (see :data:`META_HELP`)."""
     from distill.cache.manifest import atomic_write_text
     from distill.cli import RunRequest, _fail, _user_errors
-    from distill.config import RecipeError
     from distill.meta.config import build_meta_parser, dump_meta_config, parse_meta_recipe
     from distill.meta.run import MetaRun
 
     parser = build_meta_parser()
-    if any(a in ("-h", "--help") for a in argv):
-        print(META_HELP)
-        parser.print_help()
-        return 0
-    request = RunRequest.parse(argv)
-    if isinstance(request, int):
-        return request
-    try:
-        cfg = parse_meta_recipe(request.recipe, request.overrides, parser)
-    except RecipeError as e:
-        return _fail(str(e))
-    resolved = dump_meta_config(cfg, parser)
-    if request.print_config:
-        sys.stdout.write(resolved)
-        return 0
+    prepared = RunRequest.prepare(argv, parser, META_HELP,
+                                  lambda recipe, overrides: parse_meta_recipe(recipe, overrides, parser),
+                                  lambda cfg: dump_meta_config(cfg, parser))
+    if isinstance(prepared, int):
+        return prepared
+    request, cfg, resolved = prepared
     recipe = request.recipe
     run_dir = Path(request.out) if request.out else \
         Path("runs") / f"{Path(recipe or 'meta').stem}-{datetime.now():%Y%m%d-%H%M%S}"

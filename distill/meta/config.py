@@ -10,13 +10,12 @@ evaluated on the same meta-test episodes). Mistakes are :class:`~distill.config.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, Optional
 
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from distill.config import RecipeError, one_line
+from distill.config import RecipeError, parse_with
 from distill.meta.module import ADAPT, METHODS
 from distill.meta.networks import NETWORKS
 
@@ -95,16 +94,7 @@ def build_meta_parser() -> ArgumentParser:
 
 def parse_meta_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParser | None = None) -> Namespace:
     """Parse a meta recipe file plus dotted overrides and check it (raises :class:`RecipeError`)."""
-    parser = parser or build_meta_parser()
-    args = list(overrides)
-    if recipe is not None:
-        if not Path(recipe).is_file():
-            raise RecipeError(f"recipe file not found: {recipe}")
-        args = ["--config", str(recipe), *args]
-    try:
-        cfg = parser.parse_args(args)
-    except Exception as e:  # jsonargparse raises ArgumentError (and others) for user input; make it one line
-        raise RecipeError(one_line(e)) from None
+    cfg = parse_with(parser or build_meta_parser(), recipe, overrides)
     check_meta(cfg)
     return cfg
 
@@ -143,9 +133,7 @@ def default_network(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def dump_meta_config(cfg: Namespace, parser: ArgumentParser | None = None) -> str:
-    """The resolved recipe as YAML (loadable again)."""
-    parser = parser or build_meta_parser()
-    cfg = cfg.clone()
-    if "config" in cfg:
-        del cfg["config"]
-    return parser.dump(cfg, skip_none=False)
+    """The resolved recipe as YAML (loadable again): :func:`distill.config.dump_config` with the meta parser."""
+    from distill.config import dump_config
+
+    return dump_config(cfg, parser or build_meta_parser())
