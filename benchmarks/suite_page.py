@@ -9,6 +9,8 @@ from suite_timing import GOALS
 #: ratio keys of a regime, in page order, with what each compares
 RATIOS = {
     "lightning_over_torch": "bare epoch time / our epoch time (throughput ours / bare)",
+    "plain_over_torch": "bare epoch / the same math as the smallest LightningModule under a plain `Trainer`",
+    "ours_over_plain": "that plain-`Trainer` epoch / our epoch (what the engine adds to Lightning's loop)",
     "cached_over_ce": "cached-KD epoch / our CE epoch",
     "online_over_ce": "online-KD epoch (teacher runs every batch) / our CE epoch",
     "stock_bar_over_ours": "our CE epoch with Lightning's stock rich bar / with the engine's default bar",
@@ -22,6 +24,8 @@ VARIANTS = {
     "cached": "our cached-KD epoch (generation 1, clean cache)",
     "online": "our online-KD epoch (generation 1, teacher run per batch)",
     "empty_step": "our fit with an empty `training_step` (returns a constant)",
+    "plain": "the smallest LightningModule (cross-entropy step) under a plain `Trainer`: no logger, checkpoint, bar",
+    "plain_empty": "the same with an empty `training_step`",
     "data_only": "bare loop drawing the batches only",
     "build": "engine cache build (predict loop, writer, fsync, sha256, manifest)",
     "inference": "bare `inference_mode` loop of the teacher over the same loader",
@@ -83,7 +87,12 @@ def _regime(name: str, g: dict[str, Any]) -> str:
                      f"{g['seconds'][k]['max']:.3f} | {how} |" for k, how in VARIANTS.items())
     prof = list(g["profile_ms_per_step"].items())[:PROFILE_ROWS]
     profile = "\n".join(f"| `{k}` | {v:.3f} |" for k, v in prof)
-    fl, ips, fin = g["floor_ms_per_step"], g["images_per_s"], g["build_finish_seconds"]
+    fl, pfl, ips, fin = g["floor_ms_per_step"], g["plain_floor_ms_per_step"], g["images_per_s"], \
+        g["build_finish_seconds"]
+    extra, above = g["extra_ms_per_step"], g["above_floor_ms_per_step"]
+    calls = g["floor_python_calls_per_step"]
+    call_rows = "\n".join(f"| {k} | {v['calls']:.0f} | {v['own_ms']:.3f} |" for k, v in calls.items())
+    total_calls = sum(v["calls"] for v in calls.values())
     return f"""## Regime `{name}`
 
 {g['data']}; backbone `{st['backbone']}`, batch {st['batch_size']}, cache-build batch {st['eval_batch_size']}.
@@ -103,9 +112,19 @@ Throughput (medians): ours {ips['ours']:.0f} images/s, bare {ips['torch']:.0f} i
 {ips['build']:.0f} images/s, bare inference {ips['inference']:.0f} images/s. The build's once-at-the-end work, inside
 its time: fsync {fin['fsync']['median'] * 1000:.1f} ms, sha256 {fin['sha256']['median'] * 1000:.1f} ms (medians).
 
-**Lightning floor**: an empty `training_step` under `Trainer.fit` costs {fl['median']:.2f} ms per step (rounds
-{fl['min']:.2f} to {fl['max']:.2f}) more than drawing the same batches in a bare loop. Against the bare step of
-{g['step_ms']['torch']:.2f} ms that floor alone bounds `lightning_over_torch` at {g['floor_bound']:.3f}.
+**Lightning floor**: an empty `training_step` under the run's `Trainer.fit` costs {fl['median']:.2f} ms per step
+(rounds {fl['min']:.2f} to {fl['max']:.2f}) more than drawing the same batches in a bare loop; under a plain `Trainer`
+(no logger, checkpoint, progress bar or callbacks) {pfl['median']:.2f} ms (rounds {pfl['min']:.2f} to
+{pfl['max']:.2f}), Lightning's own loop. Against the bare step of {g['step_ms']['torch']:.2f} ms the floor alone bounds
+`lightning_over_torch` at {g['floor_bound']:.3f}. Our epoch costs {extra['median']:.2f} ms per step more than the bare
+loop (rounds {extra['min']:.2f} to {extra['max']:.2f}); less the floor, round by round, {_above(above)}.
+
+The floor fit's Python, per training step ({total_calls:.0f} function calls; `cProfile` over its training epochs,
+checkpoint included, setup not; own times are inflated by the profiler, the counts are exact):
+
+| package | calls/step | own ms/step under cProfile |
+|---|---|---|
+{call_rows}
 
 Where one fit's time goes (Lightning `SimpleProfiler`, one extra fit after the rounds; ms per training step,
 largest {len(prof)} actions; nested actions include their children):
@@ -114,6 +133,16 @@ largest {len(prof)} actions; nested actions include their children):
 |---|---|
 {profile}
 """
+
+
+def _above(a: dict[str, Any]) -> str:
+    """What is left above the floor, judged from every round: within noise of zero, or above / below in all."""
+    where = f"{a['median']:+.2f} ms per step (rounds {a['min']:+.2f} to {a['max']:+.2f})"
+    if a["min"] > 0:
+        return f"{where}: above the floor in every round"
+    if a["max"] < 0:
+        return f"{where}: below the floor in every round"
+    return f"{where}: within noise of zero"
 
 
 def _accuracy(r: dict[str, Any]) -> str:

@@ -152,8 +152,76 @@ def as_terminal() -> Iterator[None]:
         yield
 
 
-def _empty_step(self: GenerationModule, batch: Any, batch_idx: int) -> torch.Tensor:
+def _empty_step(self: L.LightningModule, batch: Any, batch_idx: int) -> torch.Tensor:
     return torch.zeros((), device=self.device, requires_grad=True)
+
+
+class PlainModule(L.LightningModule):
+    """The bare loop's math as the smallest LightningModule: cross-entropy step, the same optimizer and schedule."""
+
+    def __init__(self, net: nn.Module, optimizer: OptimizerConfig, epochs: int, empty: bool = False) -> None:
+        super().__init__()
+        self.net, self.optimizer_cfg, self.epochs, self.empty = net, optimizer, epochs, empty
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if self.empty:
+            return _empty_step(self, batch, batch_idx)
+        x, y, _ = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt, sched = build_optimizer(self.net.parameters(), self.optimizer_cfg, self.epochs)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def plain_fit(profile: Profile, regime: Regime, dm: DistillDataModule, optimizer: OptimizerConfig, epochs: int,
+              empty: bool = False) -> float:
+    """Last-epoch seconds of :class:`PlainModule` under a plain ``Trainer`` (no logger, checkpoint, bar or summary).
+
+    What Lightning's loop itself costs around the same math; with ``empty`` the pure Lightning floor.
+    """
+    L.seed_everything(0, workers=True, verbose=False)
+    clock = EpochClock(profile.device)
+    trainer = L.Trainer(accelerator="gpu" if profile.device != "cpu" else "cpu", devices=1,
+                        precision=profile.precision, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
+    trainer.fit(PlainModule(network(profile, regime, dm), optimizer, epochs, empty), dm.train_dataloader())
+    return clock.epoch_seconds
+
+
+class PythonCalls(Callback):
+    """``cProfile`` over a fit's training epochs (from the first epoch's start to the end of training, checkpoints
+    included, trainer setup not): Python function calls and own time per training step, by package.
+
+    cProfile slows every call down, so the times are inflated; the counts are exact.
+    """
+
+    def __init__(self) -> None:
+        import cProfile
+
+        self.profiler, self.steps, self.by_package = cProfile.Profile(), 0, {}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 0:
+            self.profiler.enable()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import pstats
+
+        self.profiler.disable()
+        steps = trainer.global_step or 1
+        out: dict[str, dict[str, float]] = {}
+        for (path, _, _), (_, calls, own, _, _) in pstats.Stats(self.profiler).stats.items():  # type: ignore
+            package = next((name for marker, name in _PACKAGES if marker in path), "other Python")
+            row = out.setdefault(package, {"calls": 0.0, "own_ms": 0.0})
+            row["calls"] += calls / steps
+            row["own_ms"] += 1000 * own / steps
+        self.by_package = dict(sorted(out.items(), key=lambda kv: -kv[1]["calls"]))
+
+
+#: cProfile path markers of the packages a step's Python calls are counted under (the first match wins)
+_PACKAGES = (("lightning", "lightning"), ("/torch/", "torch"), ("/distill/", "distill"), ("benchmarks", "benchmark"),
+             ("~", "builtins (C functions)"))
 
 
 def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any]:
@@ -198,6 +266,12 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
         with mock.patch.object(GenerationModule, "training_step", _empty_step):
             return fit(runs["ce"], 0, profile.device).epoch_seconds
 
+    def floor_calls() -> dict[str, dict[str, float]]:
+        counter = PythonCalls()
+        with mock.patch.object(GenerationModule, "training_step", _empty_step):
+            fit(runs["ce"], 0, profile.device, [counter])
+        return counter.by_package
+
     optimizer = OptimizerConfig(**cfg["clean"].optimizer.as_dict())
     variants: dict[str, Callable[[], float]] = {
         "ours": lambda: fit(runs["ce"], 0, profile.device).epoch_seconds,
@@ -206,6 +280,8 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
         "cached": lambda: fit(runs["cached"], 1, profile.device).epoch_seconds,
         "online": lambda: fit(runs["online"], 1, profile.device).epoch_seconds,
         "empty_step": empty,
+        "plain": lambda: plain_fit(profile, regime, dm, optimizer, epochs),
+        "plain_empty": lambda: plain_fit(profile, regime, dm, optimizer, epochs, empty=True),
         "data_only": lambda: bare_epoch(profile, regime, dm, optimizer, epochs, step=False),
         "build": build,
         "inference": inference,
@@ -220,8 +296,15 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
                 t[name].append(variants[name]())
         with mock.patch.object(L, "Trainer", _profiled_trainer):
             clock = fit(runs["ce"], 0, profile.device)
+        calls = floor_calls()
     steps, n = clock.batches, len(dm.train_set)
-    floor = [(a - b) / steps for a, b in zip(t["empty_step"], t["data_only"], strict=True)]
+
+    def per_step(a: str, b: str) -> list[float]:
+        return [1000 * (x - y) / steps for x, y in zip(t[a], t[b], strict=True)]
+
+    floor, plain_floor, extra = per_step("empty_step", "data_only"), per_step("plain_empty", "data_only"), \
+        per_step("ours", "torch")
+    above = [e - f for e, f in zip(extra, floor, strict=True)]
     bare_step = [b / steps for b in t["torch"]]
     return {
         "data": f"{what}, {n} training images ({steps} steps an epoch), {len(bdm.cache_set)} for the cache build",
@@ -230,6 +313,8 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
                      "timed_epoch": f"epoch {epochs} of {epochs}"},
         "seconds": {name: spread(v) for name, v in t.items()},
         "lightning_over_torch": ratio("lightning_over_torch", t["torch"], t["ours"]),
+        "plain_over_torch": ratio("plain_over_torch", t["torch"], t["plain"]),
+        "ours_over_plain": ratio("ours_over_plain", t["plain"], t["ours"]),
         "cached_over_ce": ratio("cached_over_ce", t["cached"], t["ours"]),
         "online_over_ce": ratio("online_over_ce", t["online"], t["ours"]),
         "stock_bar_over_ours": ratio("stock_bar_over_ours", t["ours_stock_bar"], t["ours"]),
@@ -239,8 +324,12 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
                          "build": len(bdm.cache_set) / statistics.median(t["build"]),
                          "inference": len(bdm.cache_set) / statistics.median(t["inference"])},
         "step_ms": {"torch": 1000 * statistics.median(bare_step), "ours": 1000 * statistics.median(t["ours"]) / steps},
-        "floor_ms_per_step": spread([1000 * f for f in floor]),
-        "floor_bound": statistics.median(bare_step) / (statistics.median(bare_step) + statistics.median(floor)),
+        "floor_ms_per_step": spread(floor),
+        "plain_floor_ms_per_step": spread(plain_floor),
+        "extra_ms_per_step": spread(extra),
+        "above_floor_ms_per_step": spread(above),
+        "floor_bound": statistics.median(bare_step) / (statistics.median(bare_step) + statistics.median(floor) / 1000),
+        "floor_python_calls_per_step": calls,
         "profile_ms_per_step": {k: 1000 * v / steps for k, v in sorted(clock.profile.items(), key=lambda kv: -kv[1])
                                 if 1000 * v / steps >= 0.01},
         "load_average_per_round": loads,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
@@ -112,13 +113,20 @@ class ThrottledProgressBar(RichProgressBar):
     are exact. Whether the current training batch is drawn is decided when it starts (:attr:`draw_this_batch`), so
     the module can skip logging values nobody will see.
 
+    Rich's refresh thread wakes ``refresh_rate`` times a second (Lightning's default: 100) and takes the GIL each
+    time, which a step of a few milliseconds notices (``docs/benchmarks.md`` measures the stock bar against this one);
+    here it wakes as often as the bar can be redrawn.
+
     Args:
-        refresh_hz: redraws per second at most.
+        refresh_hz: redraws per second at most (and the refresh thread's wake-ups per second, rounded up).
         leave: keep each epoch's finished bar on screen.
         **kwargs: the other arguments of :class:`~lightning.pytorch.callbacks.RichProgressBar`.
     """
 
     def __init__(self, refresh_hz: float = 4.0, leave: bool = True, **kwargs: Any) -> None:
+        if refresh_hz <= 0:
+            raise ValueError(f"refresh_hz must be positive, got {refresh_hz}")
+        kwargs.setdefault("refresh_rate", max(1, math.ceil(refresh_hz)))
         super().__init__(leave=leave, **kwargs)
         self.interval = 1.0 / refresh_hz
         self._next_draw = 0.0

@@ -18,8 +18,11 @@ REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"
 REGIME_KEYS = {"lightning_over_torch", "cached_over_ce", "online_over_ce", "stock_bar_over_ours",
                "build_over_inference", "build_finish_seconds", "images_per_s", "step_ms", "floor_ms_per_step",
-               "floor_bound", "profile_ms_per_step", "load_average_per_round", "seconds", "settings", "data"}
-VARIANTS = {"ours", "ours_stock_bar", "torch", "cached", "online", "empty_step", "data_only", "build", "inference"}
+               "floor_bound", "profile_ms_per_step", "load_average_per_round", "seconds", "settings", "data",
+               "plain_over_torch", "ours_over_plain", "plain_floor_ms_per_step", "extra_ms_per_step",
+               "above_floor_ms_per_step", "floor_python_calls_per_step"}
+VARIANTS = {"ours", "ours_stock_bar", "torch", "cached", "online", "empty_step", "plain", "plain_empty", "data_only",
+            "build", "inference"}
 HAVE_FASHION = (data_root() / "fashion-mnist").is_dir()
 
 
@@ -65,6 +68,13 @@ def test_tiny_suite_writes_every_key_and_render_reproduces_the_page(suite, tmp_p
         assert regime["lightning_over_torch"]["verdict"] in ("met", "within noise", "missed")
         assert regime["build_finish_seconds"]["sha256"]["min"] >= 0
         assert any("training_step" in k for k in regime["profile_ms_per_step"])
+        # above the floor = (ours - bare) - (empty step - data only), per round, in ms per step: recomputed here
+        sec, steps = regime["seconds"], regime["settings"]["steps"]
+        columns = [sec[k]["values"] for k in ("ours", "torch", "empty_step", "data_only")]
+        expected = [1000 * ((o - b) - (e - d)) / steps for o, b, e, d in zip(*columns, strict=True)]
+        assert regime["above_floor_ms_per_step"]["values"] == pytest.approx(expected)
+        calls = regime["floor_python_calls_per_step"]
+        assert calls["lightning"]["calls"] > 50 and all(v["calls"] > 0 for v in calls.values())
     assert result["bytes_per_view"] == {"full_float32": 400.0, "full_float16": 200.0, "topk10": 40.0, "classes": 100}
     assert set(result["accuracy"]) == {"teacher", "clean_full", "clean_topk", "replay_full", "online_full"}
     assert isinstance(result["machine"]["dirty_files"], int) and result["machine"]["torch_threads"] == 1
@@ -75,6 +85,15 @@ def test_tiny_suite_writes_every_key_and_render_reproduces_the_page(suite, tmp_p
     assert page == suite.render_docs(result)
     assert "| small | `lightning_over_torch` |" in page and result["machine"]["commit"] in page
     assert f"{result['regimes']['small']['floor_ms_per_step']['median']:.2f} ms per step" in page
+
+
+def test_above_the_floor_sentence_reads_every_round(suite):
+    from suite_page import _above
+
+    assert _above({"median": 0.3, "min": -0.2, "max": 0.9}).endswith("within noise of zero")
+    assert _above({"median": 1.1, "min": 0.4, "max": 1.5}).endswith("above the floor in every round")
+    assert _above({"median": -0.5, "min": -0.9, "max": -0.1}).endswith("below the floor in every round")
+    assert "+1.10 ms per step (rounds +0.40 to +1.50)" in _above({"median": 1.1, "min": 0.4, "max": 1.5})
 
 
 def test_checked_in_page_is_the_render_of_the_checked_in_result(suite):

@@ -16,6 +16,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import run_cli
+from lightning.pytorch.callbacks import RichProgressBar
 
 from distill.callbacks import ThrottledProgressBar
 from distill.tasks.born_again import GenerationModule
@@ -122,6 +123,37 @@ def test_throttled_progress_bar_draws_the_last_batch_and_at_most_its_rate(tmp_pa
             L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
                       enable_model_summary=False, callbacks=[bar], default_root_dir=tmp_path).fit(Module(), data)
         assert drawn == expected, (hz, drawn)
+
+
+def test_throttled_bar_refresh_thread_wakes_at_the_redraw_rate(tmp_path):
+    """Rich's refresh thread wakes refresh_rate times a second (Lightning's default 100): ours wakes at refresh_hz."""
+    assert RichProgressBar().refresh_rate == 100  # what the stock bar does, so the override below means something
+    assert ThrottledProgressBar(refresh_hz=4).refresh_rate == 4
+    assert ThrottledProgressBar(refresh_hz=2.5).refresh_rate == 3  # rounded up, never 0 (0 would disable the bar)
+    assert ThrottledProgressBar(refresh_hz=1, refresh_rate=7).refresh_rate == 7  # an explicit rate wins
+    with pytest.raises(ValueError, match="refresh_hz"):
+        ThrottledProgressBar(refresh_hz=0)
+    seen = []
+
+    class Probe(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(trainer.progress_bar_callback.progress.live.refresh_per_second)
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.w(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
+    L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_model_summary=False,
+              callbacks=[ThrottledProgressBar(refresh_hz=4), Probe()], default_root_dir=tmp_path).fit(Module(), data)
+    assert seen == [4, 4]
 
 
 def test_running_accuracy_matches_torchmetrics_over_an_epoch():
