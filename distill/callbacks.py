@@ -132,6 +132,21 @@ class ThrottledProgressBar(RichProgressBar):
         self._next_draw = 0.0
         self.draw_this_batch = True
 
+    def _stop_progress(self) -> None:
+        """Stop the display without waiting out the refresh thread's sleep.
+
+        Lightning's refresh thread sleeps ``1 / refresh_rate`` between wake-ups and is joined when a loop's display
+        stops, so at a few wake-ups a second the end of every fit, validation and prediction would wait up to a
+        quarter of a second. The thread is told to stop and left to end by itself (a daemon thread that checks the
+        flag before it draws); the display's own stop still draws the final state.
+        """
+        live = getattr(self.progress, "live", None)
+        thread = getattr(live, "_refresh_thread", None)
+        if thread is not None:
+            thread.stop()
+            live._refresh_thread = None  # nothing left for the progress's stop to join
+        super()._stop_progress()
+
     def _due(self, batch_idx: int, total: float) -> bool:
         now = time.monotonic()
         if now < self._next_draw and batch_idx + 1 < total:

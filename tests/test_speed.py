@@ -150,10 +150,30 @@ def test_throttled_bar_refresh_thread_wakes_at_the_redraw_rate(tmp_path):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
+        def predict_step(self, batch, batch_idx):
+            return self.w(batch[0])
+
+    from lightning.pytorch.callbacks.progress.rich_progress import _RefreshThread
+
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
-    L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_model_summary=False,
-              callbacks=[ThrottledProgressBar(refresh_hz=4), Probe()], default_root_dir=tmp_path).fit(Module(), data)
-    assert seen == [4, 4]
+    joined, real_join = [], _RefreshThread.join
+
+    def join(self, *args, **kwargs):
+        joined.append(self)
+        return real_join(self, *args, **kwargs)
+
+    for bar, expect_join in ((ThrottledProgressBar(refresh_hz=4), False), (RichProgressBar(), True)):
+        joined.clear()
+        seen.clear()
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                            enable_model_summary=False, callbacks=[bar, Probe()], default_root_dir=tmp_path)
+        with mock.patch.object(_RefreshThread, "join", join):
+            trainer.fit(Module(), data)
+            trainer.predict(Module(), data, return_predictions=False)
+        assert seen == ([4, 4] if not expect_join else [100, 100])
+        # The stock bar joins its sleeping refresh thread at every loop's end (up to 1 / refresh_rate seconds);
+        # ours stops it without waiting, and no display is left running.
+        assert bool(joined) is expect_join and bar.progress is not None and not bar.progress.live.is_started
 
 
 def test_running_accuracy_matches_torchmetrics_over_an_epoch():
