@@ -89,7 +89,8 @@ def _regime(name: str, g: dict[str, Any]) -> str:
     profile = "\n".join(f"| `{k}` | {v:.3f} |" for k, v in prof)
     fl, pfl, ips, fin = g["floor_ms_per_step"], g["plain_floor_ms_per_step"], g["images_per_s"], \
         g["build_finish_seconds"]
-    extra, above = g["extra_ms_per_step"], g["above_floor_ms_per_step"]
+    extra, above, plain, over_plain = g["extra_ms_per_step"], g["above_floor_ms_per_step"], \
+        g["plain_extra_ms_per_step"], g["above_plain_ms_per_step"]
     calls = g["floor_python_calls_per_step"]
     call_rows = "\n".join(f"| {k} | {v['calls']:.0f} | {v['own_ms']:.3f} |" for k, v in calls.items())
     total_calls = sum(v["calls"] for v in calls.values())
@@ -116,8 +117,11 @@ its time: fsync {fin['fsync']['median'] * 1000:.1f} ms, sha256 {fin['sha256']['m
 (rounds {fl['min']:.2f} to {fl['max']:.2f}) more than drawing the same batches in a bare loop; under a plain `Trainer`
 (no logger, checkpoint, progress bar or callbacks) {pfl['median']:.2f} ms (rounds {pfl['min']:.2f} to
 {pfl['max']:.2f}), Lightning's own loop. Against the bare step of {g['step_ms']['torch']:.2f} ms the floor alone bounds
-`lightning_over_torch` at {g['floor_bound']:.3f}. Our epoch costs {extra['median']:.2f} ms per step more than the bare
-loop (rounds {extra['min']:.2f} to {extra['max']:.2f}); less the floor, round by round, {_above(above)}.
+`lightning_over_torch` at {g['floor_bound']:.3f}. A real step costs Lightning more than an empty one: the smallest
+LightningModule doing the bare loop's math under a plain `Trainer` costs {plain['median']:.2f} ms per step more than the
+bare loop (rounds {plain['min']:.2f} to {plain['max']:.2f}). Our epoch costs {extra['median']:.2f} ms per step more than
+the bare loop (rounds {extra['min']:.2f} to {extra['max']:.2f}); less the empty-step floor, round by round,
+{_above(above)}; less that plain LightningModule's epoch, round by round, {_above(over_plain)}.
 
 The floor fit's Python, per training step ({total_calls:.0f} function calls; `cProfile` over its training epochs,
 checkpoint included, setup not; own times are inflated by the profiler, the counts are exact):
@@ -139,9 +143,9 @@ def _above(a: dict[str, Any]) -> str:
     """What is left above the floor, judged from every round: within noise of zero, or above / below in all."""
     where = f"{a['median']:+.2f} ms per step (rounds {a['min']:+.2f} to {a['max']:+.2f})"
     if a["min"] > 0:
-        return f"{where}: above the floor in every round"
+        return f"{where}: above it in every round"
     if a["max"] < 0:
-        return f"{where}: below the floor in every round"
+        return f"{where}: below it in every round"
     return f"{where}: within noise of zero"
 
 

@@ -304,7 +304,8 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
 
     floor, plain_floor, extra = per_step("empty_step", "data_only"), per_step("plain_empty", "data_only"), \
         per_step("ours", "torch")
-    above = [e - f for e, f in zip(extra, floor, strict=True)]
+    above = [e - f for e, f in zip(extra, floor, strict=True)]  # ours less the empty-step floor
+    over_plain = per_step("ours", "plain")  # ours less the smallest LightningModule doing the same math
     bare_step = [b / steps for b in t["torch"]]
     return {
         "data": f"{what}, {n} training images ({steps} steps an epoch), {len(bdm.cache_set)} for the cache build",
@@ -328,6 +329,8 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
         "plain_floor_ms_per_step": spread(plain_floor),
         "extra_ms_per_step": spread(extra),
         "above_floor_ms_per_step": spread(above),
+        "plain_extra_ms_per_step": spread(per_step("plain", "torch")),
+        "above_plain_ms_per_step": spread(over_plain),
         "floor_bound": statistics.median(bare_step) / (statistics.median(bare_step) + statistics.median(floor) / 1000),
         "floor_python_calls_per_step": calls,
         "profile_ms_per_step": {k: 1000 * v / steps for k, v in sorted(clock.profile.items(), key=lambda kv: -kv[1])

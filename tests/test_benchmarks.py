@@ -20,7 +20,8 @@ REGIME_KEYS = {"lightning_over_torch", "cached_over_ce", "online_over_ce", "stoc
                "build_over_inference", "build_finish_seconds", "images_per_s", "step_ms", "floor_ms_per_step",
                "floor_bound", "profile_ms_per_step", "load_average_per_round", "seconds", "settings", "data",
                "plain_over_torch", "ours_over_plain", "plain_floor_ms_per_step", "extra_ms_per_step",
-               "above_floor_ms_per_step", "floor_python_calls_per_step"}
+               "above_floor_ms_per_step", "floor_python_calls_per_step", "plain_extra_ms_per_step",
+               "above_plain_ms_per_step"}
 VARIANTS = {"ours", "ours_stock_bar", "torch", "cached", "online", "empty_step", "plain", "plain_empty", "data_only",
             "build", "inference"}
 HAVE_FASHION = (data_root() / "fashion-mnist").is_dir()
@@ -73,6 +74,9 @@ def test_tiny_suite_writes_every_key_and_render_reproduces_the_page(suite, tmp_p
         columns = [sec[k]["values"] for k in ("ours", "torch", "empty_step", "data_only")]
         expected = [1000 * ((o - b) - (e - d)) / steps for o, b, e, d in zip(*columns, strict=True)]
         assert regime["above_floor_ms_per_step"]["values"] == pytest.approx(expected)
+        ours, plain = sec["ours"]["values"], sec["plain"]["values"]
+        over_plain = [1000 * (o - p) / steps for o, p in zip(ours, plain, strict=True)]
+        assert regime["above_plain_ms_per_step"]["values"] == pytest.approx(over_plain)
         calls = regime["floor_python_calls_per_step"]
         assert calls["lightning"]["calls"] > 50 and all(v["calls"] > 0 for v in calls.values())
     assert result["bytes_per_view"] == {"full_float32": 400.0, "full_float16": 200.0, "topk10": 40.0, "classes": 100}
@@ -91,8 +95,8 @@ def test_above_the_floor_sentence_reads_every_round(suite):
     from suite_page import _above
 
     assert _above({"median": 0.3, "min": -0.2, "max": 0.9}).endswith("within noise of zero")
-    assert _above({"median": 1.1, "min": 0.4, "max": 1.5}).endswith("above the floor in every round")
-    assert _above({"median": -0.5, "min": -0.9, "max": -0.1}).endswith("below the floor in every round")
+    assert _above({"median": 1.1, "min": 0.4, "max": 1.5}).endswith("above it in every round")
+    assert _above({"median": -0.5, "min": -0.9, "max": -0.1}).endswith("below it in every round")
     assert "+1.10 ms per step (rounds +0.40 to +1.50)" in _above({"median": 1.1, "min": 0.4, "max": 1.5})
 
 
