@@ -224,8 +224,9 @@ def sweep_command(argv: list[str]) -> int:
     try:
         spec = SweepSpec(args.key, parse_values(args.values) if args.values else None, args.order, args.patience,
                          args.low, args.high, args.log, args.trials, args.seed)
-        first = spec.ordered()[0] if spec.values is not None else args.low
-        recipe = load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, first)])
+        # every value (both ends of a range) must make a valid recipe before the first trial starts
+        for value in spec.ordered() if spec.values is not None else (args.low, args.high):
+            recipe = load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, value)])
         if args.metric == "val" and not float(recipe.cfg.data.get("val_fraction") or 0):
             raise SweepError("--metric val needs a validation split: set data.val_fraction (datasets that take it) "
                              "or sweep on --metric test")

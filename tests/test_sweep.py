@@ -106,6 +106,13 @@ def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err
     assert not (tmp_path / "u").exists()
+    # Every value is checked before the first trial, not only the first one (a later bad value would fail mid-sweep).
+    for values in (["--order", "given", "--values", "2,x"], ["--order", "given", "--values", "2,3,x"]):
+        assert run_cli("sweep", "recipes/digits-ban.yaml", "--key", "trainer.max_epochs", *values, "--metric", "test",
+                       "--out", str(tmp_path / "w")) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "max_epochs" in err, err
+        assert not (tmp_path / "w").exists()
 
 
 def test_a_one_value_sweep_finishes(tmp_path) -> None:
