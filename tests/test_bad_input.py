@@ -65,6 +65,20 @@ def test_per_generation_backbone_is_checked_before_training(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("init_args, needle", [
+    ({"pretrained": True}, "No pretrained weights exist"),  # our CIFAR families publish none
+    ({"pretrained": True, "pretrained_cfg_overlay": {"file": "/nonexistent/w.pth"}}, "/nonexistent/w.pth"),
+])
+def test_pretrained_weights_that_cannot_be_loaded(tmp_path, capsys, init_args, needle):
+    out = tmp_path / "run"
+    backbone = json.dumps({"name": "cifar_resnet8x4" if "pretrained_cfg_overlay" not in init_args else "small_cnn",
+                           "init_args": init_args})
+    assert run_cli("run", RECIPE, "--out", str(out), "--backbone", backbone) == 2
+    err = _one_line_error(capsys, "pretrained weights could not be loaded")
+    assert needle in err
+    assert not out.exists()
+
+
 def test_unimportable_class_path(tmp_path, capsys):
     assert run_cli("run", RECIPE, "--backbone", '{"class_path": "no_such_module.Net"}') == 2
     _one_line_error(capsys, "no_such_module")

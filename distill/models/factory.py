@@ -102,11 +102,29 @@ def create_backbone(spec: str | dict[str, Any], num_classes: int, in_chans: int)
 
     Raises:
         RegistryError: unknown name (message lists close matches).
+        BackboneError: ``init_args`` asked for pretrained weights that could not be loaded (none published, no
+            network, a missing file): one line naming the backbone and the cause.
         ValueError: malformed spec or an import failure.
     """
     check_backbone(spec)
     spec = _normalise(spec)
     kwargs = {**dict(spec.get("init_args") or {}), "num_classes": num_classes}
+    try:
+        return _construct(spec, kwargs, in_chans)
+    except (RuntimeError, OSError) as e:  # no weights published, no network, a missing weights file
+        if not any(kwargs.get(key) for key in _WEIGHT_ARGS):
+            raise
+        cause = " ".join(str(e).split()) or type(e).__name__
+        raise BackboneError(f"backbone {backbone_label(spec)}: its pretrained weights could not be loaded "
+                            f"({type(e).__name__}: {cause})") from e
+
+
+#: init_args that ask a constructor for published or saved weights (timm's and torchvision's spellings)
+_WEIGHT_ARGS = ("pretrained", "weights", "pretrained_cfg_overlay", "checkpoint_path")
+
+
+def _construct(spec: dict[str, Any], kwargs: dict[str, Any], in_chans: int) -> nn.Module:
+    """The network of a normalised spec (see :func:`create_backbone`)."""
     if "class_path" in spec:
         return _call_with_supported(_import_path(spec["class_path"]), {**kwargs, "in_chans": in_chans})
     name = spec["name"]
