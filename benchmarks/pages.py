@@ -7,7 +7,8 @@ A page holds a section between two markers::
     <!-- end generated: NAME -->
 
 The measuring scripts (``benchmarks/quickstart.py``, ``benchmarks/results.py``, ``benchmarks/backbones.py``,
-``benchmarks/meta_results.py``, ``benchmarks/meta_ksweep.py``, ``benchmarks/meta_sinusoid.py``) write the JSON,
+``benchmarks/meta_results.py``, ``benchmarks/meta_ksweep.py``, ``benchmarks/meta_sinusoid.py``,
+``benchmarks/prompt_results.py``, ``docs/gen_teacher_example.py``) write the JSON,
 with the machine, date and commit it was measured on, then call :func:`render`. ``python benchmarks/pages.py``
 re-renders every section from the JSON on disk (``--check`` only compares); ``tests/test_pages.py`` checks that each
 page's section is exactly what its JSON renders to, so a number typed into a page by hand fails the tests.
@@ -137,6 +138,7 @@ def _load_renderers() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import page_sections  # noqa: F401  (registers the renderers)
+        import page_sections_guides  # noqa: F401
         import page_sections_meta  # noqa: F401
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))

@@ -159,7 +159,9 @@ def main_results() -> None:
     (ROOT / "docs" / "img").mkdir(exist_ok=True)
     (ROOT / "docs" / "img" / "prompt-length-sweep.png").write_bytes((sweep / "sweep.png").read_bytes())
     save()
-    (SNIPPETS / "prompt-results.md").write_text(render(report))
+    import pages  # benchmarks/ is on the path when this script runs
+
+    pages.render(["prompt-results"])  # docs/snippets/prompt-results.md from the JSON just saved
 
 
 def render(r: dict) -> str:

@@ -1,9 +1,10 @@
-"""Run the "your own teacher" example and write its measured table into docs/teacher.md.
+"""Run the "your own teacher" example and render its measured section of docs/teacher.md.
 
 Two commands, as the page shows them: a digits teacher trained alone (``distill run recipes/digits-ban.yaml
 --generations 0``), then ``recipes/digits-kd-loaded.yaml``, which loads that run's ``gen-0/model.ckpt`` and teaches a
-small_cnn of width 8. The table between the page's markers is replaced with the second run's summary, the wall time
-of each command, the machine, the date and the commit.
+small_cnn of width 8. The second run's summary, the wall time of each command, the test-set size and the machine,
+load, date and commit go to ``docs/data/teacher-example.json``; the page's section is rendered from it by
+``benchmarks/pages.py`` (``benchmarks/page_sections_guides.py``), which the tests check.
 
 Usage: ``python docs/gen_teacher_example.py [--work DIR]`` (from the repository root).
 """
@@ -18,12 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from suite_common import machine  # noqa: E402  (the benchmarks' one machine description)
+import pages  # noqa: E402  (the generated-sections registry)
 
-PAGE = ROOT / "docs" / "teacher.md"
-START, END = "<!-- teacher-example:start -->", "<!-- teacher-example:end -->"
+DATA = ROOT / "docs" / "data" / "teacher-example.json"
 
 
 def _distill(*args: str, cwd: Path) -> float:
@@ -31,23 +33,6 @@ def _distill(*args: str, cwd: Path) -> float:
     subprocess.run([sys.executable, "-m", "distill.cli", *args, "--trainer.enable_progress_bar", "false"], cwd=cwd,
                    check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
-
-
-def table(summary: dict, teacher_wall: float, student_wall: float, work: Path) -> str:
-    m = machine()
-    rows = ["| model | backbone | source | epochs | test acc % | NLL | agree % |", "|---|---|---|---|---|---|---|"]
-    for g in summary["generations"]:
-        agree = "—" if g["agreement_with_teacher"] is None else f"{100 * g['agreement_with_teacher']:.2f}"
-        source = g["source"].replace(f"{work.resolve()}/", "")  # the path as the page's command gives it
-        rows.append(f"| gen-{g['generation']} | `{g['backbone']}` | {source} | {g['epochs']} | "
-                    f"{100 * g['test']['acc']:.2f} | {g['test']['nll']:.3f} | {agree} |")
-    return "\n".join([
-        *rows, "",
-        f"Measured by `python docs/gen_teacher_example.py` on {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'} "
-        f"(load average {m['load_average_at_start']} when written), {m['date']}, commit `{m['commit'][:10]}`. "
-        f"Wall time of the whole command: teacher {teacher_wall:.0f} s, loaded teacher + student {student_wall:.0f} s. "
-        f"540 test digits: one image is 0.19 points.",
-    ])
 
 
 def main() -> None:
@@ -59,15 +44,23 @@ def main() -> None:
     (work / "recipes").mkdir(exist_ok=True)
     for name in ("digits-ban.yaml", "digits-kd-loaded.yaml"):  # the recipes' relative paths resolve under work/
         (work / "recipes" / name).write_text((ROOT / "recipes" / name).read_text())
+    machine = pages.provenance()
     teacher_wall = _distill("run", "recipes/digits-ban.yaml", "--out", "runs/digits-ban", "--generations", "0",
                             cwd=work)
     student_wall = _distill("run", "recipes/digits-kd-loaded.yaml", "--out", "runs/digits-kd-loaded", cwd=work)
-    summary = json.loads((work / "runs" / "digits-kd-loaded" / "summary.json").read_text())
-    text = PAGE.read_text()
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    PAGE.write_text(f"{head}{START}\n{table(summary, teacher_wall, student_wall, work)}\n{END}{tail}")
-    print(f"wrote {PAGE.relative_to(ROOT)} from runs in {work}")
+    run = work / "runs" / "digits-kd-loaded"
+    summary = json.loads((run / "summary.json").read_text())
+    generations = [{"generation": g["generation"], "backbone": g["backbone"],
+                    "source": g["source"].replace(f"{work.resolve()}/", ""),  # the path as the page's command gives it
+                    "epochs": g["epochs"], "test_acc": g["test"]["acc"], "test_nll": g["test"]["nll"],
+                    "agreement_with_teacher": g["agreement_with_teacher"]} for g in summary["generations"]]
+    DATA.write_text(json.dumps({
+        "machine": machine, "teacher_wall_seconds": round(teacher_wall, 1),
+        "student_wall_seconds": round(student_wall, 1),
+        "test_images": int(np.load(run / "gen-0" / "test_logits.npy").shape[0]), "generations": generations,
+    }, indent=2) + "\n")
+    pages.render(["teacher-example"])
+    print(f"wrote {DATA.relative_to(ROOT)} and its section of docs/teacher.md from runs in {work}")
 
 
 if __name__ == "__main__":

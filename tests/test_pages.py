@@ -27,7 +27,7 @@ def pages():
 def test_every_generated_section_matches_its_json(pages) -> None:
     assert set(pages.SECTIONS) >= {"quickstart-readme", "quickstart-page", "recipes-digits", "recipes-fashion",
                                    "results", "backbones-small", "backbones-families",
-                                   "meta-results", "meta-ksweep", "meta-sinusoid"}
+                                   "meta-results", "meta-ksweep", "meta-sinusoid", "teacher-example", "prompt-results"}
     assert pages.mismatches() == []
 
 
