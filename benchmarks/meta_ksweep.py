@@ -96,7 +96,7 @@ def main() -> None:
     doc = {"info": info, "points": points}
     (ROOT / "docs" / "data" / "meta-ksweep.json").write_text(json.dumps(doc, indent=1) + "\n")
     figure(points, ROOT / "docs" / "img" / "meta-ksweep.png")
-    pages.render(["meta-ksweep"])
+    pages.render(["meta-ksweep", "meta-ksweep-answers"])
 
 
 if __name__ == "__main__":

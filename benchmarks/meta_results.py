@@ -71,7 +71,7 @@ def main() -> None:
             b.pop("scores", None)
     doc = {"info": info, "runs": strip, "wall_seconds": {name: w for name, (_, w) in runs.items()}}
     (ROOT / "docs" / "data" / "meta-results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    pages.render(["meta-results"])
+    pages.render(["meta-results", "meta-results-reading"])
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def pages():
 def test_every_generated_section_matches_its_json(pages) -> None:
     assert set(pages.SECTIONS) >= {"quickstart-readme", "quickstart-page", "recipes-digits", "recipes-fashion",
                                    "results", "backbones-small", "backbones-families",
-                                   "meta-results", "meta-ksweep", "meta-sinusoid", "teacher-example", "prompt-results"}
+                                   "meta-results", "meta-ksweep", "meta-sinusoid", "meta-results-reading",
+                                   "meta-ksweep-answers", "teacher-example", "prompt-results"}
     assert pages.mismatches() == []
 
 
@@ -91,3 +92,82 @@ def test_meta_sections_derive_their_counts_from_the_json(pages) -> None:
     assert "2 threads, commit `0123456789`" in text and "(total 20 s)" in text
     with pytest.raises(ValueError, match="differ"):  # "the same for every row" is checked, not assumed
         psm.meta_sinusoid({"info": info, "rows": {"a": row, "b": row | {"episodes": 200}}})
+    assert "(2 cores, load average [1.0]" in text  # 1-minute loads 1.0 and 2.0 do not exceed the 2 cores
+    busy = info | {"load_average_at_end": [2.5]}
+    assert "(2 cores shared with other jobs, load average" in psm.measured(busy, "s.py")
+
+
+def _info(start: float = 1.0, end: float = 1.5) -> dict:
+    return {"machine": {"date": "d", "cpu": "c", "cores": 2, "load_average_at_start": [start, 0.0, 0.0], "torch": "t",
+                        "commit": "0123456789abc"}, "threads": 1, "load_average_at_end": [end, 0.0, 0.0],
+            "wall_seconds": 600.0, "recipe": "r.yaml",
+            "schedule": ["--inner.lr", "0.2", "--episodes.meta_batch", "2", "--episodes.train_episodes", "60",
+                         "--trainer.max_epochs", "1"]}
+
+
+def test_meta_results_reading_ranks_by_ci_overlap(pages) -> None:
+    import page_sections_meta as psm
+
+    r = {"a": {"mean": 0.60, "ci95": 0.01}, "b": {"mean": 0.59, "ci95": 0.01}, "c": {"mean": 0.50, "ci95": 0.01},
+         "d": {"mean": 0.40, "ci95": 0.01}}
+    labels = {k: k.upper() for k in r}
+    assert psm.ranking(r, labels) == "A and B are best, within the CIs of each other; C comes next; D trails"
+    r["b"] = {"mean": 0.55, "ci95": 0.01}  # 0.05 apart > 0.01 + 0.01: b leaves a's group
+    assert psm.ranking(r, labels) == "A is best; B comes next; then C; D trails"
+    # c overlaps a (0.04 <= 0.051) but not b (0.03 > 0.002): one group, not mutually within the CIs
+    r = {"a": {"mean": 0.60, "ci95": 0.05}, "b": {"mean": 0.59, "ci95": 0.001}, "c": {"mean": 0.56, "ci95": 0.001}}
+    assert psm.ranking(r, labels) == "A, B and C are best, each within the CIs of A"
+
+    def run(mean: float, baselines: dict | None = None) -> dict:
+        return {"test": {"mean": mean, "ci95": 0.01, "episodes": 10}} | ({"baselines": baselines} if baselines else {})
+    same = {"mean": 0.3, "ci95": 0.01}
+    d = {"info": _info(), "runs": {"maml": run(0.5), "anil": run(0.2, {"nearest_mean": same,
+                                                                         "nearest_neighbour": same})}}
+    text = psm.meta_results_reading(d)
+    assert text.startswith("What the table says, for this small setting: MAML is best; nearest class mean and "
+                           "1-nearest neighbour come next, within the CIs of each other; ANIL trails.")
+    assert "rows are identical" in text and "measured at a 1-minute load average 1 at start, 1.5 at end" in text
+    d["runs"]["anil"]["baselines"]["nearest_neighbour"] = {"mean": 0.31, "ci95": 0.01}
+    d["info"] = _info(start=4.0)
+    text = psm.meta_results_reading(d)
+    assert "rows are not identical" in text and "while other jobs loaded the cores" in text
+
+
+def _pt(k: int, acc: float, gmean: float = 2.0, gfirst: float = 2.0, mib: float = 5.0, secs: float = 0.1,
+        bad: int = 0) -> dict:
+    return {"K": k, "accuracy": acc, "ci95": 0.01, "grad_norm_mean": gmean, "grad_norm_first": gfirst,
+            "non_finite_iterations": bad, "graph_mib": mib, "seconds_per_meta_iteration": secs, "wall_seconds": 10.0}
+
+
+def test_meta_ksweep_verdicts_flip_with_the_data(pages) -> None:
+    import page_sections_meta as psm
+
+    ks = (1, 5, 20)
+    so = [_pt(k, a, gmean=g, gfirst=10.0, mib=2.0 + k, secs=1.0) for k, a, g in zip(ks, (0.5, 0.66, 0.665),
+                                                                                     (5.0, 20.0, 30.0), strict=True)]
+    fo = [_pt(k, a, gfirst=2.0, mib=4.0, secs=2.0) for k, a in zip(ks, (0.5, 0.66, 0.66), strict=True)]
+    d = {"info": _info(end=3.0), "points": {"maml": so, "fomaml": fo}}
+    text = psm.meta_ksweep_answers(d)
+    assert "(`r.yaml`, inner lr 0.2, 30 meta-iterations)" in text  # 1 epoch x 60 episodes / meta-batch 2
+    assert "Neither up to K = 20" in text and "MAML: 1× to 6×" in text  # 30 / 5
+    assert "5.0 to 5.0 times FOMAML's" in text and "at least 80% of MAML's norm" in text  # 1 - 1/5
+    assert "Several: MAML's meta-test accuracy goes from 50.0% at K = 1 to 66.5% at K = 20 (its best), every K " \
+           "from 5 on" in text and "past K = 5, more steps add nothing" in text
+    assert "The same accuracy within the CIs at every K" in text
+    assert "MAML's saved tensors grow linearly with K (about 1.00 MiB per inner step" in text  # 2 + K
+    assert "FOMAML's do not grow with K" in text and "the cores were oversubscribed" in text
+    assert "slower than MAML at K = 1, 5 and 20" in text
+    assert "The sweep took 10 minutes of wall time" in text
+
+    so[2] = so[2] | {"grad_norm_mean": 60.0, "accuracy": 0.60, "graph_mib": 40.0}  # 12x K = 1's; a drop at K = 20
+    fo[1] = fo[1] | {"accuracy": 0.62, "grad_norm_mean": 0.1}
+    text = psm.meta_ksweep_answers(d | {"info": _info()})
+    assert "Not in every case up to K = 20: MAML's explodes (0 non-finite iterations, mean norm up to 12.0×" in text
+    assert "FOMAML's vanishes (mean norm down to 0.05×" in text
+    assert "every K from 5 on within the CIs of it except K = 20" in text
+    assert "more steps do not always help: MAML at K = 20 fall" in text
+    assert "Different accuracy beyond the CIs at K = 5 (MAML higher) and K = 20 (FOMAML higher)" in text
+    assert "grow with K, not linearly" in text and "oversubscribed" not in text
+    flat = [_pt(k, 0.5) for k in ks]
+    assert psm.inner_steps({"maml": flat, "fomaml": flat}).startswith("One is enough")
+    assert "explodes (1 non-finite" in psm.explode_or_vanish({"maml": [_pt(1, 0.5), _pt(2, 0.5, bad=1)]})
