@@ -79,6 +79,26 @@ def test_pretrained_weights_that_cannot_be_loaded(tmp_path, capsys, init_args, n
     assert not out.exists()
 
 
+def test_missing_timm_checkpoint_path_is_one_line_naming_the_file(tmp_path, capfd):
+    """timm logs a line, then raises a FileNotFoundError with no message: the error must name the file, alone."""
+    out, missing = tmp_path / "run", tmp_path / "nowhere" / "w.pth"
+    backbone = json.dumps({"name": "small_cnn", "init_args": {"checkpoint_path": str(missing)}})
+    assert run_cli("run", RECIPE, "--out", str(out), "--backbone", backbone) == 2
+    err = _one_line_error(capfd, "checkpoint_path")  # capfd: timm's own log line went to the real stderr
+    assert f"{missing} is not a file" in err  # was "(FileNotFoundError: FileNotFoundError)", the path only in the label
+    assert not out.exists()
+
+
+def test_unknown_torchvision_weights_name():
+    """An unknown ``weights=`` name was a KeyError traceback from torchvision's enum lookup."""
+    from distill.models import BackboneError, create_backbone
+
+    with pytest.raises(BackboneError, match=r"init_args.weights 'NOPE' is not one of \['IMAGENET1K_V1', 'DEFAULT'\]"):
+        create_backbone({"name": "squeezenet1_0", "init_args": {"weights": "NOPE"}}, 10, 3)
+    with pytest.raises(ValueError, match="num_classes"):  # a known name still reaches torchvision (1000 classes)
+        create_backbone({"name": "squeezenet1_0", "init_args": {"weights": "SqueezeNet1_0_Weights.DEFAULT"}}, 10, 3)
+
+
 def test_unimportable_class_path(tmp_path, capsys):
     assert run_cli("run", RECIPE, "--backbone", '{"class_path": "no_such_module.Net"}') == 2
     _one_line_error(capsys, "no_such_module")

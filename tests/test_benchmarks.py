@@ -100,6 +100,25 @@ def test_above_the_floor_sentence_reads_every_round(suite):
     assert "+1.10 ms per step (rounds +0.40 to +1.50)" in _above({"median": 1.1, "min": 0.4, "max": 1.5})
 
 
+def test_real_step_against_empty_step_is_read_from_the_rounds(suite):
+    """Whether a real step costs Lightning more than an empty one is the data's verdict, not a fixed sentence."""
+    result = json.loads((BENCHMARKS / "results-cpu-full.json").read_text())
+    g = result["regimes"]["small"]
+    for floor, real, verdict in ((2.0, 1.0, "below it in every round"), (1.0, 3.0, "above it in every round")):
+        g["plain_floor_ms_per_step"] = suite_spread([floor, floor + 0.1])
+        g["plain_extra_ms_per_step"] = suite_spread([real, real - 0.1])
+        page = suite.render_docs(result)
+        assert "A real step costs Lightning more than an empty one" not in page
+        assert f"empty-step floor, round by round, {real - floor - 0.1:+.2f} ms per step" in " ".join(page.split())
+        assert verdict in page
+
+
+def suite_spread(values):
+    from suite_timing import spread
+
+    return spread(values)
+
+
 def test_checked_in_page_is_the_render_of_the_checked_in_result(suite):
     result = json.loads((BENCHMARKS / "results-cpu-full.json").read_text())
     assert (REPO / "docs" / "benchmarks.md").read_text() == suite.render_docs(result)

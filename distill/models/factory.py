@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -131,10 +132,19 @@ def _construct(spec: dict[str, Any], kwargs: dict[str, Any], in_chans: int) -> n
     if name in BACKBONES:
         return _call_with_supported(BACKBONES.get(name), {**kwargs, "in_chans": in_chans})
     if timm.is_model(name):
+        path = kwargs.get("checkpoint_path")
+        if path and not Path(path).is_file():  # timm would log a line, then raise a FileNotFoundError without a message
+            raise BackboneError(f"backbone {backbone_label(spec)}: init_args.checkpoint_path {path} is not a file")
         return timm.create_model(name, in_chans=in_chans, **{"pretrained": False, **kwargs})
     if in_chans != 3:
         raise ValueError(f"torchvision model {name!r} takes 3-channel input but the data has {in_chans}")
-    return torchvision.models.get_model(name, weights=kwargs.pop("weights", None), **kwargs)
+    weights = kwargs.pop("weights", None)
+    if isinstance(weights, str):  # an unknown name would be a KeyError from torchvision's enum lookup
+        enum = torchvision.models.get_model_weights(name)
+        if weights.removeprefix(f"{enum.__name__}.") not in enum.__members__:
+            raise BackboneError(f"backbone {backbone_label(spec)}: init_args.weights {weights!r} is not one of "
+                                f"{list(enum.__members__)}")
+    return torchvision.models.get_model(name, weights=weights, **kwargs)
 
 
 def backbone_label(spec: str | Mapping[str, Any]) -> str:
