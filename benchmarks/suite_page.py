@@ -114,16 +114,16 @@ Throughput (medians): ours {ips['ours']:.0f} images/s, bare {ips['torch']:.0f} i
 {ips['build']:.0f} images/s, bare inference {ips['inference']:.0f} images/s. The build's once-at-the-end work, inside
 its time: fsync {fin['fsync']['median'] * 1000:.1f} ms, sha256 {fin['sha256']['median'] * 1000:.1f} ms (medians).
 
-**Lightning floor**: an empty `training_step` under the run's `Trainer.fit` costs {fl['median']:.2f} ms per step
-(rounds {fl['min']:.2f} to {fl['max']:.2f}) more than drawing the same batches in a bare loop; under a plain `Trainer`
-(no logger, checkpoint, progress bar or callbacks) {pfl['median']:.2f} ms (rounds {pfl['min']:.2f} to
-{pfl['max']:.2f}), Lightning's own loop. Against the bare step of {g['step_ms']['torch']:.2f} ms the floor alone bounds
-`lightning_over_torch` at {g['floor_bound']:.3f}. The smallest LightningModule doing the bare loop's math under a plain
-`Trainer` costs {plain['median']:.2f} ms per step more than the bare loop (rounds {plain['min']:.2f} to
-{plain['max']:.2f}); less the plain `Trainer`'s empty-step floor, round by round,
-{_above(real_over_empty)}. Our epoch costs {extra['median']:.2f} ms per step more than
-the bare loop (rounds {extra['min']:.2f} to {extra['max']:.2f}); less the empty-step floor, round by round,
-{_above(above)}; less that plain LightningModule's epoch, round by round, {_above(over_plain)}.
+**Lightning floor**: an empty `training_step` under the run's `Trainer.fit`, against drawing the same batches in a
+bare loop: {fl['median']:+.2f} ms per step (rounds {fl['min']:+.2f} to {fl['max']:+.2f}); under a plain `Trainer`
+(no logger, checkpoint or progress bar; no callback but the benchmark's epoch clock) {pfl['median']:+.2f} ms (rounds
+{pfl['min']:+.2f} to {pfl['max']:+.2f}), Lightning's own loop. Against the bare step of
+{g['step_ms']['torch']:.2f} ms the floor alone bounds `lightning_over_torch` at {g['floor_bound']:.3f}. The smallest
+LightningModule doing the bare loop's math under a plain `Trainer`, against the bare loop: {plain['median']:+.2f} ms
+per step (rounds {plain['min']:+.2f} to {plain['max']:+.2f}); less the plain `Trainer`'s empty-step floor, round by
+round, {_above(real_over_empty)}. Our epoch against the bare loop: {extra['median']:+.2f} ms per step (rounds
+{extra['min']:+.2f} to {extra['max']:+.2f}); less the empty-step floor, round by round, {_above(above)}; less that
+plain LightningModule's epoch, round by round, {_above(over_plain)}.
 
 The floor fit's Python, per training step ({total_calls:.0f} function calls; `cProfile` over its training epochs,
 checkpoint included, setup not; own times are inflated by the profiler, the counts are exact):

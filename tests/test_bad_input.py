@@ -10,6 +10,7 @@ import pickle
 import shutil
 
 import pytest
+import torch
 from conftest import TINY_RUN_ARGS, run_cli
 from PIL import Image
 
@@ -97,6 +98,21 @@ def test_unknown_torchvision_weights_name():
         create_backbone({"name": "squeezenet1_0", "init_args": {"weights": "NOPE"}}, 10, 3)
     with pytest.raises(ValueError, match="num_classes"):  # a known name still reaches torchvision (1000 classes)
         create_backbone({"name": "squeezenet1_0", "init_args": {"weights": "SqueezeNet1_0_Weights.DEFAULT"}}, 10, 3)
+
+
+class BuggyPretrained(torch.nn.Module):
+    """A user class taking ``pretrained`` whose constructor has a bug of its own (not a weights failure)."""
+
+    def __init__(self, num_classes: int, pretrained: bool = False) -> None:
+        super().__init__()
+        torch.zeros(3) + torch.zeros(4)  # a shape bug: must surface as itself
+
+
+def test_a_user_class_bug_is_not_reported_as_a_weights_failure():
+    from distill.models import create_backbone
+
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        create_backbone({"class_path": "test_bad_input.BuggyPretrained", "init_args": {"pretrained": True}}, 10, 1)
 
 
 def test_unimportable_class_path(tmp_path, capsys):

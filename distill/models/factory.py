@@ -110,18 +110,25 @@ def create_backbone(spec: str | dict[str, Any], num_classes: int, in_chans: int)
     check_backbone(spec)
     spec = _normalise(spec)
     kwargs = {**dict(spec.get("init_args") or {}), "num_classes": num_classes}
+    return _construct(spec, kwargs, in_chans)
+
+
+#: init_args that ask timm or torchvision for published or saved weights
+_WEIGHT_ARGS = ("pretrained", "weights", "pretrained_cfg_overlay", "checkpoint_path")
+
+
+def _with_weights(spec: dict[str, Any], wants_weights: bool, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` of a timm or torchvision model; when weights were asked for, a failure (none published, no
+    network, a missing file) becomes one :class:`BackboneError` line. User classes are not wrapped: their own
+    errors keep their traceback even when they take a ``pretrained`` argument."""
     try:
-        return _construct(spec, kwargs, in_chans)
-    except (RuntimeError, OSError) as e:  # no weights published, no network, a missing weights file
-        if not any(kwargs.get(key) for key in _WEIGHT_ARGS):
+        return build()
+    except (RuntimeError, OSError) as e:
+        if not wants_weights:
             raise
         cause = " ".join(str(e).split()) or type(e).__name__
         raise BackboneError(f"backbone {backbone_label(spec)}: its pretrained weights could not be loaded "
                             f"({type(e).__name__}: {cause})") from e
-
-
-#: init_args that ask a constructor for published or saved weights (timm's and torchvision's spellings)
-_WEIGHT_ARGS = ("pretrained", "weights", "pretrained_cfg_overlay", "checkpoint_path")
 
 
 def _construct(spec: dict[str, Any], kwargs: dict[str, Any], in_chans: int) -> nn.Module:
@@ -131,11 +138,13 @@ def _construct(spec: dict[str, Any], kwargs: dict[str, Any], in_chans: int) -> n
     name = spec["name"]
     if name in BACKBONES:
         return _call_with_supported(BACKBONES.get(name), {**kwargs, "in_chans": in_chans})
+    wants_weights = any(kwargs.get(key) for key in _WEIGHT_ARGS)
     if timm.is_model(name):
         path = kwargs.get("checkpoint_path")
         if path and not Path(path).is_file():  # timm would log a line, then raise a FileNotFoundError without a message
             raise BackboneError(f"backbone {backbone_label(spec)}: init_args.checkpoint_path {path} is not a file")
-        return timm.create_model(name, in_chans=in_chans, **{"pretrained": False, **kwargs})
+        return _with_weights(spec, wants_weights,
+                             lambda: timm.create_model(name, in_chans=in_chans, **{"pretrained": False, **kwargs}))
     if in_chans != 3:
         raise ValueError(f"torchvision model {name!r} takes 3-channel input but the data has {in_chans}")
     weights = kwargs.pop("weights", None)
@@ -144,7 +153,7 @@ def _construct(spec: dict[str, Any], kwargs: dict[str, Any], in_chans: int) -> n
         if weights.removeprefix(f"{enum.__name__}.") not in enum.__members__:
             raise BackboneError(f"backbone {backbone_label(spec)}: init_args.weights {weights!r} is not one of "
                                 f"{list(enum.__members__)}")
-    return torchvision.models.get_model(name, weights=weights, **kwargs)
+    return _with_weights(spec, wants_weights, lambda: torchvision.models.get_model(name, weights=weights, **kwargs))
 
 
 def backbone_label(spec: str | Mapping[str, Any]) -> str:
