@@ -94,20 +94,25 @@ def test_throttled_logging_writes_the_same_metrics_csv(tmp_path):
     assert sum(1 for r in every if r["train/loss"]) == 6 and sum(1 for r in every if r["train/acc"]) == 2
 
 
+class LinearModule(L.LightningModule):
+    """A one-layer module that trains (lr 0) and predicts: enough for a progress bar to have batches to draw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.w(batch[0]).sum()
+
+    def predict_step(self, batch, batch_idx):
+        return self.w(batch[0])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
 def test_throttled_progress_bar_draws_the_last_batch_and_at_most_its_rate(tmp_path):
     drawn = []
-
-    class Module(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = torch.nn.Linear(2, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.w(batch[0]).sum()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.0)
-
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(20, 2)), batch_size=2)
     for hz, expected in ((1e-9, [9, 19]), (1e9, list(range(20)))):
         drawn.clear()
@@ -121,7 +126,7 @@ def test_throttled_progress_bar_draws_the_last_batch_and_at_most_its_rate(tmp_pa
 
         with mock.patch.object(ThrottledProgressBar.__mro__[1], "on_train_batch_end", spy):
             L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
-                      enable_model_summary=False, callbacks=[bar], default_root_dir=tmp_path).fit(Module(), data)
+                      enable_model_summary=False, callbacks=[bar], default_root_dir=tmp_path).fit(LinearModule(), data)
         assert drawn == expected, (hz, drawn)
 
 
@@ -139,20 +144,6 @@ def test_throttled_bar_refresh_thread_wakes_at_the_redraw_rate(tmp_path):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             seen.append(trainer.progress_bar_callback.progress.live.refresh_per_second)
 
-    class Module(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = torch.nn.Linear(2, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.w(batch[0]).sum()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.0)
-
-        def predict_step(self, batch, batch_idx):
-            return self.w(batch[0])
-
     from lightning.pytorch.callbacks.progress.rich_progress import _RefreshThread
 
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2)
@@ -168,8 +159,8 @@ def test_throttled_bar_refresh_thread_wakes_at_the_redraw_rate(tmp_path):
         trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                             enable_model_summary=False, callbacks=[bar, Probe()], default_root_dir=tmp_path)
         with mock.patch.object(_RefreshThread, "join", join):
-            trainer.fit(Module(), data)
-            trainer.predict(Module(), data, return_predictions=False)
+            trainer.fit(LinearModule(), data)
+            trainer.predict(LinearModule(), data, return_predictions=False)
         assert seen == ([4, 4] if not expect_join else [100, 100])
         # The stock bar joins its sleeping refresh thread at every loop's end (up to 1 / refresh_rate seconds);
         # ours stops it without waiting, and no display is left running.
