@@ -199,7 +199,7 @@ class PythonCalls(Callback):
     def __init__(self) -> None:
         import cProfile
 
-        self.profiler, self.steps, self.by_package = cProfile.Profile(), 0, {}
+        self.profiler, self.by_package = cProfile.Profile(), {}
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch == 0:
@@ -262,15 +262,9 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
                     net(batch[0])
         return timed(loop, profile.device)
 
-    def empty() -> float:
+    def empty(extra: list | None = None) -> float:
         with mock.patch.object(GenerationModule, "training_step", _empty_step):
-            return fit(runs["ce"], 0, profile.device).epoch_seconds
-
-    def floor_calls() -> dict[str, dict[str, float]]:
-        counter = PythonCalls()
-        with mock.patch.object(GenerationModule, "training_step", _empty_step):
-            fit(runs["ce"], 0, profile.device, [counter])
-        return counter.by_package
+            return fit(runs["ce"], 0, profile.device, extra).epoch_seconds
 
     optimizer = OptimizerConfig(**cfg["clean"].optimizer.as_dict())
     variants: dict[str, Callable[[], float]] = {
@@ -296,7 +290,9 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
                 t[name].append(variants[name]())
         with mock.patch.object(L, "Trainer", _profiled_trainer):
             clock = fit(runs["ce"], 0, profile.device)
-        calls = floor_calls()
+        counter = PythonCalls()
+        empty([counter])
+        calls = counter.by_package
     steps, n = clock.batches, len(dm.train_set)
 
     def per_step(a: str, b: str) -> list[float]:

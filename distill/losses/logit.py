@@ -52,10 +52,9 @@ def kd_per_sample(student: torch.Tensor, teacher: torch.Tensor, target: torch.Te
     the KL term compares :func:`standardize`-d logits (the cross-entropy keeps the raw ones).
     """
     s, t = (standardize(student), standardize(teacher)) if standardized else (student, teacher)
-    if alpha > 0:
-        loss = kd_kl(s, t, temperature) if alpha == 1 else alpha * kd_kl(s, t, temperature)
-    else:
-        loss = student.new_zeros(len(student))
+    loss = kd_kl(s, t, temperature) if alpha > 0 else student.new_zeros(len(student))
+    if alpha > 0 and alpha != 1:
+        loss = alpha * loss  # alpha = 1 skips the op (an exact identity)
     if alpha < 1:
         loss = loss + (1 - alpha) * F.cross_entropy(student, target, reduction="none")
     return loss

@@ -110,29 +110,6 @@ def create_backbone(spec: str | dict[str, Any], num_classes: int, in_chans: int)
     check_backbone(spec)
     spec = _normalise(spec)
     kwargs = {**dict(spec.get("init_args") or {}), "num_classes": num_classes}
-    return _construct(spec, kwargs, in_chans)
-
-
-#: init_args that ask timm or torchvision for published or saved weights
-_WEIGHT_ARGS = ("pretrained", "weights", "pretrained_cfg_overlay", "checkpoint_path")
-
-
-def _with_weights(spec: dict[str, Any], wants_weights: bool, build: Callable[[], nn.Module]) -> nn.Module:
-    """``build()`` of a timm or torchvision model; when weights were asked for, a failure (none published, no
-    network, a missing file) becomes one :class:`BackboneError` line. User classes are not wrapped: their own
-    errors keep their traceback even when they take a ``pretrained`` argument."""
-    try:
-        return build()
-    except (RuntimeError, OSError) as e:
-        if not wants_weights:
-            raise
-        cause = " ".join(str(e).split()) or type(e).__name__
-        raise BackboneError(f"backbone {backbone_label(spec)}: its pretrained weights could not be loaded "
-                            f"({type(e).__name__}: {cause})") from e
-
-
-def _construct(spec: dict[str, Any], kwargs: dict[str, Any], in_chans: int) -> nn.Module:
-    """The network of a normalised spec (see :func:`create_backbone`)."""
     if "class_path" in spec:
         return _call_with_supported(_import_path(spec["class_path"]), {**kwargs, "in_chans": in_chans})
     name = spec["name"]
@@ -154,6 +131,24 @@ def _construct(spec: dict[str, Any], kwargs: dict[str, Any], in_chans: int) -> n
             raise BackboneError(f"backbone {backbone_label(spec)}: init_args.weights {weights!r} is not one of "
                                 f"{list(enum.__members__)}")
     return _with_weights(spec, wants_weights, lambda: torchvision.models.get_model(name, weights=weights, **kwargs))
+
+
+#: init_args that ask timm or torchvision for published or saved weights
+_WEIGHT_ARGS = ("pretrained", "weights", "pretrained_cfg_overlay", "checkpoint_path")
+
+
+def _with_weights(spec: dict[str, Any], wants_weights: bool, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` of a timm or torchvision model; when weights were asked for, a failure (none published, no
+    network, a missing file) becomes one :class:`BackboneError` line. User classes are not wrapped: their own
+    errors keep their traceback even when they take a ``pretrained`` argument."""
+    try:
+        return build()
+    except (RuntimeError, OSError) as e:
+        if not wants_weights:
+            raise
+        cause = " ".join(str(e).split()) or type(e).__name__
+        raise BackboneError(f"backbone {backbone_label(spec)}: its pretrained weights could not be loaded "
+                            f"({type(e).__name__}: {cause})") from e
 
 
 def backbone_label(spec: str | Mapping[str, Any]) -> str:
