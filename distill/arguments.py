@@ -11,8 +11,10 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from distill.errors import UserError
 
-class ArgumentsError(ValueError):
+
+class ArgumentsError(UserError, ValueError):
     """A keyword argument a callable does not take, or a class path that cannot be imported; one line."""
 
 

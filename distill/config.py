@@ -20,12 +20,13 @@ from jsonargparse.typing import NonNegativeInt
 
 from distill.arguments import ArgumentsError, check_kwargs
 from distill.data import DATASETS
+from distill.errors import UserError
 from distill.optim import OptimizerConfig
 from distill.spec import CacheConfig, KDConfig
 from distill.speed import SpeedConfig
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """A user mistake in a recipe or an override; the message is one line naming the key."""
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from distill.errors import UserError
+
 
 @dataclass
 class ModelOutput:
@@ -28,7 +30,7 @@ def logits_of(x: torch.Tensor | ModelOutput) -> torch.Tensor:
     return x.logits if isinstance(x, ModelOutput) else x
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError, ValueError):
     """A feature name that names no module of the model; the message lists some that exist."""
 
 

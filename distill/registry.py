@@ -6,10 +6,12 @@ import difflib
 import warnings
 from typing import Callable, Generic, Iterator, TypeVar
 
+from distill.errors import UserError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """Raised for an unknown key; the message lists close matches."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain.

@@ -31,11 +31,13 @@ from typing import Any
 
 import optuna
 
+from distill.errors import UserError
+
 Objective = Callable[[Any, Path], dict[str, Any]]  # (value, trial run directory) -> {"objective": float, ...}
 ORDERS = ("ascending", "given")
 
 
-class SweepError(ValueError):
+class SweepError(UserError, ValueError):
     """A sweep option that cannot work (one line naming it)."""
 
 

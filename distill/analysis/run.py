@@ -26,13 +26,14 @@ import torch
 from distill.analysis.similarity import class_similarity, soften
 from distill.analysis.taxonomy import BUILTIN_GROUPINGS, CLASS_NAMES, grouping_indices, load_grouping
 from distill.cache import SoftLabelCache, sha256_file
+from distill.errors import UserError
 from distill.generations import build_datamodule
 from distill.plan import RunLayout
 
 GEN_DIR = re.compile(r"gen-(\d+)")
 
 
-class InspectError(ValueError):
+class InspectError(UserError, ValueError):
     """A run directory, generation or option that cannot be inspected; the message is one line."""
 
 

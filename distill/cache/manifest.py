@@ -18,12 +18,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from distill.errors import UserError
+
 MANIFEST_VERSION = 1
 ARRAY_NAME = "logits.npy"
 MANIFEST_NAME = "manifest.json"
 
 
-class CacheError(ValueError):
+class CacheError(UserError, ValueError):
     """A cache that is missing, incomplete, corrupted or computed from something else."""
 
 

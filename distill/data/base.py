@@ -14,12 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from distill.errors import UserError
 from distill.registry import Registry
 
 DATASETS: Registry[type[DistillDataModule]] = Registry("dataset")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad data input (corrupt image, wrong layout, bad option value); the message is one line naming the culprit.
 
     Raised in a DataLoader worker, PyTorch re-raises it in the main process with the worker's traceback as message;

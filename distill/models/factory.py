@@ -24,10 +24,11 @@ import torch
 import torchvision
 from torch import nn
 
+from distill.errors import UserError
 from distill.registry import Registry, RegistryError
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """A backbone that cannot be used with the data (wrong output shape, wrong input channels, failed forward)."""
 
 

@@ -25,10 +25,12 @@ import torch.nn.functional as F
 from timm.data import resolve_data_config
 from torch import nn
 
+from distill.errors import UserError
+
 SOURCES = ("checkpoint", "file", "pretrained", "seed")
 
 
-class BaseMismatchError(ValueError):
+class BaseMismatchError(UserError, ValueError):
     """A prompted checkpoint meets a base whose weights hash differs from the one it was trained on."""
 
 
