@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from distill.commands.base import RunRequest
+from distill.resolve import load_recipe
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"```bash\n(.*?)```", re.S)
@@ -84,6 +87,9 @@ def test_documented_command_runs(where, line, tmp_path, tiny_run, monkeypatch):
         cheap = any(name in " ".join(argv) for name in CHEAP) and (_epochs(argv) or 99) <= 3
         argv = _replace_out(argv, tmp_path / "run") + ([] if cheap else ["--print_config"])
     assert run_cli(*argv) == 0, f"{where}: {line}"
+    if argv[:1] == ["run"] and "--print_config" in argv:  # printing opens nothing: every generation resolves too
+        request = RunRequest.parse(argv[1:])
+        load_recipe(request.recipe, request.overrides)
 
 
 def _normalise(text: str) -> str:
