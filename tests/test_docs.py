@@ -76,6 +76,8 @@ def test_documented_command_runs(where, line, tmp_path, tiny_run, monkeypatch):
     elif argv[:1] == ["inspect"]:
         argv = ["inspect", str(tiny_run), *argv[2:]]
         argv = _replace_out(argv, tmp_path / "inspect")
+    elif argv[:1] == ["sweep"]:
+        argv = _replace_out(argv, tmp_path / "sweep")
     elif "--resume" in argv:
         run = tmp_path / "run"
         shutil.copytree(tiny_run, run)
@@ -85,6 +87,8 @@ def test_documented_command_runs(where, line, tmp_path, tiny_run, monkeypatch):
         if recipe is not None and "\nload:" in recipe.read_text():  # a teacher from an earlier run: the tiny one
             argv = [*argv, "--load", json.dumps({"checkpoint": str(tiny_run / "gen-0" / "model.ckpt")})]
         cheap = any(name in " ".join(argv) for name in CHEAP) and (_epochs(argv) or 99) <= 3
+        if "--out" not in argv:  # not runs/<recipe>-<timestamp> in the checkout: two runs may start in one second
+            argv = [*argv, "--out", ""]
         argv = _replace_out(argv, tmp_path / "run") + ([] if cheap else ["--print_config"])
     assert run_cli(*argv) == 0, f"{where}: {line}"
     if argv[:1] == ["run"] and "--print_config" in argv:  # printing opens nothing: every generation resolves too
