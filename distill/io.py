@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +24,18 @@ from typing import Any
 
 __all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "atomic_writer",
            "commit", "move_aside", "sha256_file"]
+
+
+def _new_file(path: Path) -> Path:
+    """Create an empty file with a fresh hidden name beside ``path`` (``.STEM.RANDOM.tmpSUFFIX``), mode 0o666 less
+    the umask (``tempfile.mkstemp`` would make it private to the owner)."""
+    while True:
+        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def commit(tmp: str | Path, path: str | Path) -> None:
@@ -37,13 +50,12 @@ def atomic_writer(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write; on success fsync it and rename it over ``path``.
 
     For writers that take a file name (``np.save``, ``torch.save``, ``fig.savefig``): the temporary name keeps the
-    target's suffix, so such writers do not append their own. On any exception the temporary file is removed and
-    ``path`` is left as it was.
+    target's suffix, so such writers do not append their own. The file gets the permissions a plain ``open(path,
+    "w")`` would give it (0o666 less the umask). On any exception the temporary file is removed and ``path`` is left
+    as it was.
     """
     path = Path(path)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_file(path)
     try:
         yield tmp
         commit(tmp, path)

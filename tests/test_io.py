@@ -35,6 +35,15 @@ def test_atomic_writer_replaces_on_success_and_keeps_the_old_file_on_failure(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
 
 
+def test_an_atomic_file_has_the_permissions_of_a_plain_one(tmp_path) -> None:
+    (tmp_path / "plain.csv").write_text("x")
+    atomic_write_text(tmp_path / "atomic.csv", "x")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "atomic.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "atomic.csv").stat().st_mode == (tmp_path / "plain.csv").stat().st_mode
+
+
 def test_atomic_write_json_ends_with_a_newline(tmp_path) -> None:
     atomic_write_json(tmp_path / "x.json", {"a": float("nan")}, indent=None, default=str)
     assert (tmp_path / "x.json").read_text() == '{"a": NaN}\n'
