@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich.console import Console
 
 from distill.distributed import is_global_zero
+from distill.errors import UnsafeCheckpointError
 from distill.faults import fault_point
+from distill.io import atomic_writer, move_aside
 
 
 class NonFiniteLossError(RuntimeError):
@@ -175,21 +175,13 @@ class ThrottledProgressBar(RichProgressBar):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O, but written to a temporary file, fsynced and renamed: never a half checkpoint."""
+    """Lightning's checkpoint I/O through :func:`distill.io.atomic_writer`: never a half checkpoint."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_writer(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def resumable_checkpoint(last: Path, console: Console) -> bool:
@@ -197,17 +189,18 @@ def resumable_checkpoint(last: Path, console: Console) -> bool:
 
     Writes are atomic (:class:`AtomicCheckpointIO`), so an unreadable file was damaged afterwards: it is moved aside
     as ``last.ckpt.damaged`` and the generation starts over, with a message. A file that would run code when
-    unpickled is not moved: ``pickle.UnpicklingError`` propagates and the run stops with exit code 2.
+    unpickled is not moved: :class:`~distill.errors.UnsafeCheckpointError` names it and the run stops with exit
+    code 2.
     """
     if not last.is_file():
         return False
     try:
         torch.load(last, map_location="cpu", weights_only=True)  # once per resume; a pickle bomb raises here
-    except pickle.UnpicklingError:
-        raise
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError.of(last, e) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         if is_global_zero():
-            os.replace(last, last.with_name(last.name + ".damaged"))
+            move_aside(last, ".damaged")
         console.print(f"[yellow]{last} cannot be read ({type(e).__name__}); training this generation from the start[/]")
         return False
     return True

@@ -10,7 +10,10 @@ Subclasses usually also derive from the built-in exception that describes them (
 
 from __future__ import annotations
 
-__all__ = ["UsageError", "UserError"]
+import pickle
+from pathlib import Path
+
+__all__ = ["UnsafeCheckpointError", "UsageError", "UserError"]
 
 
 class UserError(Exception):
@@ -26,3 +29,17 @@ class UserError(Exception):
 
 class UsageError(UserError):
     """A command-line mistake: an unknown option, a missing value, a flag that needs another."""
+
+
+class UnsafeCheckpointError(UserError, pickle.UnpicklingError):
+    """A checkpoint that ``torch.load(..., weights_only=True)`` refuses: loading it would run code (or build objects
+    other than tensors and plain values). Nothing in it was executed; the message names the file."""
+
+    @classmethod
+    def of(cls, path: str | Path, error: pickle.UnpicklingError) -> UnsafeCheckpointError:
+        """The error for ``path`` from torch's refusal ``error`` (its reason kept, its advice to load the file
+        unsafely dropped)."""
+        text = str(error)
+        reason = text.partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0] or text
+        return cls(f"checkpoint {path} is refused: loading it would run code or build objects other than tensors "
+                   f"({' '.join(reason.split())}); nothing in it was executed")

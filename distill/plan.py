@@ -6,7 +6,6 @@ reached); :class:`RunLayout`'s writers do nothing off global rank 0, so the loop
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from distill.cache import atomic_write_json
 from distill.distributed import is_global_zero
+from distill.io import atomic_write_json, atomic_writer
 from distill.spec import GenerationSpec
 from distill.state import RunState
 
@@ -55,11 +54,10 @@ class RunLayout:
             atomic_write_json(path, obj)
 
     def write_array(self, path: Path, array: np.ndarray) -> None:
-        """Atomic ``.npy`` write (temporary name, then rename), on global rank 0 only."""
+        """Atomic ``.npy`` write, on global rank 0 only."""
         if is_global_zero():
-            tmp = path.parent / f".{path.stem}.tmp.npy"
-            np.save(tmp, array)
-            os.replace(tmp, path)
+            with atomic_writer(path) as tmp:
+                np.save(tmp, array)
 
     def remove(self, path: Path) -> None:
         if is_global_zero():

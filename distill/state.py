@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from distill.cache import atomic_write_json
 from distill.distributed import is_global_zero
+from distill.io import atomic_write_json
 
 STATE_NAME = "state.json"
 

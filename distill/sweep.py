@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any
 import optuna
 
 from distill.errors import UserError
+from distill.io import atomic_write_bytes, atomic_write_json, atomic_writer
 
 Objective = Callable[[Any, Path], dict[str, Any]]  # (value, trial run directory) -> {"objective": float, ...}
 ORDERS = ("ascending", "given")
@@ -175,7 +175,7 @@ def write_outputs(study: optuna.Study, key: str, out: Path, metric: str) -> dict
     if not rows:
         raise SweepError(f"no trial of {study.study_name} finished")
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "sweep.csv", "w", newline="") as f:
+    with atomic_writer(out / "sweep.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -196,13 +196,14 @@ def write_outputs(study: optuna.Study, key: str, out: Path, metric: str) -> dict
     ax.set_ylabel(f"{metric} (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "sweep.png", dpi=120)
+    with atomic_writer(out / "sweep.png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     best = max(rows, key=lambda r: r["objective"])
     config = Path(best["run_dir"]) / "config.yaml"
     if config.is_file():
-        shutil.copyfile(config, out / "best.yaml")
-    (out / "best.json").write_text(json.dumps(best, indent=2, default=str) + "\n")
+        atomic_write_bytes(out / "best.yaml", config.read_bytes())
+    atomic_write_json(out / "best.json", best, default=str)
     return best
 
 
@@ -262,21 +263,21 @@ def key_override(recipe: str | None, overrides: Sequence[str], key: str, value: 
 def run_objective(recipe: str | None, overrides: Sequence[str], key: str, metric: str,
                   run: Callable[[list[str]], int]) -> Objective:
     """The objective of a real sweep: ``distill run RECIPE --out DIR OVERRIDES --KEY VALUE`` (resumed when the
-    directory holds a killed run of it), scored by :func:`metric_of`."""
+    directory holds a killed run of it), scored by :func:`metric_of`. ``run`` is the ``distill run`` command: an
+    exit code, or a :class:`~distill.errors.UserError`, which is raised again naming the trial."""
 
     def objective(value: Any, where: Path) -> dict[str, Any]:
         args = [*([recipe] if recipe else []), "--out", str(where), *overrides,
                 *key_override(recipe, overrides, key, value)]
-        if (where / "summary.json").is_file():
-            pass  # finished before the sweep could record it
-        elif (where / "config.yaml").is_file():
-            code = run([*args, "--resume", "--force"])
+        resume = (where / "config.yaml").is_file()  # a killed run of this trial: continue it
+        if not (where / "summary.json").is_file():  # (else finished before the sweep could record it)
+            try:
+                code = run([*args, "--resume", "--force"] if resume else args)
+            except UserError as e:
+                raise SweepError(f"trial {key}={value}: {e.one_line()}") from None
             if code:
-                raise SweepError(f"trial {key}={value}: distill run --resume exited {code} (see {where})")
-        else:
-            code = run(args)
-            if code:
-                raise SweepError(f"trial {key}={value}: distill run exited {code}")
+                raise SweepError(f"trial {key}={value}: distill run {'--resume ' if resume else ''}exited {code}"
+                                 + (f" (see {where})" if resume else ""))
         summary = json.loads((where / "summary.json").read_text())
         last = summary["generations"][-1]
         return {"objective": metric_of(where, metric), "test_acc": last["test"]["acc"],

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from distill.resolve import load_recipe
+
 RECIPES = sorted(Path("recipes").glob("*.yaml"))
 BAD_OVERRIDES = {
     "unknown key": (["--kd.alpah", "0.5"], "alpah"),
@@ -79,6 +81,9 @@ def test_every_recipe_prints_its_config(recipe, capsys, tiny_run):
     assert run_cli("run", str(recipe), "--print_config", *load) == 0
     out = capsys.readouterr().out
     assert "generations:" in out and "kd:" in out and "trainer:" in out
+    # printing opens nothing; every generation must also resolve (names, values, the loaded checkpoint)
+    recipe_obj = load_recipe(str(recipe), load)
+    assert len(recipe_obj.specs) == recipe_obj.cfg.generations + 1
 
 
 def test_print_config_round_trips(tmp_path, capsys):

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from distill.commands.base import RunRequest
+from distill.resolve import load_recipe
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"```bash\n(.*?)```", re.S)
@@ -73,6 +76,8 @@ def test_documented_command_runs(where, line, tmp_path, tiny_run, monkeypatch):
     elif argv[:1] == ["inspect"]:
         argv = ["inspect", str(tiny_run), *argv[2:]]
         argv = _replace_out(argv, tmp_path / "inspect")
+    elif argv[:1] == ["sweep"]:
+        argv = _replace_out(argv, tmp_path / "sweep")
     elif "--resume" in argv:
         run = tmp_path / "run"
         shutil.copytree(tiny_run, run)
@@ -82,8 +87,13 @@ def test_documented_command_runs(where, line, tmp_path, tiny_run, monkeypatch):
         if recipe is not None and "\nload:" in recipe.read_text():  # a teacher from an earlier run: the tiny one
             argv = [*argv, "--load", json.dumps({"checkpoint": str(tiny_run / "gen-0" / "model.ckpt")})]
         cheap = any(name in " ".join(argv) for name in CHEAP) and (_epochs(argv) or 99) <= 3
+        if "--out" not in argv:  # not runs/<recipe>-<timestamp> in the checkout: two runs may start in one second
+            argv = [*argv, "--out", ""]
         argv = _replace_out(argv, tmp_path / "run") + ([] if cheap else ["--print_config"])
     assert run_cli(*argv) == 0, f"{where}: {line}"
+    if argv[:1] == ["run"] and "--print_config" in argv:  # printing opens nothing: every generation resolves too
+        request = RunRequest.parse(argv[1:])
+        load_recipe(request.recipe, request.overrides)
 
 
 def _normalise(text: str) -> str:

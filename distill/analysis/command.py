@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import multiprocessing
 import os
@@ -29,6 +28,9 @@ from distill.analysis.noise import Suspects, label_noise_suspects
 from distill.analysis.run import InspectableRun, InspectError, load_run
 from distill.analysis.similarity import class_similarity, cluster_order, most_similar_pairs, neighbours, soften
 from distill.analysis.taxonomy import chance_taxonomy_score, taxonomy_score
+from distill.commands.base import register_command
+from distill.errors import UsageError
+from distill.io import atomic_write_json, atomic_writer
 
 DRIFT_ROWS = 20  # classes shown in the drift table (all of them are in drift.json)
 
@@ -37,8 +39,6 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting, so mistakes become one ``error:`` line."""
 
     def error(self, message: str) -> NoReturn:
-        from distill.cli import UsageError
-
         raise UsageError(f"distill inspect: {message}")
 
 
@@ -111,17 +111,13 @@ class Renderer:
                 self.pool.shutdown(cancel_futures=True)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-
-
 def _num(x: float) -> float | None:
     """JSON-safe float: ``None`` for nan/inf."""
     return float(x) if math.isfinite(x) else None
 
 
 def _write_suspects_csv(suspects: Suspects, names: list[str], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_writer(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["rank", "sample", "label", "teacher", "probability"])
         rows = zip(suspects.index, suspects.label, suspects.teacher, suspects.probability, strict=True)
@@ -142,7 +138,7 @@ def inspect_generation(run: InspectableRun, k: int, args: argparse.Namespace, ou
     console.rule(f"[bold]generation {k}[/] · T = {temp:g}")
     probs = run.soft_labels(k)
     matrix = class_similarity(probs, run.train_labels, num_classes)
-    _write_json(gdir / "similarity.json", {"classes": names, "temperature": temp, "matrix": matrix.tolist()})
+    atomic_write_json(gdir / "similarity.json", {"classes": names, "temperature": temp, "matrix": matrix.tolist()})
     report.write_matrix_csv(matrix, names, gdir / "similarity.csv")
     order, linkage = cluster_order(matrix)
     render.submit(report.plot_similarity_heatmap, matrix, names, order, gdir / "similarity_heatmap.png")
@@ -152,7 +148,7 @@ def inspect_generation(run: InspectableRun, k: int, args: argparse.Namespace, ou
     near, pairs = neighbours(matrix, args.top_k), most_similar_pairs(matrix, args.pairs)
     console.print(report.neighbours_table(near, names, title=f"gen-{k}: neighbours (share of mass)"))
     console.print(report.pairs_table(pairs, names, title=f"gen-{k}: most similar pairs"))
-    _write_json(gdir / "neighbours.json", {
+    atomic_write_json(gdir / "neighbours.json", {
         "temperature": temp,
         "neighbours": {names[c]: [{"class": names[j], "mass": float(m)} for j, m in zip(near.index[c], near.mass[c],
                                                                                        strict=True)]
@@ -166,7 +162,7 @@ def inspect_generation(run: InspectableRun, k: int, args: argparse.Namespace, ou
         source, groups = grouping
         score, chance = taxonomy_score(matrix, groups), chance_taxonomy_score(groups, num_classes)
         summary.update(taxonomy_score=_num(score), taxonomy_chance=_num(chance))
-        _write_json(gdir / "taxonomy.json", {"grouping": source, "score": _num(score), "chance": _num(chance)})
+        atomic_write_json(gdir / "taxonomy.json", {"grouping": source, "score": _num(score), "chance": _num(chance)})
         console.print(f"taxonomy score ({source} grouping): [bold]{score:.3f}[/] "
                       f"(nearest neighbour in the same group; chance {chance:.3f})")
     else:
@@ -203,7 +199,7 @@ def across_generations(run: InspectableRun, summaries: list[dict[str, Any]], out
     drifts = [(a["generation"], b["generation"], similarity_drift(a["_matrix"], b["_matrix"]))
               for a, b in zip(summaries, summaries[1:], strict=False)]
     gens = [{key: v for key, v in s.items() if key != "_matrix"} for s in summaries]
-    _write_json(out / "drift.json", {
+    atomic_write_json(out / "drift.json", {
         "classes": names, "temperature": run.temperature, "generations": gens,
         "drift": [{"from": a, "to": b, "mean": _num(float(np.nanmean(d))) if np.isfinite(d).any() else None,
                    "per_class": {n: _num(float(v)) for n, v in zip(names, d, strict=True)}} for a, b, d in drifts],
@@ -262,17 +258,13 @@ def inspect(args: argparse.Namespace, console: Console) -> Path:
     return out
 
 
+@register_command("inspect")
 def inspect_main(argv: list[str]) -> int:
-    """Entry point of ``distill inspect``: exit code 0, or 2 with one ``error:`` line for a user mistake."""
-    from distill.cache import CacheError
-    from distill.cli import UsageError, _fail
-    from distill.data import DataError
-
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    """``distill inspect RUN [options]``: exit code 0 (a user mistake raises a :class:`~distill.errors.UserError`,
+    which the entry point prints as one ``error:`` line with exit code 2)."""
     try:
-        inspect(build_parser().parse_args(argv), console)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help
         return int(e.code or 0)
-    except (UsageError, InspectError, CacheError, DataError) as e:
-        return _fail(str(e))
+    inspect(args, Console(width=None if sys.stdout.isatty() else 120))
     return 0

@@ -22,6 +22,7 @@ from scipy.cluster.hierarchy import dendrogram
 from distill.analysis.drift import Reliability
 from distill.analysis.noise import Suspects
 from distill.analysis.similarity import ArrayLike, Neighbours, Pairs, as_float_tensor, as_square_matrix
+from distill.io import atomic_writer
 
 DPI = 150
 
@@ -30,7 +31,8 @@ def _save(fig: Figure, path: str | Path) -> Path:
     """Render ``fig`` with the Agg canvas to ``path`` (format from its suffix), creating parent folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig).print_figure(str(path), dpi=DPI, bbox_inches="tight")
+    with atomic_writer(path) as tmp:
+        FigureCanvasAgg(fig).print_figure(str(tmp), dpi=DPI, bbox_inches="tight")
     return path
 
 
@@ -188,7 +190,7 @@ def write_matrix_csv(matrix: ArrayLike, class_names: Sequence[str], path: str | 
     names = _check_names(m.shape[0], class_names)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_writer(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class", *names])
         writer.writerows([name, *(f"{v:.8g}" for v in row)] for name, row in zip(names, m, strict=True))

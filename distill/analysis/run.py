@@ -25,9 +25,10 @@ import torch
 
 from distill.analysis.similarity import class_similarity, soften
 from distill.analysis.taxonomy import BUILTIN_GROUPINGS, CLASS_NAMES, grouping_indices, load_grouping
-from distill.cache import SoftLabelCache, sha256_file
+from distill.cache import SoftLabelCache
 from distill.errors import UserError
 from distill.generations import build_datamodule
+from distill.io import sha256_file
 from distill.plan import RunLayout
 
 GEN_DIR = re.compile(r"gen-(\d+)")

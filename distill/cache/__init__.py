@@ -8,17 +8,10 @@ replayable augmented views).
 """
 
 from distill.cache.formats import CACHE_DTYPES, FORMATS, CacheFormat, build_format
-from distill.cache.manifest import (
-    CacheError,
-    CacheLayout,
-    CacheMismatchError,
-    Manifest,
-    atomic_write_json,
-    atomic_write_text,
-    sha256_file,
-)
+from distill.cache.manifest import CacheError, CacheLayout, CacheMismatchError, Manifest
 from distill.cache.store import SoftLabelCache
 from distill.cache.writer import CacheWriter
+from distill.io import sha256_file  # the teacher checksum a cache is keyed by (kept here for callers of the cache)
 
 __all__ = ["CACHE_DTYPES", "FORMATS", "CacheError", "CacheFormat", "CacheLayout", "CacheMismatchError", "CacheWriter",
-           "Manifest", "SoftLabelCache", "atomic_write_json", "atomic_write_text", "build_format", "sha256_file"]
+           "Manifest", "SoftLabelCache", "build_format", "sha256_file"]

@@ -10,15 +10,13 @@ format of :mod:`distill.cache.formats`. Manifests written before these fields ex
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
+from distill.io import atomic_write_json
 
 MANIFEST_VERSION = 1
 ARRAY_NAME = "logits.npy"
@@ -31,35 +29,6 @@ class CacheError(UserError, ValueError):
 
 class CacheMismatchError(CacheError):
     """An intact cache computed from another dataset, teacher or cache setting: an error, never rebuilt silently."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """:func:`atomic_write_text` of ``obj`` as indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from distill.cache.formats import CacheFormat, FullFormat, build_format
-from distill.cache.manifest import ARRAY_NAME, CacheError, CacheLayout, Manifest, sha256_file
+from distill.cache.manifest import ARRAY_NAME, CacheError, CacheLayout, Manifest
+from distill.io import sha256_file
 
 
 class SoftLabelCache:

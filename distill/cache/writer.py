@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -14,9 +13,10 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from distill.cache.formats import CACHE_DTYPES, build_format
-from distill.cache.manifest import ARRAY_NAME, MANIFEST_NAME, CacheError, CacheLayout, Manifest, sha256_file
+from distill.cache.manifest import ARRAY_NAME, MANIFEST_NAME, CacheError, CacheLayout, Manifest
 from distill.cache.shards import RankShard, merge_shards
 from distill.faults import fault_point
+from distill.io import commit, sha256_file
 
 __all__ = ["CACHE_DTYPES", "CacheWriter"]
 
@@ -154,10 +154,8 @@ class CacheWriter(BasePredictionWriter):
             raise CacheError(f"cache build wrote {counts[0]} rows zero times and {counts[2:].sum()} more than "
                              "once; the cache loader must visit every (view, sample) exactly once")
         start = time.perf_counter()
-        with open(self._partial, "rb+") as f:
-            os.fsync(f.fileno())
         final = self.directory / ARRAY_NAME
-        os.replace(self._partial, final)
+        commit(self._partial, final)
         self.seconds["fsync"] = time.perf_counter() - start
         start = time.perf_counter()
         checksum = sha256_file(final)

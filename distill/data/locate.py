@@ -7,12 +7,11 @@ repository, and archives are extracted into a user cache directory.
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 from distill.data.base import DataError, DataNotFoundError
+from distill.io import atomic_directory
 
 DATA_ENV = "DISTILL_DATA"
 CIFAR10_JPEG_TARBALL = "cifar10-jpeg.tar.gz"
@@ -62,20 +61,16 @@ def ensure_cifar10_jpeg(dest: str | os.PathLike | None = None, tarball: str | os
     if not src.is_file():
         raise DataNotFoundError(f"CIFAR-10 JPEG archive not found: {src} (set {DATA_ENV} to the folder holding it)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
-        try:
-            with tarfile.open(src, "r:*") as tf:
-                tf.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise DataError(f"cannot extract {src}: {e}") from None
-        if not ((tmp / "cifar10" / "train").is_dir() and (tmp / "cifar10" / "test").is_dir()):
-            raise DataError(f"{src} does not contain cifar10/train and cifar10/test")
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not (root / "train").is_dir():  # not a lost race with another extraction: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_directory(dest) as tmp:
+            try:
+                with tarfile.open(src, "r:*") as tf:
+                    tf.extractall(tmp, filter="data")
+            except (tarfile.TarError, OSError, EOFError) as e:
+                raise DataError(f"cannot extract {src}: {e}") from None
+            if not ((tmp / "cifar10" / "train").is_dir() and (tmp / "cifar10" / "test").is_dir()):
+                raise DataError(f"{src} does not contain cifar10/train and cifar10/test")
+    except OSError:
+        if not (root / "train").is_dir():  # not a lost race with another extraction: a real failure
+            raise
     return root

@@ -6,10 +6,13 @@ import logging
 import sys
 import warnings
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from distill.commands.base import RunRequest, register_command, writing_to
 
 META_HELP = """usage: distill meta RECIPE.yaml [--out DIR] [--resume [--force]] [--print_config] [--KEY VALUE ...]
 
@@ -38,39 +41,34 @@ def _table(results: dict) -> Table:
     return table
 
 
+@register_command("meta")
 def meta_main(argv: list[str]) -> int:
-    """Entry of ``distill meta`` (see :data:`META_HELP`)."""
-    from distill.cache.manifest import atomic_write_text
-    from distill.cli import RunRequest, _fail, _user_errors
+    """``distill meta RECIPE [options]`` (see :data:`META_HELP`): exit code 0; a user mistake raises a
+    :class:`~distill.errors.UserError`, which the entry point prints as one line with exit code 2."""
+    from distill.io import atomic_write_text
     from distill.meta.config import build_meta_parser, dump_meta_config, parse_meta_recipe
     from distill.meta.run import MetaRun
 
     parser = build_meta_parser()
-    prepared = RunRequest.prepare(argv, parser, META_HELP,
-                                  lambda recipe, overrides: parse_meta_recipe(recipe, overrides, parser),
-                                  lambda cfg: dump_meta_config(cfg, parser))
+    prepared = RunRequest.prepare(argv, parser, META_HELP, partial(parse_meta_recipe, parser=parser),
+                                  partial(dump_meta_config, parser=parser))
     if isinstance(prepared, int):
         return prepared
     request, cfg, resolved = prepared
     recipe = request.recipe
     run_dir = Path(request.out) if request.out else \
         Path("runs") / f"{Path(recipe or 'meta').stem}-{datetime.now():%Y%m%d-%H%M%S}"
-    if (failed := request.check_run_dir(run_dir, resolved)) is not None:
-        return failed
+    request.check_run_dir(run_dir, resolved)
     console = Console(width=None if sys.stdout.isatty() else 120)
     for noise in (".*does not have many workers.*", ".*LeafSpec.*", ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", noise)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     run = MetaRun(cfg, run_dir, console)
-    try:
+    with writing_to(run_dir):
         run.preflight()  # data and split are checked before the run directory is touched
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", resolved)
         results = run.run()
-    except _user_errors() as e:
-        return _fail(" ".join(str(e).split()))
-    except OSError as e:
-        return _fail(f"cannot write {e.filename or run_dir}: {e.strerror or e}")
     console.print(_table(results))
     split = "" if cfg.data.get("name") == "sinusoid" else "splits.json, "
     console.print(f"run directory: {run_dir}  (results.json, {split}config.yaml, model.ckpt, logs/metrics.csv)")

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from distill.cache.manifest import atomic_write_text
 from distill.data.base import DataError
+from distill.io import atomic_write_text
 
 SPLITS = ("train", "val", "test")
 STREAM = {name: i for i, name in enumerate(SPLITS)}  # a split's id in the episode seed

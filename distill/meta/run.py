@@ -20,9 +20,9 @@ from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from distill.cache.manifest import atomic_write_text
 from distill.callbacks import AtomicCheckpointIO, resumable_checkpoint
 from distill.data.base import DataError
+from distill.io import atomic_write_text
 from distill.meta.baselines import BaselineConfig, pretrain, score_paradigms
 from distill.meta.config import default_network
 from distill.meta.episodes import ClassEpisodes, EpisodeDataset, EpochEpisodes, split_classes, write_splits

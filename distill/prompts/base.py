@@ -14,6 +14,7 @@ The base is identified by the sha256 of its tensors (:func:`state_sha256`), reco
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from timm.data import resolve_data_config
 from torch import nn
 
-from distill.errors import UserError
+from distill.errors import UnsafeCheckpointError, UserError
 
 SOURCES = ("checkpoint", "file", "pretrained", "seed")
 
@@ -102,6 +103,8 @@ def load_base(name: str, init_args: dict[str, Any] | None, source: dict[str, Any
                 weights = {k.removeprefix("base."): v for k, v in weights.items() if k.startswith("base.")}
             weights = {k: v for k, v in weights.items() if not k.startswith("head.")}  # (a fine-tuned prompted run)
             model.load_state_dict(weights)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpointError.of(value, e) from None
     except (RuntimeError, OSError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"prompted_vit source.{kind} {value} cannot be loaded into {name}: {first}") from None
