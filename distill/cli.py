@@ -302,7 +302,7 @@ def _train(recipe, run_dir: Path, name: str, resolved: str) -> int:
     inherited = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # for the processes a DDP launch starts; restored below
     try:
-        run = BornAgainRun(recipe.cfg, run_dir, name, console, specs=recipe.specs)
+        run = BornAgainRun(recipe.run, run_dir, name, console)
         run.preflight()  # data and backbones are checked before the run directory is touched
         if zero:
             run_dir.mkdir(parents=True, exist_ok=True)
