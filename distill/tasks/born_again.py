@@ -74,9 +74,9 @@ class GenerationModule(Task):
     Batches are ``(images, labels, dataset_indices)``; the indices let a cached teacher look its scores up. The loss
     gets :class:`~distill.outputs.ModelOutput` of student and teacher (with the named features it asked for) and the
     current :class:`~distill.losses.Progress`; its own parameters train with the student and are checkpointed under
-    ``loss.``. ``train/loss`` and each of the loss's terms (``train/<name>``) are logged on the steps a logger writes
-    or the progress bar draws. ``predict_step`` returns the student's logits (used to build the next cache and to
-    evaluate).
+    ``loss.``. ``train/loss`` and, for a loss of several terms, each term (``train/<name>``) are logged on the steps a
+    logger writes or the progress bar draws. ``predict_step`` returns the student's logits (used to build the next
+    cache and to evaluate).
 
     Args:
         student: freshly initialised backbone.
@@ -156,7 +156,8 @@ class GenerationModule(Task):
         self.train_acc.update(out.logits.detach(), y)  # accumulate only: the epoch value is logged once, at its end
         if self._step_is_shown():
             self.log("train/loss", result.total, prog_bar=True)
-            self.log_dict({f"train/{name}": value for name, value in result.terms.items()})
+            if len(result.terms) > 1:  # a lone term is the total itself
+                self.log_dict({f"train/{name}": value for name, value in result.terms.items()})
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's accuracy, computed once
             self._log_train_acc()
         return result.total
