@@ -46,24 +46,12 @@ from distill.models import BackboneError, check_output, create_backbone
 from distill.outputs import check_features
 from distill.plan import RunLayout, Step, make_plan
 from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES
-from distill.spec import GenerationSpec, RunSpec, generation_seed, thaw
+from distill.spec import GenerationSpec, RunSpec, generation_seed, replay_seed, thaw
 from distill.state import RunState
 from distill.tasks import TASKS, TaskContext, parameter_counts
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
 
-REPLAY_SEED_STREAM = 10_000  # generation_seed(seed, REPLAY_SEED_STREAM): the view seed of cache.mode replay
-
 __all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "replay_seed"]
-
-
-def replay_seed(seed: int, data_seed: int | None = None) -> int:
-    """View seed of ``cache.mode: replay``: one per run, shared by every generation's cache build and training.
-
-    ``data.seed`` when the recipe sets it (it then fixes every generation's views anyway), else
-    ``generation_seed(seed, 10_000)``: derived from the run seed like a generation's seed, but from a stream no
-    generation uses, so the views are independent of every generation's initialisation and data order.
-    """
-    return int(data_seed) if data_seed is not None else generation_seed(seed, REPLAY_SEED_STREAM)
 
 
 def build_datamodule(data: Mapping[str, Any]) -> DistillDataModule:
@@ -123,11 +111,8 @@ class BornAgainRun:
                            self.speed, self.dm.input_stats())
 
     def loss(self, spec: GenerationSpec) -> DistillLoss:
-        """Generation ``spec.index``'s loss, built from ``spec.loss`` on first use: preflight checks the instance
-        that :meth:`train` then trains with (a training takes it over; training the generation again builds anew).
-
-        A value its constructor refuses (malformed layer pairs, say) is a one-line :class:`RecipeError`.
-        """
+        """Generation ``spec.index``'s one loss, built from ``spec.loss`` on first use: preflight checks the instance
+        :meth:`train` then takes over. A value its constructor refuses is a one-line :class:`RecipeError`."""
         if spec.index not in self._losses:
             try:
                 self._losses[spec.index] = spec.loss.build()
@@ -163,8 +148,7 @@ class BornAgainRun:
         """The layout of the caches this run builds and reads (views from :func:`replay_seed` in replay mode)."""
         c = spec.cache
         replay = CACHE_MODES.get(c.mode).replay
-        seed = replay_seed(self.run_spec.seed, self.run_spec.data.get("seed"))
-        return cache_layout(c.mode, c.format, c.topk, c.epochs, seed,
+        return cache_layout(c.mode, c.format, c.topk, c.epochs, self.run_spec.replay_seed,
                             self.dm.augmentation_description() if replay else None)
 
     def check_cache_settings(self) -> None:
@@ -212,7 +196,7 @@ class BornAgainRun:
         k = spec.index
         L.seed_everything(spec.seed, workers=True, verbose=False)
         loss = self.loss(spec)
-        del self._losses[k]  # this training owns it now
+        del self._losses[k]  # this training owns it now (training the generation again builds a fresh one)
         teacher = self.teacher_source(spec, loss)
         module = TASKS.get(spec.task).create(spec, self.context(teacher), loss)
         layout = self.cache_layout(spec)

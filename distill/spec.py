@@ -22,7 +22,10 @@ from distill.optim import OptimizerConfig
 from distill.speed import SpeedConfig
 
 __all__ = ["CacheConfig", "GenerationSpec", "KDConfig", "LoadSpec", "LossSpec", "RunSpec", "backbone_label", "freeze",
-           "generation_seed", "thaw"]
+           "generation_seed", "replay_seed", "thaw"]
+
+
+REPLAY_SEED_STREAM = 10_000  # generation_seed(seed, REPLAY_SEED_STREAM): the view seed of cache.mode replay
 
 
 def generation_seed(seed: int, generation: int) -> int:
@@ -32,6 +35,16 @@ def generation_seed(seed: int, generation: int) -> int:
     the same seed.
     """
     return int(np.random.SeedSequence([seed, generation]).generate_state(1)[0])
+
+
+def replay_seed(seed: int, data_seed: int | None = None) -> int:
+    """View seed of ``cache.mode: replay``: one per run, shared by every generation's cache build and training.
+
+    ``data.seed`` when the recipe sets it (it then fixes every generation's views anyway), else
+    ``generation_seed(seed, 10_000)``: derived from the run seed like a generation's seed, but from a stream no
+    generation uses, so the views are independent of every generation's initialisation and data order.
+    """
+    return int(data_seed) if data_seed is not None else generation_seed(seed, REPLAY_SEED_STREAM)
 
 
 @dataclass(frozen=True)
@@ -200,3 +213,8 @@ class RunSpec:
     data: Mapping[str, Any]
     speed: SpeedConfig
     generations: tuple[GenerationSpec, ...]
+
+    @property
+    def replay_seed(self) -> int:
+        """The view seed of ``cache.mode: replay`` (:func:`replay_seed` of the run seed and ``data.seed``)."""
+        return replay_seed(self.seed, self.data.get("seed"))
