@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from distill.cache import CacheLayout, CacheWriter, SoftLabelCache
 from distill.data import TensorIndexedDataset
 from distill.generations import BornAgainRun
+from distill.resolve import resolve_run
 
 
 class _TableScores(L.LightningModule):
@@ -64,7 +65,7 @@ def ban_recipe(profile: Profile, work: Path) -> dict[str, Any]:
     dm, what = datamodule(profile, profile.ban_train, True)
     setup = time.perf_counter() - start
     cfg = recipe(profile, profile.ban_train, profile.ban_epochs, generations=3, progress_bar=True)
-    run = BornAgainRun(cfg, work / "ban", "benchmark", dm=dm)
+    run = BornAgainRun(resolve_run(cfg), work / "ban", "benchmark", dm=dm)
     start = time.perf_counter()
     with as_terminal():
         summary = run.run()

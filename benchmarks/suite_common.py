@@ -22,6 +22,7 @@ from distill.data.memory import MemoryImageSet
 from distill.data.sources import Split
 from distill.data.torchvision_sets import FashionMNISTDataModule
 from distill.generations import BornAgainRun
+from distill.resolve import resolve_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -194,7 +195,7 @@ def recipe(profile: Profile, train: int | None, epochs: int, *extra: str, regime
 
 def engine_run(cfg: Namespace, out: Path, dm: DistillDataModule, teacher_ckpt: Path | None = None) -> BornAgainRun:
     """A :class:`BornAgainRun` in ``out`` using ``dm``; ``teacher_ckpt`` is copied in as its generation 0."""
-    run = BornAgainRun(cfg, out, "benchmark")
+    run = BornAgainRun(resolve_run(cfg), out, "benchmark")
     run.dm = dm
     run.layout.gen_dir(0).mkdir(parents=True, exist_ok=True)
     run.layout.gen_dir(1).mkdir(parents=True, exist_ok=True)

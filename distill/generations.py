@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
@@ -40,66 +40,53 @@ from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, barrier, is_global_zero, require_command_launcher
 from distill.faults import fault_point
 from distill.loaded import load_network, save_network
-from distill.losses import LOSSES, loss_for
+from distill.losses import DistillLoss
 from distill.metrics import agreement, ensemble_logits, evaluate
 from distill.models import BackboneError, check_output, create_backbone
 from distill.outputs import check_features
 from distill.plan import RunLayout, Step, make_plan
-from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES, resolve_specs
-from distill.spec import GenerationSpec, generation_seed, thaw
-from distill.speed import SpeedConfig
+from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES, construct_loss
+from distill.spec import GenerationSpec, RunSpec, generation_seed, replay_seed, thaw
 from distill.state import RunState
-from distill.tasks import TASKS, TaskContext, input_stats, parameter_counts
+from distill.tasks import TASKS, TaskContext, parameter_counts
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
-
-REPLAY_SEED_STREAM = 10_000  # generation_seed(seed, REPLAY_SEED_STREAM): the view seed of cache.mode replay
 
 __all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "replay_seed"]
 
 
-def replay_seed(seed: int, data_seed: int | None = None) -> int:
-    """View seed of ``cache.mode: replay``: one per run, shared by every generation's cache build and training.
-
-    ``data.seed`` when the recipe sets it (it then fixes every generation's views anyway), else
-    ``generation_seed(seed, 10_000)``: derived from the run seed like a generation's seed, but from a stream no
-    generation uses, so the views are independent of every generation's initialisation and data order.
-    """
-    return int(data_seed) if data_seed is not None else generation_seed(seed, REPLAY_SEED_STREAM)
-
-
-def build_datamodule(data: dict[str, Any]) -> DistillDataModule:
+def build_datamodule(data: Mapping[str, Any]) -> DistillDataModule:
     """Instantiate the data module named by ``data["name"]`` with the other keys, and set it up."""
-    options = {k: v for k, v in data.items() if k != "name"}
+    options = {k: v for k, v in thaw(data).items() if k != "name"}
     dm = DATASETS.get(data["name"])(**options)
     dm.setup("fit")
     return dm
 
 
 class BornAgainRun:
-    """Runs generations 0..N of a parsed recipe into a run directory.
+    """Runs generations 0..N of a resolved recipe into a run directory.
 
     Args:
-        cfg: the validated recipe (from :func:`distill.config.parse_recipe`).
+        spec: the resolved run (:func:`distill.resolve.resolve_run`, or ``load_recipe(...).run``).
         out: run directory (created; must not hold another run).
         recipe_name: name recorded in the summary.
         console: where progress and the final table go.
         dm: the data module, if already built.
-        specs: the generations' resolved specs (default: resolved from ``cfg`` here).
     """
 
-    def __init__(self, cfg: Namespace, out: str | Path, recipe_name: str, console: Console | None = None,
-                 dm: DistillDataModule | None = None, specs: tuple[GenerationSpec, ...] | None = None) -> None:
-        self.cfg = cfg
-        self.specs = specs if specs is not None else resolve_specs(cfg)
+    def __init__(self, spec: RunSpec, out: str | Path, recipe_name: str, console: Console | None = None,
+                 dm: DistillDataModule | None = None) -> None:
+        self.run_spec = spec
+        self.specs = spec.generations
+        self.speed = spec.speed
         self.layout = RunLayout(Path(out))
         self.recipe_name = recipe_name
         self.console = console or Console()
         self.dm = dm
-        self.speed = SpeedConfig(**cfg.speed.as_dict()) if "speed" in cfg else SpeedConfig()
         self._preflight_done = False
         self._fingerprint: dict[str, Any] | None = None
         self._shas: dict[tuple[Path, int, int], str] = {}
         self._loaded: dict[int, torch.nn.Module] = {}
+        self._losses: dict[int, DistillLoss] = {}
         self.test_logits: dict[int, torch.Tensor] = {}
 
     @property
@@ -121,7 +108,14 @@ class BornAgainRun:
     def context(self, teacher: TeacherSource | None = None) -> TaskContext:
         """What a task needs from the data and the run besides its spec."""
         return TaskContext(self.dm.num_classes, self.dm.in_chans, self.dm.cache_set[0][0].unsqueeze(0), teacher,
-                           self.speed, input_stats(self.dm))
+                           self.speed, self.dm.input_stats())
+
+    def loss(self, spec: GenerationSpec) -> DistillLoss:
+        """Generation ``spec.index``'s one loss, built from ``spec.loss`` on first use: preflight checks the instance
+        :meth:`train` then takes over. A value its constructor refuses is a one-line :class:`RecipeError`."""
+        if spec.index not in self._losses:
+            self._losses[spec.index] = construct_loss(spec)
+        return self._losses[spec.index]
 
     def network(self, spec: GenerationSpec) -> torch.nn.Module:
         """Generation ``spec.index``'s trained network, rebuilt from ``gen-k/model.ckpt``."""
@@ -150,7 +144,7 @@ class BornAgainRun:
         """The layout of the caches this run builds and reads (views from :func:`replay_seed` in replay mode)."""
         c = spec.cache
         replay = CACHE_MODES.get(c.mode).replay
-        return cache_layout(c.mode, c.format, c.topk, c.epochs, replay_seed(self.cfg.seed, self.cfg.data.get("seed")),
+        return cache_layout(c.mode, c.format, c.topk, c.epochs, self.run_spec.replay_seed,
                             self.dm.augmentation_description() if replay else None)
 
     def check_cache_settings(self) -> None:
@@ -162,17 +156,18 @@ class BornAgainRun:
         for spec in self.specs:
             c, cached = spec.cache, not CACHE_MODES.get(spec.cache.mode).online
             if spec.members and cached and c.format == "topk" and c.topk < self.dm.num_classes \
-                    and LOSSES.get(spec.kd.variant).full_distribution:
+                    and spec.loss.cls.full_distribution:
                 raise RecipeError(f"kd.variant {spec.kd.variant!r} reads the teacher's whole non-target distribution, "
                                   f"which cache.format topk with topk={c.topk} < {self.dm.num_classes} classes does "
                                   "not keep (use cache.format full, or topk equal to the class count)")
 
-    def teacher_source(self, spec: GenerationSpec) -> TeacherSource | None:
-        """Where generation ``spec.index`` reads its teacher from: the members' caches, or their networks online."""
+    def teacher_source(self, spec: GenerationSpec, loss: DistillLoss) -> TeacherSource | None:
+        """Where generation ``spec.index`` reads its teacher from: the members' caches, or their networks online
+        (serving the features ``loss`` reads of the teacher)."""
         if not spec.members:
             return None
         if CACHE_MODES.get(spec.cache.mode).online:
-            features = loss_for(spec.index, spec.kd).feature_names()[1]  # what a feature loss reads of the teacher
+            features = loss.feature_names()[1]
             return OnlineTeacher([self.network(self.specs[j]) for j in spec.members], features)
         layout = self.cache_layout(spec)
         return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), self.fingerprint, self.checkpoint_sha(j),
@@ -196,12 +191,13 @@ class BornAgainRun:
         """
         k = spec.index
         L.seed_everything(spec.seed, workers=True, verbose=False)
-        teacher = self.teacher_source(spec)
-        module = TASKS.get(spec.task).create(spec, self.context(teacher))
-        replayed = self.cache_layout(spec).replay and isinstance(teacher, CachedTeacher)  # students see the views
-        if callable(getattr(self.dm, "set_views", None)):  # image data modules; digits has one view per sample
-            layout = self.cache_layout(spec)
-            self.dm.set_views(layout.view_seed if replayed else None, layout.view_epochs)
+        loss = self.loss(spec)
+        del self._losses[k]  # this training owns it now (training the generation again builds a fresh one)
+        teacher = self.teacher_source(spec, loss)
+        module = TASKS.get(spec.task).create(spec, self.context(teacher), loss)
+        layout = self.cache_layout(spec)
+        replayed = layout.replay and isinstance(teacher, CachedTeacher)  # students see the cached views
+        self.dm.set_views(layout.view_seed if replayed else None, layout.view_epochs)
         gen_dir, last = self.layout.gen_dir(k), self.layout.last_checkpoint(k)
         loggers, callbacks = self._user_objects(spec)
         bar = [] if any(isinstance(c, ProgressBar) for c in callbacks) else self._progress_bar(spec)
@@ -304,8 +300,11 @@ class BornAgainRun:
         """
         if self._preflight_done:
             return
+        for spec in self.specs:  # each student's one loss, built before any data is loaded
+            if spec.members:
+                self.loss(spec)
         if self.dm is None:
-            self.dm = build_datamodule(self.cfg.data)
+            self.dm = build_datamodule(self.run_spec.data)
         sample = self.dm.cache_set[0][0]
         networks: dict[int, torch.nn.Module] = {}
         for spec in self.specs:
@@ -317,11 +316,10 @@ class BornAgainRun:
                     raise
                 raise BackboneError(f"backbone {spec.label!r} cannot be built: {e}") from None
             check_output(model, sample, self.dm.num_classes, spec.label)
-            if (check := getattr(TASKS.get(spec.task), "check_network", None)) is not None:
-                check(spec, model)  # what the task itself needs of the network, as a RecipeError
+            TASKS.get(spec.task).check_network(spec, model)  # what the task itself needs of it, as a RecipeError
             networks[spec.index] = model
             if spec.members:  # the features its loss reads exist in both networks and fit the loss
-                check_features(loss_for(spec.index, spec.kd), networks[spec.index], networks[spec.members[0]],
+                check_features(self.loss(spec), networks[spec.index], networks[spec.members[0]],
                                sample.unsqueeze(0), f"kd.init_args.pairs (generation {spec.index}")
             self._user_objects(spec)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
@@ -359,7 +357,7 @@ class BornAgainRun:
         self.preflight()
         state = RunState(self.layout.root)
         generations = [self.execute(step, state) for step in self.plan(state)]
-        summary = {"recipe": self.recipe_name, "seed": self.cfg.seed, "generations": generations,
+        summary = {"recipe": self.recipe_name, "seed": self.run_spec.seed, "generations": generations,
                    "ensembles": self.ensembles()}
         self.layout.write_json(self.layout.root / "summary.json", summary)
         return summary

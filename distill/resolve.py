@@ -1,13 +1,18 @@
-"""Resolve a parsed recipe into one frozen :class:`~distill.spec.GenerationSpec` per generation, checking each.
+"""Resolve a parsed recipe into a frozen :class:`~distill.spec.RunSpec`: one checked
+:class:`~distill.spec.GenerationSpec` per generation, with its loss resolved once into a
+:class:`~distill.spec.LossSpec` (the class and every constructor argument, defaults read from its signature here).
 
 Every mistake that depends on a generation's merged settings -- an unknown name, a loss argument the loss does
-not take, a number out of range, a feature loss on a cache that cannot serve features, a callback that would break
-resume, a teacher file that is not there -- is a :class:`~distill.config.RecipeError` with one line, raised here,
-before any data is loaded or any directory is made.
+not take or a required one missing, a number out of range, a feature loss on a cache that cannot serve features, a
+callback that would break resume, a teacher file that is not there -- is a :class:`~distill.config.RecipeError` with
+one line, raised here, before any data is loaded or any directory is made. (Values only a loss's constructor judges,
+such as malformed layer pairs, fail when the run builds the loss, first thing in preflight: also one line, also
+before any data is loaded.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -24,11 +29,23 @@ from lightning.pytorch.loggers import Logger
 from distill.arguments import ArgumentsError, accepted_kwargs, check_kwargs, import_class, object_spec
 from distill.cache.replay import CACHE_MODES
 from distill.config import RecipeError, build_parser, generation_config, one_line, parse_recipe
-from distill.losses import LOSSES, TEACHER_FEATURES, loss_default, loss_for
+from distill.losses import LOSSES, TEACHER_FEATURES, CrossEntropy, DistillLoss, loss_arguments
 from distill.models.factory import check_backbone
 from distill.optim import OPTIMIZERS, SCHEDULERS, OptimizerConfig
 from distill.registry import RegistryError
-from distill.spec import CacheConfig, GenerationSpec, KDConfig, LoadSpec, backbone_label, freeze, generation_seed
+from distill.spec import (
+    CacheConfig,
+    GenerationSpec,
+    KDConfig,
+    LoadSpec,
+    LossSpec,
+    RunSpec,
+    backbone_label,
+    freeze,
+    generation_seed,
+    thaw,
+)
+from distill.speed import SpeedConfig
 from distill.tasks import TASKS
 
 LOGGER_MODULES = ("lightning.pytorch.loggers",)
@@ -37,17 +54,29 @@ CALLBACK_MODULES = ("lightning.pytorch.callbacks",)
 
 @dataclass(frozen=True)
 class Recipe:
-    """A parsed recipe and its generations' resolved specs."""
+    """A parsed recipe (``cfg``, for printing and saving it) and the run resolved from it."""
 
     cfg: Namespace
-    specs: tuple[GenerationSpec, ...]
+    run: RunSpec
+
+    @property
+    def specs(self) -> tuple[GenerationSpec, ...]:
+        """The generations' resolved specs."""
+        return self.run.generations
 
 
 def load_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParser | None = None) -> Recipe:
-    """Parse a recipe file plus dotted overrides and resolve every generation (all checks happen here)."""
+    """Parse a recipe file plus dotted overrides and resolve the run (all checks happen here)."""
     parser = parser or build_parser()
     cfg = parse_recipe(recipe, overrides, parser)
-    return Recipe(cfg, resolve_specs(cfg, parser))
+    return Recipe(cfg, resolve_run(cfg, parser))
+
+
+def resolve_run(cfg: Namespace, parser: ArgumentParser | None = None) -> RunSpec:
+    """The :class:`RunSpec` of a parsed recipe: seed, data, speed and every generation (raises
+    :class:`RecipeError`)."""
+    speed = SpeedConfig(**cfg.speed.as_dict()) if "speed" in cfg else SpeedConfig()
+    return RunSpec(seed=cfg.seed, data=freeze(cfg.data), speed=speed, generations=resolve_specs(cfg, parser))
 
 
 def resolve_specs(cfg: Namespace, parser: ArgumentParser | None = None) -> tuple[GenerationSpec, ...]:
@@ -78,9 +107,6 @@ def _where(cfg: Namespace, k: int) -> str:
 def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec:
     kd_args = g.kd.as_dict()
     kd_args["init_args"] = freeze({name: _typed(v) for name, v in (kd_args["init_args"] or {}).items()})
-    for key in ("alpha", "temperature"):  # unset: the loss's own default, so the spec holds the value in force
-        if kd_args[key] is None and g.kd.variant in LOSSES:
-            kd_args[key] = loss_default(g.kd.variant, key)
     kd = KDConfig(**kd_args)
     cache = CacheConfig(**g.cache.as_dict())
     optimizer = OptimizerConfig(**g.optimizer.as_dict())
@@ -90,8 +116,7 @@ def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec
     _check_names(kd, optimizer, where)
     _check_numbers(kd, optimizer, trainer, where)
     members = () if k == 0 else tuple(range(k)) if kd.teacher == "ensemble" else (k - 1,)
-    if members:
-        _check_loss(kd, cache, where)
+    kd, loss = _resolve_loss(kd, cache, where) if members else (kd, LossSpec("cross_entropy", CrossEntropy))
     _check_objects(loggers, "trainer.logger", LOGGER_MODULES, Logger, where)
     _check_objects(callbacks, "trainer.callbacks", CALLBACK_MODULES, Callback, where)
     load = _load_spec(cfg.load) if k == 0 and cfg.load is not None else None
@@ -108,8 +133,9 @@ def _resolve(cfg: Namespace, g: Namespace, k: int, where: str) -> GenerationSpec
     if g.task not in TASKS:
         raise RecipeError(f"{where}task: " + TASKS.unknown_message(g.task, TASKS.names()))
     return GenerationSpec(index=k, seed=generation_seed(cfg.seed, k), task=g.task, backbone=freeze(backbone),
-                          label=backbone_label(backbone), kd=kd, members=members, cache=cache, optimizer=optimizer,
-                          trainer=freeze(trainer), loggers=freeze(loggers), callbacks=freeze(callbacks), load=load)
+                          label=backbone_label(backbone), kd=kd, loss=loss, members=members, cache=cache,
+                          optimizer=optimizer, trainer=freeze(trainer), loggers=freeze(loggers),
+                          callbacks=freeze(callbacks), load=load)
 
 
 def _typed(value: Any) -> Any:
@@ -161,25 +187,39 @@ def _check_numbers(kd: KDConfig, optimizer: OptimizerConfig, trainer: dict[str, 
             raise RecipeError(f"{where}{key} must be {expected}, got {value!r}")
 
 
-def _check_loss(kd: KDConfig, cache: CacheConfig, where: str) -> None:
-    """The loss's arguments are accepted, and it can be built with them (values checked by its constructor)."""
-    accepted = accepted_kwargs(LOSSES.get(kd.variant)) or set()
+def _resolve_loss(kd: KDConfig, cache: CacheConfig, where: str) -> tuple[KDConfig, LossSpec]:
+    """A student's loss: its class and complete arguments (checked against its signature), and ``kd`` with the
+    values in force (``alpha``/``temperature`` left unset take the loss's own defaults)."""
+    cls = LOSSES.get(kd.variant)
+    accepted = accepted_kwargs(cls) or set()
     for key in ("alpha", "temperature"):
         if getattr(kd, key) is not None and key not in accepted:
             raise RecipeError(f"{where}kd.{key} is not used by kd.variant {kd.variant!r}: leave it unset (null)")
     try:
-        loss_for(1, kd)
+        kwargs = loss_arguments(kd.variant, kd.alpha, kd.temperature, thaw(kd.init_args), kd.standardize)
     except ArgumentsError as e:
         raise RecipeError(f"{where}{e}") from None
-    except (TypeError, ValueError) as e:  # a value the loss's constructor rejects
-        raise RecipeError(f"{where}kd.init_args for {kd.variant!r}: {' '.join(str(e).split())}") from None
-    needs = LOSSES.get(kd.variant).needs
-    if TEACHER_FEATURES in needs and not CACHE_MODES.get(cache.mode).online:
+    if TEACHER_FEATURES in cls.needs and not CACHE_MODES.get(cache.mode).online:
         raise RecipeError(f"{where}kd.variant {kd.variant!r} needs the teacher's intermediate features, which only "
                           f"a teacher run online serves; cache.mode is {cache.mode!r} (set --cache.mode online)")
-    if TEACHER_FEATURES in needs and kd.teacher == "ensemble":
+    if TEACHER_FEATURES in cls.needs and kd.teacher == "ensemble":
         raise RecipeError(f"{where}kd.variant {kd.variant!r} reads one teacher's features; kd.teacher: ensemble has "
                           "several (use kd.teacher: previous)")
+    in_force = dataclasses.replace(kd, alpha=kwargs.get("alpha"), temperature=kwargs.get("temperature"))
+    return in_force, LossSpec(kd.variant, cls, freeze(kwargs))
+
+
+def construct_loss(spec: GenerationSpec) -> DistillLoss:
+    """A new instance of generation ``spec.index``'s loss from ``spec.loss``; a value its constructor refuses (not
+    visible in the signature, e.g. a malformed ``pairs``) is a one-line :class:`RecipeError`.
+
+    The run calls it once per generation; ``distill sweep`` calls it for every value before the first trial.
+    """
+    try:
+        return spec.loss.build()
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"kd.init_args for {spec.loss.name!r} (generation {spec.index}): "
+                          f"{' '.join(str(e).split())}") from None
 
 
 def _check_objects(entries: tuple[Any, ...], key: str, modules: tuple[str, ...], base: type, where: str) -> None:

@@ -1,7 +1,8 @@
-"""One generation's settings, resolved once from the recipe before anything runs, and frozen.
+"""A run's settings, resolved once from the recipe before anything runs, and frozen.
 
-:func:`distill.config.resolve_specs` turns a parsed recipe into one :class:`GenerationSpec` per generation (the base
-recipe with that generation's ``per_generation`` override merged in). The loop, preflight, the cache checks,
+:func:`distill.resolve.resolve_run` turns a parsed recipe into a :class:`RunSpec`: the run's seed, data and speed
+settings and one :class:`GenerationSpec` per generation (the base recipe with that generation's ``per_generation``
+override merged in), each with its loss resolved into a :class:`LossSpec`. The loop, preflight, the cache checks,
 evaluation and ``distill inspect`` read these objects; nothing re-parses the recipe afterwards.
 """
 
@@ -15,11 +16,16 @@ from typing import Any, Literal, Optional
 import numpy as np
 from jsonargparse.typing import ClosedUnitInterval, PositiveFloat, PositiveInt
 
+from distill.losses.base import DistillLoss
 from distill.models.factory import backbone_label
 from distill.optim import OptimizerConfig
+from distill.speed import SpeedConfig
 
-__all__ = ["CacheConfig", "GenerationSpec", "KDConfig", "LoadSpec", "backbone_label", "freeze", "generation_seed",
-           "thaw"]
+__all__ = ["CacheConfig", "GenerationSpec", "KDConfig", "LoadSpec", "LossSpec", "RunSpec", "backbone_label", "freeze",
+           "generation_seed", "replay_seed", "thaw"]
+
+
+REPLAY_SEED_STREAM = 10_000  # generation_seed(seed, REPLAY_SEED_STREAM): the view seed of cache.mode replay
 
 
 def generation_seed(seed: int, generation: int) -> int:
@@ -29,6 +35,16 @@ def generation_seed(seed: int, generation: int) -> int:
     the same seed.
     """
     return int(np.random.SeedSequence([seed, generation]).generate_state(1)[0])
+
+
+def replay_seed(seed: int, data_seed: int | None = None) -> int:
+    """View seed of ``cache.mode: replay``: one per run, shared by every generation's cache build and training.
+
+    ``data.seed`` when the recipe sets it (it then fixes every generation's views anyway), else
+    ``generation_seed(seed, 10_000)``: derived from the run seed like a generation's seed, but from a stream no
+    generation uses, so the views are independent of every generation's initialisation and data order.
+    """
+    return int(data_seed) if data_seed is not None else generation_seed(seed, REPLAY_SEED_STREAM)
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,28 @@ class LoadSpec:
 
 
 @dataclass(frozen=True)
+class LossSpec:
+    """A generation's loss, resolved once: its class and its complete constructor arguments.
+
+    The run builds the loss from it once per generation (:meth:`build`) and hands that one instance to preflight,
+    the teacher source and the task.
+
+    Attributes:
+        name: the ``kd.variant`` it was registered under (``cross_entropy`` for generation 0).
+        cls: the loss class.
+        kwargs: every constructor argument, read-only: the recipe's values and the signature's defaults.
+    """
+
+    name: str
+    cls: type[DistillLoss]
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def build(self) -> DistillLoss:
+        """A new instance of the loss (its constructor checks the values: ``TypeError``/``ValueError``)."""
+        return self.cls(**thaw(self.kwargs))
+
+
+@dataclass(frozen=True)
 class GenerationSpec:
     """Everything one generation is: what trains, on what, from whom, how, for how long, with which seed.
 
@@ -119,7 +157,9 @@ class GenerationSpec:
         task: the registered task that trains it (``distill.tasks.TASKS``).
         backbone: the backbone spec (a name, or a frozen ``name|class_path`` + ``init_args`` mapping).
         label: the backbone's display name, with the arguments that tell two of the same family apart.
-        kd: the loss settings (``variant``, ``alpha``, ``temperature``, ``init_args``) and teacher mode.
+        kd: the recipe's ``kd`` section (``variant``, ``alpha``, ``temperature`` with the loss's defaults filled in
+            for a student, ``init_args``) and teacher mode.
+        loss: the loss that trains it, resolved (cross-entropy for generation 0).
         members: the generations whose scores teach this one (empty for generation 0).
         cache: where teacher scores come from and how caches are stored.
         optimizer: optimizer and schedule.
@@ -135,6 +175,7 @@ class GenerationSpec:
     backbone: Any
     label: str
     kd: KDConfig
+    loss: LossSpec
     members: tuple[int, ...]
     cache: CacheConfig
     optimizer: OptimizerConfig
@@ -155,3 +196,25 @@ class GenerationSpec:
     def trainer_kwargs(self) -> dict[str, Any]:
         """A mutable copy of :attr:`trainer` for ``lightning.Trainer(**kwargs)``."""
         return thaw(self.trainer)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A whole run, resolved: everything :class:`~distill.generations.BornAgainRun` reads.
+
+    Attributes:
+        seed: the run seed (each generation has its own, derived from it).
+        data: the ``data`` section (read-only): ``name`` and the data module's keyword arguments.
+        speed: the ``speed`` section, applied to every network built.
+        generations: one spec per generation 0..N.
+    """
+
+    seed: int
+    data: Mapping[str, Any]
+    speed: SpeedConfig
+    generations: tuple[GenerationSpec, ...]
+
+    @property
+    def replay_seed(self) -> int:
+        """The view seed of ``cache.mode: replay`` (:func:`replay_seed` of the run seed and ``data.seed``)."""
+        return replay_seed(self.seed, self.data.get("seed"))

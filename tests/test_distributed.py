@@ -25,6 +25,7 @@ from distill.cache import CacheError, CacheLayout, CacheWriter, Manifest, SoftLa
 from distill.config import parse_recipe
 from distill.distributed import RANK_VARIABLES
 from distill.generations import BornAgainRun, build_datamodule
+from distill.resolve import resolve_run
 from distill.tasks.born_again import load_student
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def test_ddp_cache_and_test_logits_equal_a_single_process_build(ddp_run, tmp_pat
     ddp_cache = SoftLabelCache(out / "cache" / "gen-0", dm.fingerprint(), sha256_file(ckpt), CacheLayout())
 
     # The same checkpoint scored by one process through the same writer.
-    run = BornAgainRun(cfg, out, "digits-ban", dm=dm)
+    run = BornAgainRun(resolve_run(cfg), out, "digits-ban", dm=dm)
     module = run.restore(run.specs[0])
     fields = {k: getattr(ddp_cache.manifest, k) for k in ("generation", "teacher_checkpoint", "teacher_sha256",
                                                           "dataset")}

@@ -159,8 +159,8 @@ def test_images_are_unnormalised_with_the_modules_mean_and_std():
     pixels = torch.tensor([[[0.0, 0.5], [1.0, 0.25]], [[1.0, 0.0], [0.5, 0.5]]])  # (C=2, H, W) in [0, 1]
     mean, std = (0.5, 0.2), (0.25, 0.5)
     normalised = (pixels - torch.tensor(mean).view(2, 1, 1)) / torch.tensor(std).view(2, 1, 1)
-    dm = SimpleNamespace(spec=SimpleNamespace(mean=mean, std=std), cache_set=[(normalised, 0, 0)])
+    dm = SimpleNamespace(input_stats=lambda: (mean, std), cache_set=[(normalised, 0, 0)])
     np.testing.assert_allclose(_stub_run("x", ["a"], dm).images([0])[0], pixels.numpy(), atol=1e-6)
-    plain = SimpleNamespace(cache_set=[(normalised, 0, 0)])  # no mean/std: min-max scaled
+    plain = SimpleNamespace(input_stats=lambda: None, cache_set=[(normalised, 0, 0)])  # no mean/std: min-max scaled
     shown = _stub_run("x", ["a"], plain).images([0])[0]
     assert shown.min() == 0.0 and shown.max() == 1.0

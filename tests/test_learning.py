@@ -57,7 +57,8 @@ def test_every_logit_loss_moves_a_toy_student_toward_its_teacher(variant):
     torch.manual_seed(0)
     for step in range(200):
         opt.zero_grad()
-        loss(ModelOutput(student), target, ModelOutput(teacher), Progress(100, step, 101)).backward()  # past warm-ups
+        # past warm-ups
+        loss(ModelOutput(student), target, ModelOutput(teacher), Progress(100, step, 101)).total.backward()
         opt.step()
     after = _kl(teacher, student.detach())
     acc = float((student.argmax(1) == target).float().mean())
@@ -109,7 +110,7 @@ def test_feature_losses_pull_student_features_toward_the_teachers(variant):
     before = hint()
     for _ in range(150):
         opt.zero_grad()
-        loss(tap(x), target, t_out).backward()
+        loss(tap(x), target, t_out).total.backward()
         opt.step()
     assert hint() < 0.5 * before, (before, hint())
 

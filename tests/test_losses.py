@@ -33,16 +33,16 @@ def test_kd_kl_golden_values_and_t_squared_scaling():
 
 def test_alpha_limits_and_mixture():
     student, teacher, y = _pair()
-    assert KDLoss(alpha=0.0, temperature=4.0)(student, y, teacher).item() == pytest.approx(math.log(2), abs=1e-12)
-    assert KDLoss(alpha=1.0, temperature=1.0)(student, y, teacher).item() == pytest.approx(KL_T1, abs=1e-12)
-    mixed = KDLoss(alpha=0.25, temperature=2.0)(student, y, teacher).item()
+    assert KDLoss(alpha=0.0, temperature=4.0)(student, y, teacher).total.item() == pytest.approx(math.log(2), abs=1e-12)
+    assert KDLoss(alpha=1.0, temperature=1.0)(student, y, teacher).total.item() == pytest.approx(KL_T1, abs=1e-12)
+    mixed = KDLoss(alpha=0.25, temperature=2.0)(student, y, teacher).total.item()
     assert mixed == pytest.approx(0.75 * math.log(2) + 0.25 * KL_T2_SCALED, abs=1e-12)
 
 
 def test_batch_mean_reduction():
     student = torch.zeros(2, 2, dtype=torch.float64)
     teacher = torch.tensor([[LN3, 0.0], [0.0, 0.0]], dtype=torch.float64)  # second row: KL = 0
-    loss = KDLoss(alpha=1.0, temperature=1.0)(student, torch.tensor([0, 1]), teacher)
+    loss = KDLoss(alpha=1.0, temperature=1.0)(student, torch.tensor([0, 1]), teacher).total
     assert loss.item() == pytest.approx(KL_T1 / 2, abs=1e-12)
 
 
@@ -51,13 +51,14 @@ def test_cwtm_weights_and_loss():
     w = cwtm_weights(teacher)
     assert torch.allclose(w, torch.tensor([0.6, 0.4], dtype=torch.float32))
     student = torch.zeros(2, 2, dtype=torch.float64)
-    loss = CWTMLoss(alpha=1.0, temperature=1.0)(student, torch.tensor([0, 1]), teacher)
+    loss = CWTMLoss(alpha=1.0, temperature=1.0)(student, torch.tensor([0, 1]), teacher).total
     assert loss.item() == pytest.approx(0.6 * KL_T1, abs=1e-6)
     # uniform confidences reduce CWTM to the batch mean
     same = torch.tensor([[LN3, 0.0], [LN3, 0.0]])
     s = torch.randn(2, 2)
     y = torch.tensor([0, 1])
-    assert CWTMLoss(0.5, 2.0)(s, y, same).item() == pytest.approx(KDLoss(0.5, 2.0)(s, y, same).item(), abs=1e-6)
+    assert CWTMLoss(0.5, 2.0)(s, y, same).total.item() == pytest.approx(KDLoss(0.5, 2.0)(s, y, same).total.item(),
+                                                                     abs=1e-6)
 
 
 def test_dkpp_keeps_argmax_and_multiset_and_permutes():
@@ -76,9 +77,9 @@ def test_dkpp_keeps_argmax_and_multiset_and_permutes():
 def test_dkpp_loss_matches_kd_on_permuted_teacher():
     s, t, y = torch.randn(8, 5), torch.randn(8, 5), torch.randint(0, 5, (8,))
     torch.manual_seed(3)
-    loss = DKPPLoss(0.7, 2.0)(s, y, t)
+    loss = DKPPLoss(0.7, 2.0)(s, y, t).total
     torch.manual_seed(3)
-    assert loss.item() == pytest.approx(KDLoss(0.7, 2.0)(s, y, dkpp_permute(t)).item(), abs=1e-6)
+    assert loss.item() == pytest.approx(KDLoss(0.7, 2.0)(s, y, dkpp_permute(t)).total.item(), abs=1e-6)
 
 
 def test_build_loss_generation_zero_is_cross_entropy():
@@ -91,5 +92,5 @@ def test_build_loss_generation_zero_is_cross_entropy():
 def test_gradient_flows_to_student_only():
     s = torch.randn(4, 3, requires_grad=True)
     t = torch.randn(4, 3, requires_grad=True)
-    KDLoss(0.5, 3.0)(s, torch.tensor([0, 1, 2, 0]), t.detach()).backward()
+    KDLoss(0.5, 3.0)(s, torch.tensor([0, 1, 2, 0]), t.detach()).total.backward()
     assert s.grad is not None and t.grad is None

@@ -66,9 +66,9 @@ def test_dkd_loss_weights_and_linear_warmup():
     loss = DKDLoss(temperature=1.0, tckd_weight=2.0, nckd_weight=8.0, warmup_epochs=20, ce_weight=0.5)
     ce = math.log(3.0)
     warm = 0.5 * ce + 5 / 20 * (2 * tckd + 8 * nckd)  # epoch 4 of a 20-epoch warm-up: (4 + 1) / 20
-    assert loss(s, y, t, Progress(epoch=4)).item() == pytest.approx(warm, abs=1e-12)
-    assert loss(s, y, t, Progress(epoch=19)).item() == pytest.approx(0.5 * ce + 2 * tckd + 8 * nckd, abs=1e-12)
-    assert loss(s, y, t, Progress(epoch=50)).item() == loss(s, y, t, Progress(epoch=19)).item()
+    assert loss(s, y, t, Progress(epoch=4)).total.item() == pytest.approx(warm, abs=1e-12)
+    assert loss(s, y, t, Progress(epoch=19)).total.item() == pytest.approx(0.5 * ce + 2 * tckd + 8 * nckd, abs=1e-12)
+    assert loss(s, y, t, Progress(epoch=50)).total.item() == loss(s, y, t, Progress(epoch=19)).total.item()
 
 
 def _np_dist(s: np.ndarray, t: np.ndarray, temperature: float) -> tuple[float, float]:
@@ -102,7 +102,7 @@ def test_dist_loss_adds_weights_and_ce():
     y = torch.tensor([0, 1, 2, 0])
     inter, intra = _np_dist(s.numpy(), t.numpy(), 2.0)
     ce = float(F.cross_entropy(s, y))
-    got = DISTLoss(temperature=2.0, beta=3.0, gamma=0.5, ce_weight=0.25)(s, y, t).item()
+    got = DISTLoss(temperature=2.0, beta=3.0, gamma=0.5, ce_weight=0.25)(s, y, t).total.item()
     assert got == pytest.approx(0.25 * ce + 3.0 * inter + 0.5 * intra, abs=1e-6)
 
 
@@ -115,13 +115,13 @@ def test_standardize_by_hand_and_invariance():
     s, t, y = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64), torch.randint(0, 4, (5,))
     on = KDLoss(alpha=1.0, temperature=2.0, standardize=True)
     # standardised KD ignores the teacher's logit scale and shift; plain KD does not
-    assert on(s, y, 7 * t + 3).item() == pytest.approx(on(s, y, t).item(), abs=1e-6)
+    assert on(s, y, 7 * t + 3).total.item() == pytest.approx(on(s, y, t).total.item(), abs=1e-6)
     off = KDLoss(alpha=1.0, temperature=2.0)
-    assert abs(off(s, y, 7 * t + 3).item() - off(s, y, t).item()) > 1e-3
+    assert abs(off(s, y, 7 * t + 3).total.item() - off(s, y, t).total.item()) > 1e-3
     # the label term keeps the raw logits
-    assert KDLoss(alpha=0.0, standardize=True)(s, y, t).item() == pytest.approx(F.cross_entropy(s, y).item())
+    assert KDLoss(alpha=0.0, standardize=True)(s, y, t).total.item() == pytest.approx(F.cross_entropy(s, y).item())
     dkd = DKDLoss(warmup_epochs=0, standardize=True)
-    assert dkd(s, y, 5 * t - 1).item() == pytest.approx(dkd(s, y, t).item(), abs=1e-6)
+    assert dkd(s, y, 5 * t - 1).total.item() == pytest.approx(dkd(s, y, t).total.item(), abs=1e-6)
 
 
 def test_gradients_of_dkd_dist_and_standardize():
@@ -132,7 +132,7 @@ def test_gradients_of_dkd_dist_and_standardize():
     assert torch.autograd.gradcheck(lambda x: torch.stack(dkd_terms(x, t, y, 2.0)), (s,))
     assert torch.autograd.gradcheck(lambda x: torch.stack(dist_terms(x, t, 2.0)), (s,))
     assert torch.autograd.gradcheck(lambda x: standardize(x), (s,))
-    DKDLoss(warmup_epochs=0)(s, y, t).backward()
+    DKDLoss(warmup_epochs=0)(s, y, t).total.backward()
     assert s.grad is not None and s.grad.abs().sum() > 0
 
 
@@ -145,7 +145,7 @@ def test_attention_map_and_transfer_by_hand():
     # both maps are unit vectors: [a, 0, 0, a] vs [0, 1, 0, 0] -> mean of squared differences = (2 a^2 + 1) / 4 = 1/2
     loss = AttentionLoss(pairs=[["s", "t"]], weight=10.0)
     out = loss(ModelOutput(torch.zeros(1, 2), {"s": f}), torch.tensor([0]), ModelOutput(torch.zeros(1, 2), {"t": g}))
-    assert out.item() == pytest.approx(math.log(2) + 10 * 0.5, abs=1e-6)
+    assert out.total.item() == pytest.approx(math.log(2) + 10 * 0.5, abs=1e-6)
 
 
 ARGS = ["--data.train_subset", "200", "--generations", "1", "--trainer.max_epochs", "2",

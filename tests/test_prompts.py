@@ -173,7 +173,7 @@ def _module(tmp_path, prompt: dict, seed: int = 0) -> tuple[PromptedModule, L.Tr
     y = torch.randint(0, 3, (64,))
     x = torch.randn(64, 1, 16, 16) * 0.5 + y.view(-1, 1, 1, 1)  # the class is the image's brightness
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y, torch.arange(64)), batch_size=16)
-    module = PromptedModule.create(spec, TaskContext(3, 1, x[:1], input_stats=((0.5,), (0.25,))))
+    module = PromptedModule.create(spec, TaskContext(3, 1, x[:1], input_stats=((0.5,), (0.25,))), spec.loss.build())
     trainer = L.Trainer(max_epochs=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
     return module, trainer, loader

@@ -127,13 +127,13 @@ class InspectableRun:
     def images(self, indices: Sequence[int]) -> np.ndarray:
         """Training images ``indices`` as float ``(n, C, H, W)`` in ``[0, 1]``, ready for display.
 
-        Un-normalised per channel with the data module's mean/std when it exposes them (``spec.mean``/``spec.std``
-        or ``mean``/``std``); otherwise each image is min-max scaled.
+        Un-normalised per channel with the data module's ``input_stats()`` when it states them; otherwise each image is
+        min-max scaled.
         """
         if len(indices) == 0:
             return np.zeros((0, 1, 1, 1))
         x = torch.stack([torch.as_tensor(self.datamodule.cache_set[int(i)][0]).float().cpu() for i in indices])
-        mean, std = _mean_std(self.datamodule)
+        mean, std = self.datamodule.input_stats() or (None, None)
         if mean is not None and std is not None and len(mean) == x.shape[1] and len(std) == x.shape[1]:
             shape = (1, -1, 1, 1)
             x = x * torch.tensor(std, dtype=x.dtype).view(shape) + torch.tensor(mean, dtype=x.dtype).view(shape)
@@ -142,16 +142,6 @@ class InspectableRun:
             hi = x.amax(dim=(1, 2, 3), keepdim=True)
             x = (x - lo) / (hi - lo).clamp_min(1e-12)
         return x.clamp(0.0, 1.0).numpy()
-
-
-def _mean_std(dm: Any) -> tuple[Sequence[float] | None, Sequence[float] | None]:
-    """Per-channel normalisation of a data module, if it exposes one."""
-    source = getattr(dm, "spec", None)
-    source = source if hasattr(source, "mean") and hasattr(source, "std") else dm
-    mean, std = getattr(source, "mean", None), getattr(source, "std", None)
-    if mean is None or std is None:
-        return None, None
-    return [float(v) for v in np.atleast_1d(mean)], [float(v) for v in np.atleast_1d(std)]
 
 
 def _recipe_temperature(specs: Sequence[Any]) -> float:

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from distill.cache.formats import FORMATS
 from distill.cache.manifest import CacheLayout
-from distill.data.base import DataError, DistillDataModule
+from distill.data.base import DistillDataModule
 from distill.data.memory import MemoryImageSet, passthrough
 from distill.registry import Registry
 
@@ -62,13 +62,10 @@ def require_replay(dm: DistillDataModule) -> None:
     """Raise :class:`DataError` unless ``dm`` can regenerate augmented views by ``(seed, epoch, index)``.
 
     That is an :class:`~distill.data.image.ImageDataModule` on the ``memory`` pipeline with an augmentation (its
-    ``check_views`` checks the last two). Data without augmentation (digits) have one view per sample: use ``clean``.
+    ``check_views`` checks the last two); the base data module's ``check_views`` refuses (digits have one view per
+    sample: use ``clean``).
     """
-    check = getattr(dm, "check_views", None)
-    if not callable(check):
-        raise DataError(f"cache.mode replay needs an augmenting in-memory image dataset; {dm.name!r} has no "
-                        "training augmentation, so its only view is the clean one: use cache.mode clean")
-    check()
+    dm.check_views()
 
 
 class ViewSet(Dataset):

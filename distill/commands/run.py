@@ -44,7 +44,7 @@ def run_command(argv: list[str]) -> int:
     """
     from distill.config import build_parser, dump_config, parse_recipe
     from distill.distributed import env_is_global_zero
-    from distill.resolve import Recipe, resolve_specs
+    from distill.resolve import Recipe, resolve_run
 
     parser = build_parser()
     prepared = RunRequest.prepare(argv, parser, RUN_HELP, partial(parse_recipe, parser=parser),
@@ -52,7 +52,7 @@ def run_command(argv: list[str]) -> int:
     if isinstance(prepared, int):
         return prepared
     request, cfg, resolved = prepared
-    recipe = Recipe(cfg, resolve_specs(cfg, parser))
+    recipe = Recipe(cfg, resolve_run(cfg, parser))
     name = Path(request.recipe).stem if request.recipe else "recipe"
     run_dir = Path(request.out) if request.out else _default_run_dir(name)
     if request.resume:
@@ -95,7 +95,7 @@ def _train(recipe: Recipe, run_dir: Path, name: str, resolved: str) -> int:
     os.environ[RUN_DIR_ENV] = str(run_dir)  # for the processes a DDP launch starts; restored below
     try:
         with writing_to(run_dir):
-            run = BornAgainRun(recipe.cfg, run_dir, name, console, specs=recipe.specs)
+            run = BornAgainRun(recipe.run, run_dir, name, console)
             run.preflight()  # data and backbones are checked before the run directory is touched
             if zero:
                 run_dir.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def sweep_command(argv: list[str]) -> int:
         args, overrides = build_parser().parse_known_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    from distill.resolve import load_recipe
+    from distill.resolve import construct_loss, load_recipe
     from distill.sweep import SweepError, SweepSpec, key_override, parse_values, run_objective, run_sweep, write_outputs
 
     spec = SweepSpec(args.key, parse_values(args.values) if args.values else None, args.order, args.patience,
@@ -51,6 +51,8 @@ def sweep_command(argv: list[str]) -> int:
     # every value (both ends of a range) must make a valid recipe before the first trial starts
     for value in spec.ordered() if spec.values is not None else (args.low, args.high):
         recipe = load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, value)])
+        for generation in recipe.specs:  # values only a loss's constructor refuses, too
+            construct_loss(generation)
     if args.metric == "val" and not float(recipe.cfg.data.get("val_fraction") or 0):
         raise SweepError("--metric val needs a validation split: set data.val_fraction (datasets that take it) "
                          "or sweep on --metric test")

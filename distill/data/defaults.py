@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from distill.data.base import DataError
+from distill.data.errors import DataError
 
 
 @dataclass(frozen=True)

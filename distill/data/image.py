@@ -101,6 +101,10 @@ class ImageDataModule(DistillDataModule):
         """The training augmentation, e.g. ``random_crop(padding=4), hflip(0.5)``."""
         return self.spec.describe()
 
+    def input_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The resolved normalisation ``(mean, std)`` per channel (:attr:`spec`)."""
+        return tuple(float(m) for m in self.spec.mean), tuple(float(s) for s in self.spec.std)
+
     def fingerprint(self) -> dict[str, Any]:
         fp = super().fingerprint()
         fp["split"] = f"val_fraction={self.val_fraction}, split_seed={VAL_SPLIT_SEED}"

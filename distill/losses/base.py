@@ -7,16 +7,25 @@ A loss is an ``nn.Module`` called as ``loss(student, target, teacher, progress)`
 * ``target``: class indices ``(B,)``;
 * ``progress``: the current epoch and step (:class:`Progress`), for warm-ups.
 
+It returns a :class:`LossOutput`: the ``total`` the optimizer minimises and its named ``terms`` (``ce``, ``kd``;
+DKD's ``tckd`` and ``nckd``, ...) with the ``weights`` that make the total, ``total = sum(weights[n] * terms[n])``.
+The engine logs each term as ``train/<name>`` beside ``train/loss``.
+
 It declares in :attr:`DistillLoss.needs` what the teacher must serve -- ``{"teacher_logits"}`` (every cache mode
 serves it) or ``{"teacher_features"}`` (only a teacher run online) -- and in :meth:`DistillLoss.feature_names` which
-named features of student and teacher it reads. Parameters it owns (a FitNets regressor, say) are created in
-:meth:`DistillLoss.bind` from the first batch's shapes; they train with the student and are saved in its checkpoint.
+named features of student and teacher it reads. A loss that owns parameters (a FitNets regressor, say) says so with
+:attr:`DistillLoss.has_parameters`; the engine then calls :meth:`DistillLoss.bind` with one batch's outputs, where it
+creates them from their shapes; they train with the student and are saved in its checkpoint under ``loss.``.
+
+The engine builds a generation's loss once, from the generation's resolved :class:`~distill.spec.LossSpec` (its class
+and complete constructor arguments), and hands that one instance to preflight, the teacher source and the task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -37,12 +46,30 @@ class Progress:
     max_epochs: int = 1
 
 
+class LossOutput(NamedTuple):
+    """What a loss returns: the total and its named terms.
+
+    Attributes:
+        total: the scalar the optimizer minimises (with its graph).
+        terms: the method's own terms by name, in its order, each a detached scalar (``ce``, ``kd``; ``ce``,
+            ``tckd``, ``nckd``; ...): logged as ``train/<name>``.
+        weights: each term's factor in the total at this step (a warm-up included): ``total`` equals
+            ``sum(weights[n] * terms[n])`` up to rounding.
+    """
+
+    total: torch.Tensor
+    terms: Mapping[str, torch.Tensor]
+    weights: Mapping[str, float]
+
+
 class DistillLoss(nn.Module):
     """Base of the pluggable losses (see the module docstring for the call contract)."""
 
     needs: ClassVar[frozenset[str]] = frozenset({TEACHER_LOGITS})
     # Reads the teacher's whole distribution (not only its top classes): a ``topk`` cache with k < C cannot serve it.
     full_distribution: ClassVar[bool] = False
+    # Owns parameters created in :meth:`bind` from one batch's shapes (the engine calls ``bind`` only then).
+    has_parameters: ClassVar[bool] = False
 
     @property
     def needs_teacher(self) -> bool:
@@ -54,13 +81,14 @@ class DistillLoss(nn.Module):
         return (), ()
 
     def bind(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
-        """Create the loss's own parameters from one batch's outputs (shapes); nothing by default."""
+        """Create the loss's own parameters from one batch's outputs (shapes), once; called when
+        :attr:`has_parameters` is set; nothing by default."""
 
     def check(self, student: ModelOutput, teacher: ModelOutput | None) -> None:
         """Raise ``ValueError`` (one line) when one sample's outputs cannot feed this loss; checked in preflight."""
 
     def forward(self, student: torch.Tensor | ModelOutput, target: torch.Tensor,
-                teacher: torch.Tensor | ModelOutput | None = None, progress: Progress | None = None) -> torch.Tensor:
+                teacher: torch.Tensor | ModelOutput | None = None, progress: Progress | None = None) -> LossOutput:
         raise NotImplementedError
 
 

@@ -8,12 +8,13 @@ cross-entropy, as their papers train the student on labels and hints together.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.losses.base import LOSSES, TEACHER_FEATURES, DistillLoss, Progress
+from distill.losses.base import LOSSES, TEACHER_FEATURES, DistillLoss, LossOutput, Progress
 from distill.outputs import ModelOutput
 
 
@@ -41,9 +42,13 @@ def _pairs(pairs: Sequence[Sequence[str]]) -> tuple[tuple[str, str], ...]:
 
 
 class FeatureLoss(DistillLoss):
-    """Shared part of the feature losses: layer pairs, the online-teacher need, CE on labels plus the hint term."""
+    """Shared part of the feature losses: layer pairs, the online-teacher need, CE on labels plus the hint term.
+
+    Terms: ``ce`` (weight 1) and the hint term, named by :attr:`term` (weight ``weight``).
+    """
 
     needs = frozenset({TEACHER_FEATURES})
+    term: ClassVar[str] = "hint"
 
     def __init__(self, pairs: Sequence[Sequence[str]], weight: float) -> None:
         super().__init__()
@@ -67,13 +72,15 @@ class FeatureLoss(DistillLoss):
         raise NotImplementedError
 
     def forward(self, student: ModelOutput, target: torch.Tensor, teacher: ModelOutput,
-                progress: Progress | None = None) -> torch.Tensor:
-        return F.cross_entropy(student.logits, target) + self.weight * self.hint(student, teacher)
+                progress: Progress | None = None) -> LossOutput:
+        ce, hint = F.cross_entropy(student.logits, target), self.hint(student, teacher)
+        return LossOutput(ce + self.weight * hint, {"ce": ce.detach(), self.term: hint.detach()},
+                          {"ce": 1.0, self.term: self.weight})
 
 
 @LOSSES.register("fitnet")
 class FitNetsLoss(FeatureLoss):
-    """FitNets hints (Romero et al., ICLR 2015): ``CE + weight * sum_pairs MSE(r(f_s), f_t)``.
+    """FitNets hints (Romero et al., ICLR 2015): ``CE + weight * sum_pairs MSE(r(f_s), f_t)``. Terms: ``ce``, ``hint``.
 
     ``r`` is a learned regressor per pair, a 1x1 convolution and BatchNorm from the student's channels to the
     teacher's (a student map of another spatial size is resized bilinearly first). It is built from the first
@@ -85,6 +92,8 @@ class FitNetsLoss(FeatureLoss):
         weight: weight of the hint term; 100, mdistiller's CIFAR setting for FitNets (hints on conv features whose
             squared errors are small next to the CE).
     """
+
+    has_parameters = True
 
     def __init__(self, pairs: Sequence[Sequence[str]], weight: float = 100.0) -> None:
         super().__init__(pairs, weight)
@@ -112,13 +121,15 @@ class FitNetsLoss(FeatureLoss):
 class AttentionLoss(FeatureLoss):
     """Attention transfer (Zagoruyko & Komodakis, ICLR 2017): ``CE + weight * sum_pairs AT(f_s, f_t)``.
 
-    See :func:`attention_transfer`. No parameters of its own.
+    See :func:`attention_transfer`. No parameters of its own. Terms: ``ce``, ``at``.
 
     Args:
         pairs: ``[[student_layer, teacher_layer], ...]``.
         weight: ``beta``; 1000 as in the paper's CIFAR experiments (attention maps are unit vectors, so their
             squared differences are tiny).
     """
+
+    term = "at"
 
     def __init__(self, pairs: Sequence[Sequence[str]], weight: float = 1000.0) -> None:
         super().__init__(pairs, weight)

@@ -11,10 +11,12 @@ Conventions (shared by every function here):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-from distill.losses.base import LOSSES, DistillLoss, Progress
+from distill.losses.base import LOSSES, DistillLoss, LossOutput, Progress
 from distill.outputs import ModelOutput, logits_of
 
 
@@ -44,6 +46,31 @@ def standardize(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return (logits - logits.mean(dim=1, keepdim=True)) / (logits.std(dim=1, keepdim=True) + eps)
 
 
+def kd_terms(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, alpha: float, temperature: float,
+             standardized: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The two per-sample terms of :func:`kd_per_sample`, ``(CE(student, y), T^2 * KL(...))``, shape ``(B,)`` each.
+
+    A term whose weight is 0 is not computed and is None: the KL at ``alpha = 0``, the cross-entropy at ``alpha = 1``.
+    With ``standardized``, the KL term compares :func:`standardize`-d logits (the cross-entropy keeps the raw ones).
+    """
+    kl = None
+    if alpha > 0:
+        s, t = (standardize(student), standardize(teacher)) if standardized else (student, teacher)
+        kl = kd_kl(s, t, temperature)
+    ce = F.cross_entropy(student, target, reduction="none") if alpha < 1 else None
+    return ce, kl
+
+
+def kd_combine(ce: torch.Tensor | None, kl: torch.Tensor | None, alpha: float) -> torch.Tensor:
+    """``(1 - alpha) * ce + alpha * kl`` per sample, from :func:`kd_terms` (a missing term has weight 0)."""
+    loss = kl if kl is not None else ce.new_zeros(len(ce))
+    if alpha > 0 and alpha != 1:
+        loss = alpha * loss  # alpha = 1 skips the op (an exact identity)
+    if ce is not None:
+        loss = loss + (1 - alpha) * ce
+    return loss
+
+
 def kd_per_sample(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, alpha: float,
                   temperature: float, standardized: bool = False) -> torch.Tensor:
     """Per-sample ``(1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T))``.
@@ -51,13 +78,7 @@ def kd_per_sample(student: torch.Tensor, teacher: torch.Tensor, target: torch.Te
     ``alpha = 0`` is plain cross-entropy, ``alpha = 1`` the Born-Again "teacher-only" loss. With ``standardized``,
     the KL term compares :func:`standardize`-d logits (the cross-entropy keeps the raw ones).
     """
-    s, t = (standardize(student), standardize(teacher)) if standardized else (student, teacher)
-    loss = kd_kl(s, t, temperature) if alpha > 0 else student.new_zeros(len(student))
-    if alpha > 0 and alpha != 1:
-        loss = alpha * loss  # alpha = 1 skips the op (an exact identity)
-    if alpha < 1:
-        loss = loss + (1 - alpha) * F.cross_entropy(student, target, reduction="none")
-    return loss
+    return kd_combine(*kd_terms(student, teacher, target, alpha, temperature, standardized), alpha)
 
 
 def cwtm_weights(teacher: torch.Tensor) -> torch.Tensor:
@@ -137,14 +158,19 @@ def dist_terms(student: torch.Tensor, teacher: torch.Tensor, temperature: float)
 Logits = torch.Tensor | ModelOutput
 
 
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    return values.mean()
+
+
 class CrossEntropy(DistillLoss):
-    """Generation 0: cross-entropy on the hard labels, batch mean."""
+    """Generation 0: cross-entropy on the hard labels, batch mean. Term: ``ce``."""
 
     needs = frozenset()
 
     def forward(self, student: Logits, target: torch.Tensor, teacher: Logits | None = None,
-                progress: Progress | None = None) -> torch.Tensor:
-        return F.cross_entropy(logits_of(student), target)
+                progress: Progress | None = None) -> LossOutput:
+        total = F.cross_entropy(logits_of(student), target)
+        return LossOutput(total, {"ce": total.detach()}, {"ce": 1.0})
 
 
 class LogitLoss(DistillLoss):
@@ -168,6 +194,9 @@ class LogitLoss(DistillLoss):
 class KDLoss(LogitLoss):
     """Hinton KD: batch mean of :func:`kd_per_sample`. With ``alpha = 1`` this is Born-Again's teacher-only loss.
 
+    Terms: ``ce`` (weight ``1 - alpha``) and ``kd`` (weight ``alpha``), each batch-reduced like the total; a term of
+    weight 0 is not computed and not reported.
+
     Args:
         alpha: weight of the distillation term (0 = hard labels only, 1 = teacher only).
         temperature: softening temperature ``T`` applied to both teacher and student.
@@ -178,12 +207,27 @@ class KDLoss(LogitLoss):
         super().__init__(standardize)
         self.alpha, self.temperature = float(alpha), float(temperature)
 
+    def terms(self, student: torch.Tensor, target: torch.Tensor,
+              teacher: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Per-sample ``(ce, kd)`` (see :func:`kd_terms`)."""
+        return kd_terms(student, teacher, target, self.alpha, self.temperature, self.standardize)
+
     def per_sample(self, student: torch.Tensor, target: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        return kd_per_sample(student, teacher, target, self.alpha, self.temperature, self.standardize)
+        return kd_combine(*self.terms(student, target, teacher), self.alpha)
+
+    def reduced(self, ce: torch.Tensor | None, kl: torch.Tensor | None,
+                reduce: Callable[[torch.Tensor], torch.Tensor]) -> LossOutput:
+        """The total ``reduce(kd_combine(ce, kl))`` and its terms, each reduced the same way."""
+        total = reduce(kd_combine(ce, kl, self.alpha))
+        if ce is None or kl is None:  # one term: it is the total
+            name = "kd" if ce is None else "ce"
+            return LossOutput(total, {name: total.detach()}, {name: 1.0})
+        return LossOutput(total, {"ce": reduce(ce.detach()), "kd": reduce(kl.detach())},
+                          {"ce": 1 - self.alpha, "kd": self.alpha})
 
     def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
-                progress: Progress | None = None) -> torch.Tensor:
-        return self.per_sample(logits_of(student), target, logits_of(teacher)).mean()
+                progress: Progress | None = None) -> LossOutput:
+        return self.reduced(*self.terms(logits_of(student), target, logits_of(teacher)), _mean)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, temperature={self.temperature}, standardize={self.standardize}"
@@ -191,26 +235,33 @@ class KDLoss(LogitLoss):
 
 @LOSSES.register("cwtm")
 class CWTMLoss(KDLoss):
-    """Born-Again CWTM: ``sum_i w_i * l_i`` with ``w = cwtm_weights(teacher)`` and ``l_i`` the per-sample KD loss."""
+    """Born-Again CWTM: ``sum_i w_i * l_i`` with ``w = cwtm_weights(teacher)`` and ``l_i`` the per-sample KD loss.
+
+    Terms: ``ce`` and ``kd``, each the same ``w``-weighted sum.
+    """
 
     def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
-                progress: Progress | None = None) -> torch.Tensor:
+                progress: Progress | None = None) -> LossOutput:
         s, t = logits_of(student), logits_of(teacher)
-        return (cwtm_weights(t).detach() * self.per_sample(s, target, t)).sum()
+        w = cwtm_weights(t).detach()
+        return self.reduced(*self.terms(s, target, t), lambda values: (w * values).sum())
 
 
 @LOSSES.register("dkpp")
 class DKPPLoss(KDLoss):
-    """Born-Again DKPP: the KD loss against ``dkpp_permute(teacher)`` (fresh permutation every batch)."""
+    """Born-Again DKPP: the KD loss against ``dkpp_permute(teacher)`` (fresh permutation every batch). Terms: ``ce``,
+    ``kd`` (against the permuted teacher)."""
 
     def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
-                progress: Progress | None = None) -> torch.Tensor:
-        return self.per_sample(logits_of(student), target, dkpp_permute(logits_of(teacher))).mean()
+                progress: Progress | None = None) -> LossOutput:
+        return self.reduced(*self.terms(logits_of(student), target, dkpp_permute(logits_of(teacher))), _mean)
 
 
 @LOSSES.register("dkd")
 class DKDLoss(LogitLoss):
     """Decoupled KD (Zhao et al., CVPR 2022): ``ce_weight * CE + w(epoch) * (tckd_weight * TCKD + nckd_weight * NCKD)``.
+
+    Terms: ``ce``, ``tckd``, ``nckd`` (their weights: ``ce_weight``, ``w * tckd_weight``, ``w * nckd_weight``).
 
     See :func:`dkd_terms`. ``w`` ramps linearly to 1 over the first ``warmup_epochs`` epochs (``(epoch + 1) /
     warmup_epochs``, epochs counted from 0: the reference code's ``epoch / warmup`` with epochs counted from 1).
@@ -241,16 +292,20 @@ class DKDLoss(LogitLoss):
         return min((progress.epoch + 1) / self.warmup_epochs, 1.0)
 
     def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
-                progress: Progress | None = None) -> torch.Tensor:
+                progress: Progress | None = None) -> LossOutput:
         s, t = logits_of(student), logits_of(teacher)
         tckd, nckd = dkd_terms(self.soft(s), self.soft(t), target, self.temperature)
-        return self.ce_weight * F.cross_entropy(s, target) + self.warmup(progress) * (
-            self.tckd_weight * tckd + self.nckd_weight * nckd)
+        ce, w = F.cross_entropy(s, target), self.warmup(progress)
+        total = self.ce_weight * ce + w * (self.tckd_weight * tckd + self.nckd_weight * nckd)
+        return LossOutput(total, {"ce": ce.detach(), "tckd": tckd.detach(), "nckd": nckd.detach()},
+                          {"ce": self.ce_weight, "tckd": w * self.tckd_weight, "nckd": w * self.nckd_weight})
 
 
 @LOSSES.register("dist")
 class DISTLoss(LogitLoss):
     """DIST (Huang et al., NeurIPS 2022): ``ce_weight * CE + beta * inter + gamma * intra`` (see :func:`dist_terms`).
+
+    Terms: ``ce``, ``inter``, ``intra``.
 
     Defaults: beta = gamma = 2 and T = 4, the CIFAR-100 settings used with DIST in reproductions (the reference
     class's own defaults are 1, 1, 1); CE weight 1.
@@ -270,7 +325,10 @@ class DISTLoss(LogitLoss):
         self.beta, self.gamma = float(beta), float(gamma)
 
     def forward(self, student: Logits, target: torch.Tensor, teacher: Logits,
-                progress: Progress | None = None) -> torch.Tensor:
+                progress: Progress | None = None) -> LossOutput:
         s, t = logits_of(student), logits_of(teacher)
         inter, intra = dist_terms(self.soft(s), self.soft(t), self.temperature)
-        return self.ce_weight * F.cross_entropy(s, target) + self.beta * inter + self.gamma * intra
+        ce = F.cross_entropy(s, target)
+        total = self.ce_weight * ce + self.beta * inter + self.gamma * intra
+        return LossOutput(total, {"ce": ce.detach(), "inter": inter.detach(), "intra": intra.detach()},
+                          {"ce": self.ce_weight, "inter": self.beta, "intra": self.gamma})

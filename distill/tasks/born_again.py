@@ -9,18 +9,18 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from distill.losses import DistillLoss, Progress, loss_for
+from distill.callbacks import ThrottledProgressBar
+from distill.losses import CrossEntropy, DistillLoss, Progress
 from distill.models import create_backbone
 from distill.optim import OptimizerConfig, build_optimizer
 from distill.outputs import FeatureTap, ModelOutput
 from distill.spec import GenerationSpec, thaw
 from distill.speed import apply_speed
-from distill.tasks import TASKS, TaskContext
+from distill.tasks.base import TASKS, Task, TaskContext
 from distill.teachers import TeacherSource
 
 
@@ -68,13 +68,15 @@ class RunningAccuracy:
 
 
 @TASKS.register("born_again")
-class GenerationModule(L.LightningModule):
+class GenerationModule(Task):
     """Trains ``student`` with ``loss``; students get the teacher's output from ``teacher`` for every batch.
 
     Batches are ``(images, labels, dataset_indices)``; the indices let a cached teacher look its scores up. The loss
     gets :class:`~distill.outputs.ModelOutput` of student and teacher (with the named features it asked for) and the
     current :class:`~distill.losses.Progress`; its own parameters train with the student and are checkpointed under
-    ``loss.``. ``predict_step`` returns the student's logits (used to build the next cache and to evaluate).
+    ``loss.``. ``train/loss`` and, for a loss of several terms, each term (``train/<name>``) are logged on the steps a
+    logger writes or the progress bar draws. ``predict_step`` returns the student's logits (used to build the next
+    cache and to evaluate).
 
     Args:
         student: freshly initialised backbone.
@@ -99,20 +101,22 @@ class GenerationModule(L.LightningModule):
         self.teacher = teacher  # plain attribute (not an nn.Module): stays out of the module tree
         self.optimizer_cfg = optimizer
         self.train_acc = RunningAccuracy()
+        self._train_acc_logged = False
+        self._lr_rescale = 1.0
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         names = loss.feature_names()[0]
         self._tap = FeatureTap(student, names) if names else None  # plain callable: the student appears once
 
     @classmethod
-    def create(cls, spec: GenerationSpec, context: TaskContext) -> GenerationModule:
-        """A freshly initialised student for ``spec`` (seed the RNGs first), its loss bound to one batch's shapes."""
+    def create(cls, spec: GenerationSpec, context: TaskContext, loss: DistillLoss) -> GenerationModule:
+        """A freshly initialised student for ``spec`` (seed the RNGs first), ``loss`` bound to one batch's shapes."""
         network = create_backbone(thaw(spec.backbone), context.num_classes, context.in_chans)
-        return cls._build(spec, context, network, loss_for(spec.index, spec.kd))
+        return cls._build(spec, context, network, loss)
 
     @classmethod
     def from_network(cls, spec: GenerationSpec, context: TaskContext, network: nn.Module) -> GenerationModule:
         """A module around a trained network, for evaluation and cache building (cross-entropy, no teacher)."""
-        return cls._build(spec, context, network, loss_for(0, spec.kd))
+        return cls._build(spec, context, network, CrossEntropy())
 
     @classmethod
     def network_from_checkpoint(cls, spec: GenerationSpec, context: TaskContext, path: str | Path) -> nn.Module:
@@ -123,7 +127,7 @@ class GenerationModule(L.LightningModule):
                loss: DistillLoss) -> GenerationModule:
         module = cls(apply_speed(network, context.speed), loss, context.teacher if loss.needs_teacher else None,
                      context.num_classes, spec.optimizer, max_epochs=spec.max_epochs, generation=spec.index)
-        if type(loss).bind is not DistillLoss.bind:  # shapes of one batch, for the loss's own parameters
+        if loss.has_parameters:  # shapes of one batch, for the loss's own parameters
             was_training = network.training
             network.eval()
             with torch.no_grad():
@@ -148,20 +152,23 @@ class GenerationModule(L.LightningModule):
         x, y, index = batch
         out = self.student_output(x)
         teacher = self.teacher(x, index) if self.loss.needs_teacher else None
-        loss = self.loss(out, y, teacher, Progress(self.current_epoch, self.global_step, self.hparams.max_epochs))
+        result = self.loss(out, y, teacher, Progress(self.current_epoch, self.global_step, self.hparams.max_epochs))
         self.train_acc.update(out.logits.detach(), y)  # accumulate only: the epoch value is logged once, at its end
         if self._step_is_shown():
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", result.total, prog_bar=True)
+            if len(result.terms) > 1:  # a lone term is the total itself
+                self.log_dict({f"train/{name}": value for name, value in result.terms.items()})
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's accuracy, computed once
             self._log_train_acc()
-        return loss
+        return result.total
 
     def _log_train_acc(self) -> None:
         self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True, prog_bar=True)
         self._train_acc_logged = True
 
     def _step_is_shown(self) -> bool:
-        """Whether anyone reads this step's ``train/loss``: a logger writes this step, or the progress bar draws it.
+        """Whether anyone reads this step's ``train/loss`` (and terms): a logger writes this step, or the progress bar
+        draws it.
 
         ``self.log`` costs about a millisecond of Lightning bookkeeping per call, as much as a small GPU step; the
         loggers write every ``trainer.log_every_n_steps``-th step only, and :class:`~distill.callbacks.
@@ -172,7 +179,7 @@ class GenerationModule(L.LightningModule):
         if trainer.fast_dev_run or trainer._logger_connector.should_update_logs:  # what the loggers will write
             return True
         bar = trainer.progress_bar_callback
-        return bar is not None and getattr(bar, "draw_this_batch", True)
+        return bar is not None and (bar.draw_this_batch if isinstance(bar, ThrottledProgressBar) else True)
 
     def on_train_epoch_end(self) -> None:
         """Start the next epoch's accuracy count afresh (logging ``train/acc`` here if the loader had no length).
@@ -180,7 +187,7 @@ class GenerationModule(L.LightningModule):
         The epoch's ``train/acc`` is computed once, on its last batch: logging the metric object on every step
         would cost Lightning a walk over it per step (moving its state to the device), for the same value.
         """
-        if not getattr(self, "_train_acc_logged", False):
+        if not self._train_acc_logged:
             self._log_train_acc()
         self._train_acc_logged = False
         self.train_acc.reset()
@@ -202,7 +209,7 @@ class GenerationModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         """Apply a changed learning rate to the restored optimizer and schedule (same shape, new scale)."""
-        ratio = getattr(self, "_lr_rescale", 1.0)
+        ratio = self._lr_rescale
         if ratio == 1.0:
             return
         for opt in self.trainer.optimizers:

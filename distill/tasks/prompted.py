@@ -19,14 +19,14 @@ import torch.distributed as dist
 from torch import nn
 
 from distill.config import RecipeError
-from distill.losses import loss_for
+from distill.losses import CrossEntropy, DistillLoss
 from distill.models import create_backbone
 from distill.optim import build_optimizer
 from distill.prompts import PromptedViT, check_reference, load_prompted, trainable_state
 from distill.prompts.checkpoint import REFERENCE_KEY
 from distill.spec import GenerationSpec, thaw
 from distill.speed import apply_speed
-from distill.tasks import TASKS, TaskContext
+from distill.tasks.base import TASKS, TaskContext
 from distill.tasks.born_again import GenerationModule
 
 INIT_IMAGES = 512  # training images whose token states seed a data-initialised prompt
@@ -57,12 +57,12 @@ class PromptedModule(GenerationModule):
                               f"{spec.label!r} (generation {spec.index})")
 
     @classmethod
-    def create(cls, spec: GenerationSpec, context: TaskContext) -> PromptedModule:
-        return cls._build(spec, context, build_network(spec, context), loss_for(spec.index, spec.kd))
+    def create(cls, spec: GenerationSpec, context: TaskContext, loss: DistillLoss) -> PromptedModule:
+        return cls._build(spec, context, build_network(spec, context), loss)
 
     @classmethod
     def from_network(cls, spec: GenerationSpec, context: TaskContext, network: nn.Module) -> PromptedModule:
-        return cls._build(spec, context, _prepared(network, spec, context), loss_for(0, spec.kd))
+        return cls._build(spec, context, _prepared(network, spec, context), CrossEntropy())
 
     @classmethod
     def network_from_checkpoint(cls, spec: GenerationSpec, context: TaskContext, path: str | Path) -> nn.Module:
