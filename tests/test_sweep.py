@@ -113,6 +113,13 @@ def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "max_epochs" in err, err
         assert not (tmp_path / "w").exists()
+    # A value only the loss's constructor refuses (a FitNets pair without its teacher layer) is caught up front too.
+    assert run_cli("sweep", "recipes/digits-ban.yaml", "--key", "kd.init_args.pairs", "--order", "given", "--values",
+                   "stem", "--kd.variant", "fitnet", "--cache.mode", "online", "--kd.alpha",
+                   "null", "--kd.temperature", "null", "--metric", "test", "--out", str(tmp_path / "f")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "kd.init_args for 'fitnet'" in err, err
+    assert not (tmp_path / "f").exists()
 
 
 def test_a_one_value_sweep_finishes(tmp_path) -> None:
