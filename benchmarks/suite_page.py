@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from suite_timing import GOALS, spread
+from suite_timing import GOALS, STEPS_PER_CALL, spread
 
 #: ratio keys of a regime, in page order, with what each compares
 RATIOS = {
     "lightning_over_torch": "bare epoch time / our epoch time (throughput ours / bare)",
+    **{f"lightning_k{k}_over_torch": f"bare epoch time / our epoch time at `speed.steps_per_call: {k}`"
+       for k in STEPS_PER_CALL},
     "plain_over_torch": "bare epoch / the same math as the smallest LightningModule under a plain `Trainer`",
     "ours_over_plain": "that plain-`Trainer` epoch / our epoch (what the engine adds to Lightning's loop)",
     "cached_over_ce": "cached-KD epoch / our CE epoch",
@@ -20,6 +22,8 @@ RATIOS = {
 VARIANTS = {
     "ours": "our CE epoch (engine default callbacks, default progress bar)",
     "ours_stock_bar": "the same with Lightning's stock `RichProgressBar`",
+    **{f"ours_k{k}": f"our CE epoch at `speed.steps_per_call: {k}` ({k} optimizer steps per Lightning step)"
+       for k in STEPS_PER_CALL},
     "torch": "bare loop: forward, cross-entropy, backward, SGD step",
     "cached": "our cached-KD epoch (generation 1, clean cache)",
     "online": "our online-KD epoch (generation 1, teacher run per batch)",
