@@ -6,7 +6,10 @@ small step reach 0.95x a bare loop", with every round's ratio and the load avera
 
 Usage::
 
-    python benchmarks/steps_per_call.py [--profile full] [--regime small] [--rounds 6] [--json OUT.json]
+    python benchmarks/steps_per_call.py [--profile full] [--regime small] [--rounds 6] [--json OUT.json] [--write]
+
+``--write`` stores the result (with :func:`pages.provenance`) in ``docs/data/steps-per-call.json`` and renders the
+section ``speed-steps-per-call`` of docs/concepts.md from it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when imported by the tests
 
 import torch  # noqa: E402
+from pages import ROOT, provenance, render  # noqa: E402
 from suite_common import PROFILES, Profile, datamodule, engine_run, load_average, machine, recipe  # noqa: E402
 from suite_timing import STEPS_PER_CALL, as_terminal, bare_epoch, fit, plain_fit, ratio, spread  # noqa: E402
 
 from distill.optim import OptimizerConfig  # noqa: E402
+
+DATA = "docs/data/steps-per-call.json"
 
 
 def steps_per_call_timing(profile: Profile, regime_name: str, work: Path, rounds: int,
@@ -56,9 +62,8 @@ def steps_per_call_timing(profile: Profile, regime_name: str, work: Path, rounds
         "seconds": {name: spread(v) for name, v in t.items()},
         "bare_step_ms": 1000 * spread(t["torch"])["median"] / steps,
         "plain_over_torch": ratio("plain_over_torch", t["torch"], t["plain"]),
-        **{f"lightning_k{k}_over_torch" if k > 1 else "lightning_over_torch":
-           ratio(f"lightning_k{k}_over_torch" if k > 1 else "lightning_over_torch", t["torch"], t[f"ours_k{k}"])
-           for k in ks},
+        "steps_per_call": list(ks),
+        "lightning_over_torch": {str(k): ratio("lightning_over_torch", t["torch"], t[f"ours_k{k}"]) for k in ks},
         "load_average_per_round": loads,
     }
 
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regime", default="small")
     parser.add_argument("--rounds", type=int, default=None, help="default: the profile's")
     parser.add_argument("--json", default=None, help="write the result here (else print it)")
+    parser.add_argument("--write", action="store_true", help=f"write {DATA} and render its docs section")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     profile = PROFILES[args.profile]
@@ -77,16 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(profile.threads)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            result = {"machine": machine(), **steps_per_call_timing(profile, args.regime, Path(tmp),
-                                                                    args.rounds or profile.rounds)}
+            timing = steps_per_call_timing(profile, args.regime, Path(tmp), args.rounds or profile.rounds)
+            result = {"provenance": provenance(), "machine": machine(), **timing}
     finally:
         torch.set_num_threads(threads)
     result["load_average_at_end"] = load_average()
     text = json.dumps(result, indent=1, default=str)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    if args.json or args.write:
+        for path in [args.json] * bool(args.json) + [ROOT / DATA] * args.write:
+            Path(path).write_text(text + "\n")
     else:
         print(text)
+    if args.write:
+        render(["speed-steps-per-call"])
     return 0
 
 
