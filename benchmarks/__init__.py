@@ -4,7 +4,7 @@ Run every script as a module from the repository root, e.g. ``python -m benchmar
 every number in README.md and docs/:
 
 * a measuring script ``benchmarks/NAME.py`` runs the real thing and writes its results, with the machine, date and
-  commit, to ``docs/data/NAME.json`` (:func:`benchmarks.pages.publish`);
+  commit, to a JSON file in ``docs/data/`` (:func:`benchmarks.pages.publish`);
 * a renderer beside it, ``benchmarks/NAME_page.py``, turns that JSON into Markdown: pure functions, nothing measured;
 * the table :data:`benchmarks.sections.SECTIONS` (data) says which renderer fills which marked section of which page
   from which JSON;

@@ -7,6 +7,7 @@ the parsers disagree, ``tests/test_pages.py`` when the page and the JSON do.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -36,6 +37,7 @@ def help_texts() -> dict[str, str]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, nothing else
     print("rendered:", ", ".join(publish(DATA, {"columns": COLUMNS, "help": help_texts()})))
 
 

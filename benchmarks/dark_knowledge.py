@@ -12,6 +12,7 @@ runs' summaries) to ``docs/data/dark-knowledge.json``, rendered into ``docs/dark
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -67,6 +68,7 @@ def case(name: str) -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, nothing else
     prov = provenance()
     data = {"provenance": prov, "cases": {name: case(name) for name in CASES}}
     print("rendered:", ", ".join(publish("docs/data/dark-knowledge.json", data)))

@@ -103,7 +103,7 @@ def main_results() -> None:
     def save() -> None:
         report["wall_seconds"] = round(time.perf_counter() - start, 1)
         report["load_end"] = open("/proc/loadavg").read().split()[:3]
-        atomic_write_json(ROOT / DATA, report)  # the section is rendered once every part is there
+        atomic_write_json(ROOT / DATA, report, indent=1)  # the section is rendered once every part is there
 
     sources = {}
     for size in SIZES:  # pretrain the bases on the source task

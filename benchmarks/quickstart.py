@@ -8,6 +8,7 @@ re-renders the sections that quote it (``benchmarks/quickstart_page.py``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ COMMAND = ["distill", "run", "recipes/digits-ban.yaml"]
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, nothing else
     out = ROOT / "runs" / "quickstart"
     shutil.rmtree(out, ignore_errors=True)
     prov = provenance()

@@ -9,12 +9,13 @@ Usage::
 GPU profiles) and fill the sections of ``DOCS/benchmarks.md`` (``benchmarks-gpu.md``: a copy of docs/benchmarks.md)
 from it (``benchmarks/suite_page.py``).
 
-Per timing regime (a short "small" step and a long "large" one; see :mod:`suite_timing`), interleaved rounds of:
-our epoch (``Trainer.fit`` through :class:`BornAgainRun`, default progress bar on) vs a bare loop; a cached-KD and an
-online-KD epoch vs our CE epoch; the cache build vs bare inference; an empty ``training_step`` under ``Trainer.fit``
-vs drawing the batches (the Lightning floor); a profiled fit (Lightning's ``SimpleProfiler``). Also bytes per cached
-view, accuracy of students taught through each cache setting (:mod:`suite_accuracy`) and, where the profile asks,
-the whole born-again recipe's wall time (:mod:`suite_cache`). ``benchmarks/gpu.sh`` runs profile ``gpu``.
+Per timing regime (a short "small" step and a long "large" one; see :mod:`benchmarks.suite_timing`), interleaved
+rounds of: our epoch (``Trainer.fit`` through :class:`BornAgainRun`, default progress bar on) vs a bare loop; a
+cached-KD and an online-KD epoch vs our CE epoch; the cache build vs bare inference; an empty ``training_step`` under
+``Trainer.fit`` vs drawing the batches (the Lightning floor); a profiled fit (Lightning's ``SimpleProfiler``). Also
+bytes per cached view, accuracy of students taught through each cache setting (:mod:`benchmarks.suite_accuracy`) and,
+where the profile asks, the whole born-again recipe's wall time (:mod:`benchmarks.suite_cache`). ``benchmarks/gpu.sh``
+runs profile ``gpu``.
 """
 
 from __future__ import annotations
