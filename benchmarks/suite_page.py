@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.markdown import table
 from benchmarks.suite_timing import GOALS, spread
 
 #: ratio keys of a regime, in page order, with what each compares
@@ -72,14 +73,9 @@ def _machine(r: dict[str, Any]) -> str:
 
 def goals(r: dict[str, Any]) -> str:
     """Every regime's goal ratios with their verdicts."""
-    rows = []
-    for name, reg in r["regimes"].items():
-        for key in GOALS:
-            e = reg[key]
-            rows.append(f"| {name} | `{key}` | {e['value']:.3f} | {e['min']:.3f} to {e['max']:.3f} | {_goal(e)} | "
-                        f"**{e['verdict']}** |")
-    return "\n".join(["| regime | ratio | ratio of medians | per-round range | goal | verdict |",
-                      "|---|---|---|---|---|---|", *rows])
+    rows = [[name, f"`{k}`", f"{reg[k]['value']:.3f}", f"{reg[k]['min']:.3f} to {reg[k]['max']:.3f}", _goal(reg[k]),
+             f"**{reg[k]['verdict']}**"] for name, reg in r["regimes"].items() for k in GOALS]
+    return "\n".join(table(["regime", "ratio", "ratio of medians", "per-round range", "goal", "verdict"], rows))
 
 
 def _regime(name: str, g: dict[str, Any]) -> str:
