@@ -1,35 +1,31 @@
 """``speed.steps_per_call`` timed alone: our CE epoch at K = 1, 4, 16 beside the bare loop and the plain ``Trainer``.
 
-The same variants as the suite's (:mod:`suite_timing`: ``torch``, ``plain``, ``ours``, ``ours_k{K}``), in interleaved
-rounds whose order rotates, without the suite's cache builds and profiles: the quick answer to "from which K does our
-small step reach 0.95x a bare loop", with every round's ratio and the load average beside it.
+The suite's variants (:mod:`benchmarks.suite_timing`: ``torch``, ``plain``, ``ours`` and ``ours_k{K}``) in
+interleaved rounds whose order rotates, without the suite's cache builds and profiles: the quick answer to "from
+which K does our small step reach 0.95x a bare loop", every round's ratio and load average beside it. Run::
 
-Usage::
+    python -m benchmarks.steps_per_call [--profile full] [--regime small] [--rounds 6] [--no-write]
 
-    python benchmarks/steps_per_call.py [--profile full] [--regime small] [--rounds 6] [--json OUT.json] [--write]
-
-``--write`` stores the result (with :func:`pages.provenance`) in ``docs/data/steps-per-call.json`` and renders the
-section ``speed-steps-per-call`` of docs/concepts.md from it.
+It writes ``docs/data/steps-per-call.json`` and renders docs/concepts.md's section from it
+(``benchmarks/steps_per_call_page.py``); ``--no-write`` prints the result instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, also when imported by the tests
+import torch
 
-import torch  # noqa: E402
-from pages import ROOT, provenance, render  # noqa: E402
-from suite_common import PROFILES, Profile, datamodule, engine_run, load_average, machine, recipe  # noqa: E402
-from suite_timing import STEPS_PER_CALL, as_terminal, bare_epoch, fit, plain_fit, ratio, spread  # noqa: E402
-
-from distill.optim import OptimizerConfig  # noqa: E402
+from benchmarks.machine import load_average, machine, provenance
+from benchmarks.pages import publish
+from benchmarks.suite_common import PROFILES, Profile, datamodule, engine_run, recipe
+from benchmarks.suite_timing import STEPS_PER_CALL, as_terminal, bare_epoch, fit, plain_fit, ratio, spread
+from distill.optim import OptimizerConfig
 
 DATA = "docs/data/steps-per-call.json"
 
@@ -73,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--regime", default="small")
     parser.add_argument("--rounds", type=int, default=None, help="default: the profile's")
-    parser.add_argument("--json", default=None, help="write the result here (else print it)")
-    parser.add_argument("--write", action="store_true", help=f"write {DATA} and render its docs section")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/data and the page alone")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     profile = PROFILES[args.profile]
@@ -82,22 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     if profile.threads:
         torch.set_num_threads(profile.threads)
     try:
+        prov = provenance()
         with tempfile.TemporaryDirectory() as tmp:
             timing = steps_per_call_timing(profile, args.regime, Path(tmp), args.rounds or profile.rounds)
-            result = {"provenance": provenance(), "machine": machine(), **timing}
+        result = {"provenance": prov, "machine": machine(), "profile": profile.name, **timing,
+                  "load_average_at_end": load_average()}
     finally:
         torch.set_num_threads(threads)
-    result["load_average_at_end"] = load_average()
-    text = json.dumps(result, indent=1, default=str)
-    if args.json or args.write:
-        for path in [args.json] * bool(args.json) + [ROOT / DATA] * args.write:
-            Path(path).write_text(text + "\n")
+    result = json.loads(json.dumps(result, default=str))
+    if args.no_write:
+        print(json.dumps(result, indent=1))
     else:
-        print(text)
-    if args.write:
-        render(["speed-steps-per-call"])
+        print("rendered:", ", ".join(publish(DATA, result)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
