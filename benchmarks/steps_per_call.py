@@ -4,7 +4,7 @@ The suite's variants (:mod:`benchmarks.suite_timing`: ``torch``, ``plain``, ``ou
 interleaved rounds whose order rotates, without the suite's cache builds and profiles: the quick answer to "from
 which K does our small step reach 0.95x a bare loop", every round's ratio and load average beside it. Run::
 
-    python -m benchmarks.steps_per_call [--profile full] [--regime small] [--rounds 6] [--no-write]
+    python -m benchmarks.steps_per_call [--profile full] [--regimes small large] [--rounds 6] [--no-write]
 
 It writes ``docs/data/steps-per-call.json`` and renders docs/concepts.md's section from it
 (``benchmarks/steps_per_call_page.py``); ``--no-write`` prints the result instead.
@@ -67,7 +67,7 @@ def steps_per_call_timing(profile: Profile, regime_name: str, work: Path, rounds
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--regime", default="small")
+    parser.add_argument("--regimes", nargs="+", default=["small", "large"], help="the profile's regimes to time")
     parser.add_argument("--rounds", type=int, default=None, help="default: the profile's")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/data and the page alone")
     args = parser.parse_args(argv)
@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prov = provenance()
         with tempfile.TemporaryDirectory() as tmp:
-            timing = steps_per_call_timing(profile, args.regime, Path(tmp), args.rounds or profile.rounds)
-        result = {"provenance": prov, "machine": machine(), "profile": profile.name, **timing,
+            regimes = {name: steps_per_call_timing(profile, name, Path(tmp) / name, args.rounds or profile.rounds)
+                       for name in args.regimes}
+        result = {"provenance": prov, "machine": machine(), "profile": profile.name, "regimes": regimes,
                   "load_average_at_end": load_average()}
     finally:
         torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from distill.callbacks import ThrottledProgressBar
-from distill.losses import CrossEntropy, DistillLoss, Progress
+from distill.losses import CrossEntropy, DistillLoss, LossOutput, Progress
 from distill.models import create_backbone
 from distill.optim import OptimizerConfig, build_optimizer
 from distill.outputs import FeatureTap, ModelOutput
@@ -180,8 +180,8 @@ class GenerationModule(Task):
         bad = ~torch.isfinite(totals)  # the call's first non-finite step loss, else its last: no host sync
         return totals.detach()[torch.where(bad.any(), bad.int().argmax(), len(totals) - 1)]
 
-    def _step_loss(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor):
-        """The loss of one batch (its :class:`~distill.losses.LossOutput`); counts the batch's training accuracy."""
+    def _step_loss(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> LossOutput:
+        """The loss of one batch; counts the batch's training accuracy."""
         out = self.student_output(x)
         teacher = self.teacher(x, index) if self.loss.needs_teacher else None
         result = self.loss(out, y, teacher, Progress(self.current_epoch, self.global_step, self.hparams.max_epochs))
