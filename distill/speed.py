@@ -31,10 +31,11 @@ class SpeedConfig:
     K batches at once (one gather of K x B samples on the in-memory path; the K steps train on slices of it, views, no
     copy) and the task runs the K steps under manual optimization: the same batches, in the same order, through the
     same backward (the precision plugin's), gradient clipping, optimizer and schedule as K = 1, so the same training.
-    Lightning's fixed cost per step (hooks, closure, result collection; about 1.5 ms on a CPU) is paid once per K
-    steps. What changes for a user: per-batch hooks (callbacks, ``log_every_n_steps``, the progress bar) count calls of
-    K steps; ``train/loss`` is logged per call (the mean of its K steps); the epoch's last call is short when the
-    epoch's batch count is not a multiple of K. K = 1 (default) is Lightning's automatic optimization, unchanged.
+    Lightning's fixed cost per step (hooks, closure, result collection; measured on the benchmarks page) is paid
+    once per K steps. What changes for a user: per-batch hooks (callbacks, ``log_every_n_steps``, the progress bar)
+    count calls of K steps; ``train/loss`` is logged per call (the mean of its K steps); the epoch's last call is
+    short when the epoch's batch count is not a multiple of K. K = 1 (default) is Lightning's automatic optimization,
+    unchanged.
     """
 
     channels_last: bool = False
