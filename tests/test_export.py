@@ -234,3 +234,31 @@ def test_a_prompted_network_keeps_its_input_statistics_through_timm(tmp_path):
     x = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(model(x), network(x))
+
+
+def test_a_class_path_backbone_exports_its_class_path_and_arguments(tmp_path):
+    """A user's own module (tests/usernet.py, importable like the user's package) travels as class path + args."""
+    run = tmp_path / "run"
+    assert run_cli("run", "recipes/digits-ban.yaml", "--out", str(run), "--backbone.class_path", "usernet.TinyMLP",
+                   "--backbone.init_args.hidden", "24", "--generations", "0", "--trainer.max_epochs", "1",
+                   "--data.train_subset", "200", "--trainer.enable_progress_bar", "false") == 0
+    export_run(run, tmp_path / "timm", "timm")
+    config = json.loads((tmp_path / "timm" / "config.json").read_text())
+    assert config["architecture"] == "distill_backbone"
+    assert config["model_args"]["backbone"] == {"class_path": "usernet.TinyMLP", "init_args": {"hidden": 24}}
+    images, _ = digits_test_set(train_subset=200)
+    with torch.no_grad():
+        got = reload("timm", tmp_path / "timm")(images).float()
+    assert_same_predictions(got, torch.from_numpy(np.load(run / "gen-0" / "test_logits.npy")))
+
+
+def test_the_export_folder_has_plain_permissions(tiny_run, tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        out = export_run(tiny_run, tmp_path / "perm", "timm").out
+    finally:
+        os.umask(umask)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o755)
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o644)}

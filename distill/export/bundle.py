@@ -10,6 +10,7 @@ of the run: an export that fails or differs leaves nothing behind.
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,16 @@ def check_out(out: Path) -> None:
     """Refuse an ``--out`` that exists and is not an empty folder (an export never mixes with other files)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {out} exists and is not empty; give a new folder")
+
+
+def _plain_permissions(folder: Path) -> None:
+    """A temporary folder is private (0o700): give the export a plain folder's permissions (0o777 less the umask),
+    its files a plain file's (0o666 less the umask), as ``mkdir`` and ``open`` would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def export_config(run: RunNetwork, exporter: type[ExportFormat], check: Check | None = None) -> dict[str, Any]:
@@ -112,6 +123,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "timm", generati
             atomic_write_json(folder / CONFIG, export_config(run, exporter, check))
             atomic_write_text(folder / CARD, model_card(run, exporter, check, recorded_same, out.name))
             files = tuple(sorted(p.name for p in folder.iterdir()))
+            _plain_permissions(folder)
     except OSError as e:
         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
