@@ -262,3 +262,51 @@ def test_the_export_folder_has_plain_permissions(tiny_run, tmp_path):
         os.umask(umask)
     assert oct(out.stat().st_mode & 0o777) == oct(0o755)
     assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o644)}
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_the_export_command_prints_the_check_and_the_files(tiny_run, tmp_path, capsys):
+    assert run_cli("export", str(tiny_run), "--out", str(tmp_path / "e"), "--format", "torchscript",
+                   "--generation", "0") == 0
+    out = capsys.readouterr().out
+    assert "torchscript vs PyTorch on 64 test images of the run: max |Δp|" in out
+    assert "gen-0 of" in out and "README.md, config.json, model.pt" in out
+
+
+@pytest.mark.parametrize("case", ["no such generation", "unfinished generation", "--out in use", "onnx missing",
+                                  "over the tolerance", "unknown format", "not a run"])
+def test_export_refusals_are_one_line_with_exit_2(case, tiny_run, tmp_path, capsys, monkeypatch):
+    run, out = tiny_run, tmp_path / "out"
+    args = []
+    if case == "no such generation":
+        args, expected = ["--generation", "2"], "has no generation 2 (its recipe has generations 0..1)"
+    elif case == "unfinished generation":
+        run = tmp_path / "run"
+        shutil.copytree(tiny_run, run)
+        (run / "gen-1" / "model.ckpt").unlink()
+        expected = "generation 1 of"
+    elif case == "--out in use":
+        out.mkdir()
+        (out / "x").write_text("x")
+        expected = "exists and is not empty"
+    elif case == "onnx missing":
+        find_spec = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("onnx", "onnxscript") else
+                            find_spec(name, *a))
+        args, expected = ["--format", "onnx"], "needs onnx, onnxscript, which are not installed"
+    elif case == "over the tolerance":
+        args, expected = ["--tolerance", "1e-12"], "over the tolerance, nothing written"
+        loader = TimmFolder.load.__func__
+        monkeypatch.setattr(TimmFolder, "load", classmethod(lambda cls, f: (lambda x: loader(cls, f)(x) * 1.01)))
+    elif case == "unknown format":
+        args, expected = ["--format", "tflite"], "argument --format: invalid choice: 'tflite'"
+    else:
+        run, expected = tmp_path, "is not a distill run directory (no config.yaml)"
+    assert run_cli("export", str(run), "--out", str(out), *args) == 2
+    assert expected in one_error_line(capsys)
+    assert case == "--out in use" or not out.exists()

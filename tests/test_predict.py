@@ -139,3 +139,29 @@ def test_predict_refusals(tiny_run, tmp_path):
         write_predictions(None, tmp_path / "p.txt")
     with pytest.raises(ExportError, match="has no generation 4"):
         open_predictor(tiny_run, generation="4")
+
+
+@needs_cifar
+def test_the_predict_command_names_skipped_images_and_writes_the_file(cifar_run, tmp_path, capsys):
+    run, folder = cifar_run
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG broken")
+    assert run_cli("predict", str(run), str(folder / "test" / "frog"), str(tmp_path / "in"), "--top-k", "2",
+                   "--out", str(tmp_path / "p.csv")) == 0
+    err = capsys.readouterr().err
+    assert f"skipped: cannot read image {tmp_path / 'in' / 'bad.png'}" in err
+    assert f"{TEST_PER_CLASS} predictions of" in err and "1 unreadable image(s) skipped" in err
+    with open(tmp_path / "p.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == TEST_PER_CLASS
+    assert run_cli("predict", str(run), str(folder / "test" / "frog" / "0000.jpg"), "--top-k", "3") == 0
+    assert "0000.jpg" in capsys.readouterr().out  # the table
+
+
+def test_predict_command_refusals_are_one_line(tiny_run, tmp_path, capsys):
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    for args, expected in ((["--out", str(tmp_path / "p.txt")], "give a .csv or .jsonl file"),
+                           ([], "none of the 1 images could be read"),
+                           (["--top-k", "0"], "argument --top-k: expected an integer >= 1, got '0'")):
+        assert run_cli("predict", str(tiny_run), str(tmp_path / "bad.png"), *args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and expected in err[-1], err
