@@ -32,7 +32,7 @@ from distill.plan import RunLayout
 from distill.resolve import load_backbone, load_recipe
 from distill.spec import GenerationSpec, LoadSpec, freeze
 from distill.state import RunState
-from distill.tasks import TASKS, TaskContext, input_stats
+from distill.tasks import TASKS, TaskContext
 
 ENSEMBLE = "ensemble"
 
@@ -199,12 +199,13 @@ def open_run(run_dir: str | Path, generation: str | int | None = None) -> RunNet
         recipe = load_recipe(str(config), ["--load", "null"])
     except RecipeError as e:
         raise ExportError(f"{config}: {e}") from None
-    selection = parse_generation(generation, recipe.cfg.generations, str(root))
+    selection = parse_generation(generation, len(recipe.specs) - 1, str(root))
     state = RunState(root)
     checkpoints = {k: _check_finished(root, k, state) for k in selection.members}
     summary = _summary(root, selection)
-    dm = build_datamodule(recipe.cfg.data)
-    context = TaskContext(dm.num_classes, dm.in_chans, dm.cache_set[0][0].unsqueeze(0), None, None, input_stats(dm))
+    dm = build_datamodule(recipe.run.data)
+    context = TaskContext(dm.num_classes, dm.in_chans, dm.cache_set[0][0].unsqueeze(0), None, None,
+                          dm.input_stats())
     loaded = (yaml.safe_load(recipe_text) or {}).get("load") is not None
     layout = RunLayout(root)
     backbones, networks = [], []
