@@ -142,7 +142,7 @@ def model_card(run: RunNetwork, exporter: type[ExportFormat], check: Check, reco
         "",
         "## Provenance",
         "",
-        f"- run directory: `{run.root.resolve()}`; checkpoints (sha256): "
+        f"- run directory: `{run.root}`; checkpoints (sha256): "
         + ", ".join(f"gen-{k} `{run.checkpoints[k][:16]}…`" for k in members),
         f"- exported {datetime.date.today().isoformat()} by distill {__version__}"
         + (f" (commit `{commit}`)" if commit else " (not a git checkout)")

@@ -114,10 +114,7 @@ class RunNetwork:
     @property
     def metrics(self) -> dict[str, Any]:
         """The run's own metrics of this network: a generation's entry or the ensemble's, from the summary."""
-        members = list(self.selection.members)
-        if self.selection.ensemble:
-            return next(e for e in self.summary["ensembles"] if e["members"] == members)
-        return next(g for g in self.summary["generations"] if g["generation"] == members[0])
+        return _entry(self.summary, self.selection)
 
     def test_indices(self, n: int) -> np.ndarray:
         """``n`` test-set indices spread evenly over the test set (image folders are sorted by class)."""
@@ -156,6 +153,16 @@ def _check_finished(root: Path, k: int, state: RunState) -> str:
         if not path.is_file():
             raise ExportError(f"generation {k} of {root} is not evaluated yet (no {path}); {resume}")
     return sha
+
+
+def _entry(summary: dict[str, Any], selection: Selection) -> dict[str, Any]:
+    members = list(selection.members)
+    entries = [e for e in summary.get("ensembles", []) if e.get("members") == members] if selection.ensemble else \
+        [g for g in summary.get("generations", []) if g.get("generation") == members[0]]
+    if not entries:
+        raise ExportError(f"the run's summary has no metrics of {selection.label}; finish the run with "
+                          "`distill run --resume`")
+    return entries[0]
 
 
 def _summary(root: Path, selection: Selection) -> dict[str, Any]:
@@ -203,6 +210,7 @@ def open_run(run_dir: str | Path, generation: str | int | None = None) -> RunNet
     state = RunState(root)
     checkpoints = {k: _check_finished(root, k, state) for k in selection.members}
     summary = _summary(root, selection)
+    _entry(summary, selection)  # the card's numbers are there
     dm = build_datamodule(recipe.run.data)
     context = TaskContext(dm.num_classes, dm.in_chans, dm.cache_set[0][0].unsqueeze(0), None, None,
                           dm.input_stats())
