@@ -22,7 +22,14 @@ from distill.commands.base import register_command, writing_to
 from distill.errors import UsageError
 from distill.export.bundle import export_run
 from distill.export.formats import FORMATS, ExportError
-from distill.export.predict import Predictions, check_output, collect_images, open_predictor, predict, write_predictions
+from distill.export.predict import (
+    Predictions,
+    collect_images,
+    open_predictor,
+    predict,
+    predictions_file,
+    write_predictions,
+)
 
 __all__ = ["export_command", "export_parser", "predict_command", "predict_parser"]
 
@@ -127,7 +134,7 @@ def predict_command(argv: list[str]) -> int:
     args = _parse(predict_parser(), argv)
     if isinstance(args, int):
         return args
-    out = check_output(args.out) if args.out else None  # before any image is read
+    out = predictions_file(args.out) if args.out else None  # before any image is read
     predictor = open_predictor(args.source, args.generation)
     paths = collect_images(args.inputs)
     errors = Console(stderr=True)

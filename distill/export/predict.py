@@ -30,6 +30,7 @@ from distill.export.source import open_run
 from distill.io import atomic_writer
 
 __all__ = ["OUTPUT_SUFFIXES", "Prediction", "Predictions", "Predictor", "collect_images", "open_predictor", "predict",
+           "predictions_file",
            "write_predictions"]
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -160,7 +161,7 @@ def predict(predictor: Predictor, paths: Sequence[Path], top_k: int = 5, batch_s
     return out
 
 
-def check_output(path: str | Path) -> Path:
+def predictions_file(path: str | Path) -> Path:
     """``--out`` must end in ``.csv`` or ``.jsonl`` (checked before any image is read)."""
     path = Path(path)
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -172,7 +173,7 @@ def check_output(path: str | Path) -> Path:
 
 def write_predictions(predictions: Predictions, path: str | Path) -> None:
     """Write ``predictions`` as CSV (``path, label_1, probability_1, ...``) or JSON lines, atomically."""
-    path = check_output(path)
+    path = predictions_file(path)
     names = predictions.class_names
     if path.suffix.lower() == ".csv":
         text = io.StringIO()

@@ -21,11 +21,10 @@ import yaml
 from torch import nn
 
 from distill.config import RecipeError
-from distill.data import DistillDataModule
+from distill.data import DATASETS, DistillDataModule
 from distill.export.ensemble import ProbabilityEnsemble
 from distill.export.formats import ExportError
 from distill.export.preprocess import Preprocess, preprocess_of
-from distill.generations import build_datamodule
 from distill.io import sha256_file
 from distill.metrics import ensemble_logits
 from distill.plan import RunLayout
@@ -87,7 +86,8 @@ class RunNetwork:
         network: one module ``(B, C, H, W) -> (B, classes)`` logits (log-probabilities for an ensemble).
         specs: every generation's resolved spec (for the lineage).
         backbones: the backbone spec each member was rebuilt from (a loaded generation 0 keeps its own).
-        datamodule: the run's data module, set up.
+        datamodule: the run's data module (set up on first use of the test set: a prediction needs only its
+            class names and transform, not the decoded images).
         preprocess: the run's evaluation transform for image files.
         class_names: class names in label order.
         summary: the run's ``summary.json`` (its generations' entries from ``metrics.json`` while it is running).
@@ -118,11 +118,13 @@ class RunNetwork:
 
     def test_indices(self, n: int) -> np.ndarray:
         """``n`` test-set indices spread evenly over the test set (image folders are sorted by class)."""
+        self.datamodule.setup("fit")  # once; a set-up data module returns at once
         total = len(self.datamodule.test_set)
         return np.unique(np.linspace(0, total - 1, num=min(n, total)).round().astype(np.int64))
 
     def test_inputs(self, indices: np.ndarray) -> torch.Tensor:
         """The test images at ``indices`` as the network's inputs, transformed exactly as in the run."""
+        self.datamodule.setup("fit")
         return torch.stack([torch.as_tensor(self.datamodule.test_set[int(i)][0]).float().cpu() for i in indices])
 
     def recorded_test_logits(self) -> torch.Tensor:
@@ -211,9 +213,12 @@ def open_run(run_dir: str | Path, generation: str | int | None = None) -> RunNet
     checkpoints = {k: _check_finished(root, k, state) for k in selection.members}
     summary = _summary(root, selection)
     _entry(summary, selection)  # the card's numbers are there
-    dm = build_datamodule(recipe.run.data)
-    context = TaskContext(dm.num_classes, dm.in_chans, dm.cache_set[0][0].unsqueeze(0), None, None,
-                          dm.input_stats())
+    data = dict(recipe.run.data)
+    dm = DATASETS.get(data.pop("name"))(**data)  # not set up: decoding the data waits until test images are needed
+    preprocess = preprocess_of(dm)
+    # rebuilding a network from its checkpoint reads the input's shape only: no training image is decoded for it
+    context = TaskContext(dm.num_classes, dm.in_chans, torch.zeros(1, preprocess.channels, *preprocess.size), None,
+                          None, dm.input_stats())
     loaded = (yaml.safe_load(recipe_text) or {}).get("load") is not None
     layout = RunLayout(root)
     backbones, networks = [], []
@@ -225,5 +230,5 @@ def open_run(run_dir: str | Path, generation: str | int | None = None) -> RunNet
         networks.append(_rebuild(spec, backbone, context, ckpt))
     network = ProbabilityEnsemble(networks).eval() if selection.ensemble else networks[0]
     return RunNetwork(root=root, selection=selection, network=network, specs=recipe.specs, backbones=tuple(backbones),
-                      datamodule=dm, preprocess=preprocess_of(dm), class_names=[str(c) for c in dm.class_names],
+                      datamodule=dm, preprocess=preprocess, class_names=[str(c) for c in dm.class_names],
                       summary=summary, recipe=recipe_text, checkpoints=checkpoints)
