@@ -30,8 +30,7 @@ from distill.export.source import open_run
 from distill.io import atomic_writer
 
 __all__ = ["OUTPUT_SUFFIXES", "Prediction", "Predictions", "Predictor", "collect_images", "open_predictor", "predict",
-           "predictions_file",
-           "write_predictions"]
+           "predictions_file", "write_predictions"]
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
