@@ -16,11 +16,11 @@ import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 from torch.utils.data import DataLoader
 
 from distill.callbacks import AtomicCheckpointIO, resumable_checkpoint
+from distill.csv_log import ResumedCSVLogger
 from distill.data.base import DataError
 from distill.io import atomic_write_text
 from distill.meta.baselines import BaselineConfig, pretrain, score_paradigms
@@ -112,7 +112,7 @@ class MetaRun:
         timer = IterationTimer()
         trainer_kwargs = dict(c.trainer.as_dict() if isinstance(c.trainer, Namespace) else c.trainer)
         trainer = L.Trainer(**trainer_kwargs, default_root_dir=self.out, inference_mode=False,
-                            logger=CSVLogger(self.out, name="logs", version=""),
+                            logger=ResumedCSVLogger(self.out, name="logs", version=""),
                             callbacks=[ModelCheckpoint(dirpath=last.parent, filename=last.stem, save_top_k=1,
                                                        every_n_epochs=1, enable_version_counter=False),
                                        timer, MetaFaults()],
