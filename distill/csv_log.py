@@ -50,7 +50,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if None not in r and None not in r.values() and _step(r) >= 0]  # a torn last line is dropped
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if None not in r and None not in r.values() and _step(r) >= 0]  # a torn line: dropped
 
 
 def _step(row: dict[str, str]) -> int:

@@ -19,7 +19,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
 from distill.arguments import ArgumentsError, build_object
@@ -36,6 +35,7 @@ from distill.cache.formats import build_format
 from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, require_replay
 from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard, ThrottledProgressBar, resumable_checkpoint
 from distill.config import RecipeError
+from distill.csv_log import ResumedCSVLogger
 from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, barrier, is_global_zero, require_command_launcher
 from distill.faults import fault_point
@@ -204,7 +204,7 @@ class BornAgainRun:
         every_epoch = ModelCheckpoint(dirpath=last.parent, filename=last.stem, save_top_k=1, every_n_epochs=1,
                                       enable_version_counter=False)
         trainer = L.Trainer(**spec.trainer_kwargs(), default_root_dir=gen_dir,
-                            logger=[CSVLogger(gen_dir, name="logs", version=""), *loggers],
+                            logger=[ResumedCSVLogger(gen_dir, name="logs", version=""), *loggers],
                             callbacks=[*bar, EpochSeed(spec.seed), FiniteLossGuard(), every_epoch, *callbacks,
                                        *([ViewEpoch(teacher)] if replayed else [])],
                             plugins=[AtomicCheckpointIO()])
