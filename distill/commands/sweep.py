@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from distill.commands.base import COMMANDS, register_command
+from distill.commands.base import COMMANDS, check_recipe_command, register_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +79,7 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
     from distill.sweep import SweepError
     from distill.sweep_trial import key_override
 
+    check_recipe_command(args.recipe, "run")  # a sweep's trials are runs
     base = load_recipe(args.recipe, overrides)
     # values in the order written (a value of the wrong type gets the parser's error, not "not comparable")
     for value in spec.values if spec.values is not None else (args.low, args.high):

@@ -20,6 +20,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from distill.callbacks import AtomicCheckpointIO, resumable_checkpoint
+from distill.config import RecipeError, one_line
 from distill.csv_log import ResumedCSVLogger
 from distill.data.base import DataError
 from distill.io import atomic_write_text
@@ -79,10 +80,25 @@ class MetaRun:
         self.episodes: Episodes | None = None
 
     def preflight(self) -> None:
-        """Load the data and check the split (before the run directory is made)."""
+        """Load the data, check the split and that the network runs on an episode (before the run directory is
+        made).
+
+        Raises:
+            DataError: a split without classes.
+            RecipeError: a network that cannot be built with its options or cannot take the episodes' inputs.
+        """
         self.episodes = build_episodes(self.cfg)
         if not _has(self.episodes, "train") or not _has(self.episodes, "test"):
             raise DataError("split.train and split.test need classes (meta-training and meta-test episodes)")
+        support = self.episodes.source.episode("train", 0)[0]
+        network = self.network()
+        try:
+            with torch.no_grad():
+                self.module().net(support)
+        # a network's own checks on its options and inputs: user input, reported as one line naming it
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise RecipeError(f"network {network} cannot run on {self.cfg.data['name']} episodes (inputs of shape "
+                              f"{tuple(support.shape[1:])}): {type(e).__name__}: {one_line(e)}") from None
 
     def module(self) -> MetaModule:
         c, ep = self.cfg, self.episodes
