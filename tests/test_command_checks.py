@@ -83,3 +83,28 @@ def test_a_recipe_or_run_directory_of_the_other_command_is_named(tmp_path, tiny_
         assert run_cli(*argv) == 2, argv
         assert words in one_line_error(capsys)
     assert not any((tmp_path / d).exists() for d in ("s", "r", "m"))
+
+
+VIT = {"img_size": 16, "patch_size": 4, "embed_dim": 24, "depth": 3, "num_heads": 2}
+
+
+@pytest.mark.parametrize("init_args,words", [
+    ({"prompt": {"kind": "shallow", "length": 0}}, "prompt length must be an integer >= 1, got 0"),
+    ({"prompt": {"kind": "deep", "length": -2}}, "prompt length must be an integer >= 1, got -2"),
+    ({"prompt": {"kind": "input_dependent", "length": 0}}, "prompt length must be an integer >= 1, got 0"),
+    ({"prompt": {"kind": "input_dependent", "hidden": 0}}, "prompt hidden must be an integer >= 1, got 0"),
+    ({"prompt": {"kind": "around", "before": 0, "after": 0}}, "prompt before + after must be >= 1 tokens, got 0 + 0"),
+    ({"prompt": {"kind": "around", "before": -1, "after": 3}}, "prompt before must be an integer >= 0, got -1"),
+    ({"prompt": {"kind": "input_map", "mode": "lowrank", "rank": 0}}, "input_map rank must be an integer >= 1"),
+    ({"prompt": {"kind": "input_map", "prompt": {"kind": "deep", "length": 0}}}, "prompt length must be an integer"),
+    ({"prompt": "none", "train_head": False}, "prompted_vit trains nothing"),
+], ids=["zero length", "negative length", "zero input-dependent length", "zero hidden", "around 0 + 0",
+        "around negative", "zero rank", "inner prompt of zero length", "nothing trainable"])
+def test_prompt_sizes_below_one_and_nothing_to_train_are_refused(init_args, words, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    backbone = {"name": "prompted_vit", "init_args": {"base_args": VIT, **init_args}}
+    assert run_cli("run", "recipes/digits-ban.yaml", "--out", str(out), "--task", "prompted", "--backbone",
+                   json.dumps(backbone), "--generations", "0", "--trainer.max_epochs", "1") == 2
+    err = one_line_error(capsys)
+    assert words in err and "backbone" in err, err
+    assert not out.exists()
