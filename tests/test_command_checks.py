@@ -10,6 +10,7 @@ import shutil
 import pytest
 import torch
 from conftest import run_cli
+from PIL import Image
 
 META = ["--trainer.max_epochs", "1", "--episodes.train_episodes", "8", "--episodes.test_episodes", "4",
         "--episodes.val_episodes", "0"]
@@ -107,4 +108,29 @@ def test_prompt_sizes_below_one_and_nothing_to_train_are_refused(init_args, word
                    json.dumps(backbone), "--generations", "0", "--trainer.max_epochs", "1") == 2
     err = one_line_error(capsys)
     assert words in err and "backbone" in err, err
+    assert not out.exists()
+
+
+def _folder(root, classes, empty=()):
+    for split in ("train", "test"):
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            if cls in empty and split == "train":
+                continue
+            for i in range(2):
+                Image.new("RGB", (8, 8), (i * 60, 10, 200)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("classes,empty,words", [
+    (("a",), (), "train has 1 class folder: a; classification needs at least two"),
+    (("a", "b", "c"), ("b",), "train/b holds no images: every train/ class folder needs images"),
+], ids=["one class", "empty class folder"])
+def test_image_folders_a_run_cannot_learn_from_are_refused(classes, empty, words, tmp_path, capsys) -> None:
+    root = _folder(tmp_path / "data", classes, empty)
+    out = tmp_path / "run"
+    assert run_cli("run", "recipes/digits-ban.yaml", "--out", str(out), "--data",
+                   json.dumps({"name": "imagefolder", "root": str(root)}), "--backbone",
+                   '{"name": "small_cnn", "init_args": {"in_chans": 3}}') == 2
+    assert words in one_line_error(capsys)
     assert not out.exists()
