@@ -47,3 +47,36 @@ def test_a_long_backbone_label_is_shortened_in_the_table() -> None:
     console.print(summary_table({"recipe": "r", "seed": 0, "generations": [gen], "ensembles": []}))
     rows = [line for line in console.export_text().splitlines() if "gen-0" in line or "vit" in line]
     assert len(rows) == 1 and "prompted_vit(…)" in rows[0]  # one line, not the wrapped repr
+
+
+def test_the_prompt_kinds_legend_labels_do_not_overlap(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "docs"))
+    from gen_prompt_figure import draw
+
+    fig = draw()
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    fig.savefig(io.BytesIO(), dpi=130)  # the layout as saved
+    boxes = [t.get_window_extent(renderer) for t in ax.texts] + [p.get_window_extent(renderer) for p in ax.patches]
+    overlaps = [(i, j) for i, a in enumerate(boxes) for j, b in enumerate(boxes[:i])
+                if a.x0 < b.x1 - 1 and b.x0 < a.x1 - 1 and a.y0 < b.y1 - 1 and b.y0 < a.y1 - 1]
+    assert not overlaps, [(ax.texts[i].get_text() if i < len(ax.texts) else i) for i, _ in overlaps]
+
+
+def test_the_k_sweep_figure_leaves_time_out_when_the_cores_were_oversubscribed(tmp_path) -> None:
+    import json
+
+    from benchmarks.meta_ksweep import figure
+    from benchmarks.meta_ksweep_page import meta_ksweep
+
+    d = json.loads((ROOT / "docs" / "data" / "meta-ksweep.json").read_text())
+    assert len(figure(d["points"], tmp_path / "three.png").axes) == 3
+    assert len(figure(d["points"], tmp_path / "two.png", with_time=False).axes) == 2
+    busy = {**d["info"], "machine": {**d["info"]["machine"], "cores": 2, "load_average_at_start": [5.0, 5.0, 5.0]},
+            "load_average_at_end": [6.0, 6.0, 6.0]}
+    quiet = {**busy, "machine": {**busy["machine"], "load_average_at_start": [0.5, 0.5, 0.5]},
+             "load_average_at_end": [1.0, 1.0, 1.0]}
+    text = meta_ksweep({**d, "info": busy})
+    assert "The figure leaves time out" in text and "re-measurement on a quiet machine" in text
+    assert "accuracy and time against K" in meta_ksweep({**d, "info": quiet})
+    assert "leaves time out" not in meta_ksweep({**d, "info": quiet})
