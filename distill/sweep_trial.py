@@ -67,6 +67,8 @@ def key_override(recipe: str | None, overrides: Sequence[str], key: str, value: 
 
     section, _, rest = key.partition(".")
     current = parse_recipe(recipe, list(overrides)).get(section) if rest else None
+    if isinstance(current, str) and rest.startswith("init_args."):  # a backbone given by its name alone
+        current = {"name": current}
     if not isinstance(current, dict):
         return [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     updated = json.loads(json.dumps(current, default=str))

@@ -186,3 +186,23 @@ def test_a_real_sweep_killed_mid_trial_resumes_with_the_same_command(tmp_path) -
     rows = {r["value"]: r for r in csv.DictReader(open(out / "sweep.csv"))}
     assert {v: r["state"] for v, r in rows.items()} == dict.fromkeys(("0.05", "0.1", "0.2", "0.3"), "complete")
     assert {v: rows[v]["objective"] for v in before} == {v: r["objective"] for v, r in before.items()}
+
+
+def test_keys_and_values_a_sweep_cannot_use_are_named_before_any_trial(tmp_path, capsys) -> None:
+    out = tmp_path / "s"
+    cases = [(["--key", "backbone.init_args.width", "--values", "4,8", "--backbone", '{"class_path": '
+               '"conftest.SevenLogits"}'], "--key backbone.init_args.width: backbone 'conftest.SevenLogits' takes "
+              "no argument 'width' (init_args it takes: none)"),
+             (["--key", "trainer.max_epochs", "--values", "2,x"], 'Parser key "trainer.max_epochs"')]  # ascending
+    for args, words in cases:
+        assert run_cli("sweep", "recipes/digits-ban.yaml", "--metric", "test", "--out", str(out), *args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+        assert not out.exists()
+
+
+def test_a_class_path_backbone_gets_every_init_arg_it_is_given() -> None:
+    from distill.models import create_backbone
+
+    with pytest.raises(TypeError, match="nope"):  # was dropped silently: a sweep over it ran identical trials
+        create_backbone({"class_path": "conftest.SevenLogits", "init_args": {"nope": 1}}, 10, 1)

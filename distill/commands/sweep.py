@@ -81,6 +81,14 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
 
     check_recipe_command(args.recipe, "run")  # a sweep's trials are runs
     base = load_recipe(args.recipe, overrides)
+    section, _, arg = args.key.partition(".init_args.")
+    if section == "backbone" and arg:  # an argument the backbone does not take would be dropped or fail every trial
+        from distill.models.factory import check_init_arg
+
+        try:
+            check_init_arg(base.cfg.backbone, arg.split(".")[0])
+        except ValueError as e:
+            raise SweepError(f"--key {args.key}: {e}") from None
     # values in the order written (a value of the wrong type gets the parser's error, not "not comparable")
     for value in spec.values if spec.values is not None else (args.low, args.high):
         recipe = load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, value)])
