@@ -10,10 +10,12 @@ leave a partial last line, which the next session drops with the rows after the 
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 
 class ResumedCSVLogger(CSVLogger):
@@ -28,8 +30,11 @@ class ResumedCSVLogger(CSVLogger):
         """The writer (started by Lightning, which deletes the file; its rows were read just before)."""
         if self._earlier is None:
             self._earlier = _rows(Path(self.log_dir) / "metrics.csv")
-        return super().experiment
+        with warnings.catch_warnings():  # "Previous log files ... will be deleted": their rows are written back
+            warnings.filterwarnings("ignore", ".*Previous log files in this directory will be deleted.*")
+            return super().experiment
 
+    @rank_zero_only  # as CSVLogger's own: under DDP only global rank 0 writes the file
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Log ``metrics``; the first time, write the earlier session's rows before ``step`` back first."""
         writer = self.experiment
