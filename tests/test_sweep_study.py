@@ -171,6 +171,11 @@ def test_a_real_sweep_with_one_diverging_value_finishes_the_other_three(tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trainer.max_epochs: 1 -> 2" in err and "--force" in err, err
     assert not (out / "sweep-optimizer.lr-2").exists()
+    # --retry-failed runs the failed value again (it diverges again: a second failed trial), nothing else.
+    assert run_cli(*args, "--retry-failed") == 1
+    study = optuna.load_study(study_name="sweep-optimizer.lr", storage=f"sqlite:///{out / 'study.db'}")
+    assert sorted(t.user_attrs["value"] for t in study.get_trials()) == [0.05, 0.1, 0.2, 1e9, 1e9]
+    assert {v: (Path(rows[v]["run_dir"]) / "summary.json").stat().st_mtime_ns for v in finished} == finished
 
 
 def test_a_real_sweep_killed_mid_trial_resumes_with_the_same_command(tmp_path) -> None:
