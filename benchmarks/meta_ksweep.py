@@ -3,6 +3,10 @@ the number of inner steps K = 1, 2, 5, 10, 20 for second-order MAML and first-or
 
     nice -n 10 python -m benchmarks.meta_ksweep     # -> docs/data/meta-ksweep.json, docs/img/meta-ksweep.png,
                                                     # and the page sections
+    python -m benchmarks.meta_ksweep --replot       # redraw the figure from the JSON on disk, measuring nothing
+
+The figure's time panel is drawn only when the cores were not oversubscribed during the sweep (a recorded load
+average at most the core count): on shared cores its times contradict the work each method does.
 
 Every point is a short real ``distill meta`` run (runs/meta-ksweep/<method>-k<K>, reused when finished) of
 recipes/meta/digits-maml-5way.yaml with K inner steps in meta-training and at meta-test, inner lr 0.1 (fixed across K
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import time
@@ -26,6 +31,7 @@ import torch
 from benchmarks import ROOT
 from benchmarks.machine import machine
 from benchmarks.meta_results import RECIPE, meta_run
+from benchmarks.meta_results_page import oversubscribed
 from benchmarks.pages import publish
 
 KS = (1, 2, 5, 10, 20)
@@ -41,34 +47,46 @@ def grad_norms(run: Path) -> list[float]:
                 if row.get("train/meta_grad_norm_step")]
 
 
-def figure(points: dict, path: Path) -> None:
+def figure(points: dict, path: Path, with_time: bool = True) -> plt.Figure:
+    """Meta-gradient norm and accuracy against K, and (``with_time``) seconds per meta-iteration."""
     matplotlib.use("Agg")
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, axes = plt.subplots(1, 3 if with_time else 2, figsize=(12 if with_time else 8.2, 3.4))
+    a, b, c = (*axes, None)[:3]
     for method, style in zip(METHODS, ("o-", "s--"), strict=True):
         ks = [p["K"] for p in points[method]]
         a.plot(ks, [p["grad_norm_first"] for p in points[method]], style, label=f"{method}, first iteration")
         a.plot(ks, [p["grad_norm_mean"] for p in points[method]], style, alpha=0.5, label=f"{method}, mean")
         b.errorbar(ks, [100 * p["accuracy"] for p in points[method]], [100 * p["ci95"] for p in points[method]],
                    fmt=style, capsize=3, label=method)
-        c.plot(ks, [p["seconds_per_meta_iteration"] for p in points[method]], style, label=method)
+        if c is not None:
+            c.plot(ks, [p["seconds_per_meta_iteration"] for p in points[method]], style, label=method)
     for ax, title in ((a, "meta-gradient norm"), (b, "meta-test accuracy % (95% CI)"), (c, "s / meta-iteration")):
+        if ax is None:
+            continue
         ax.set_xscale("log")
         ax.set_xticks(KS, [str(k) for k in KS])
         ax.set_xlabel("inner steps K")
         ax.set_title(title)
         ax.legend(fontsize=7)
     a.set_yscale("log")
-    c.set_yscale("log")
+    if c is not None:
+        c.set_yscale("log")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "meta-ksweep")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--replot", action="store_true", help="redraw the figure from docs/data/meta-ksweep.json")
     args = parser.parse_args()
+    if args.replot:
+        doc = json.loads((ROOT / "docs" / "data" / "meta-ksweep.json").read_text())
+        figure(doc["points"], ROOT / "docs" / "img" / "meta-ksweep.png", not oversubscribed(doc["info"]))
+        return
     torch.set_num_threads(args.threads)
     os.chdir(ROOT)
     info = {"machine": machine(), "threads": args.threads, "recipe": RECIPE, "schedule": SCHEDULE}
@@ -89,7 +107,7 @@ def main() -> None:
                 "graph_mib": r["graph_mib_per_meta_iteration"], "wall_seconds": wall})
     info.update(wall_seconds=time.perf_counter() - start, load_average_at_end=[round(x, 2) for x in os.getloadavg()])
     doc = {"info": info, "points": points}
-    figure(points, ROOT / "docs" / "img" / "meta-ksweep.png")
+    figure(points, ROOT / "docs" / "img" / "meta-ksweep.png", not oversubscribed(info))
     print("rendered:", ", ".join(publish("docs/data/meta-ksweep.json", doc)))
 
 

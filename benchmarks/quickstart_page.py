@@ -20,10 +20,12 @@ def rich_table(summary: dict[str, Any]) -> str:
 
 
 def table(d: dict[str, Any]) -> str:
-    """The run's table with the command, seed, wall time and machine it was measured with."""
-    intro = (f"The quick start ends with this table (`{d['command']}`, seed {d['summary']['seed']}; "
+    """An example of the run's table with the command, seed, wall time, machine and commit it was measured with: the
+    digits move with the code and the machine (a later commit or another CPU ends with other last digits)."""
+    intro = (f"The quick start ends with a table like this example (`{d['command']}`, seed {d['summary']['seed']}; "
              f"{d['wall_seconds']:.0f} s wall time for the whole command after install; {stamp(d['provenance'])}; "
-             f"written by `python -m benchmarks.quickstart`):")
+             f"written by `python -m benchmarks.quickstart`; at another commit or on another machine the accuracies "
+             f"differ by a few test images):")
     return "\n".join([intro, "", "```", rich_table(d["summary"]), "```"])
 
 

@@ -120,17 +120,24 @@ class ThrottledProgressBar(RichProgressBar):
     Args:
         refresh_hz: redraws per second at most (and the refresh thread's wake-ups per second, rounded up).
         leave: keep each epoch's finished bar on screen.
+        doing: what a prediction loop does, shown on its bar (Lightning's default: "Predicting").
         **kwargs: the other arguments of :class:`~lightning.pytorch.callbacks.RichProgressBar`.
     """
 
-    def __init__(self, refresh_hz: float = 4.0, leave: bool = True, **kwargs: Any) -> None:
+    def __init__(self, refresh_hz: float = 4.0, leave: bool = True, doing: str = "Predicting", **kwargs: Any) -> None:
         if refresh_hz <= 0:
             raise ValueError(f"refresh_hz must be positive, got {refresh_hz}")
         kwargs.setdefault("refresh_rate", max(1, math.ceil(refresh_hz)))
         super().__init__(leave=leave, **kwargs)
         self.interval = 1.0 / refresh_hz
+        self.doing = doing
         self._next_draw = 0.0
         self.draw_this_batch = True
+
+    @property
+    def predict_description(self) -> str:
+        """The prediction bar's label: what it is scoring."""
+        return self.doing
 
     def _stop_progress(self) -> None:
         """Stop the display without waiting out the refresh thread's sleep.

@@ -19,7 +19,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 
 from distill.arguments import ArgumentsError, build_object
@@ -36,6 +35,7 @@ from distill.cache.formats import build_format
 from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, require_replay
 from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard, ThrottledProgressBar, resumable_checkpoint
 from distill.config import RecipeError
+from distill.csv_log import ResumedCSVLogger
 from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, barrier, is_global_zero, require_command_launcher
 from distill.faults import fault_point
@@ -122,10 +122,11 @@ class BornAgainRun:
         """Generation ``spec.index``'s trained network, rebuilt from ``gen-k/model.ckpt``."""
         return TASKS.get(spec.task).network_from_checkpoint(spec, self.context(), self.layout.checkpoint(spec.index))
 
-    def _progress_bar(self, spec: GenerationSpec) -> list:
-        return [ThrottledProgressBar(leave=True)] if spec.trainer.get("enable_progress_bar", True) is not False else []
+    def _progress_bar(self, spec: GenerationSpec, doing: str = "Predicting") -> list:
+        on = spec.trainer.get("enable_progress_bar", True) is not False
+        return [ThrottledProgressBar(leave=True, doing=doing)] if on else []
 
-    def _predict_trainer(self, spec: GenerationSpec, extra: list | None = None) -> L.Trainer:
+    def _predict_trainer(self, spec: GenerationSpec, extra: list | None = None, doing: str = "Predicting") -> L.Trainer:
         """A trainer for inference (cache building and evaluation) on the processes and devices of training.
 
         It takes the recipe's ``accelerator``, ``strategy``, ``devices`` and ``num_nodes``: one device when training
@@ -137,7 +138,7 @@ class BornAgainRun:
         trainer = L.Trainer(accelerator=kw.get("accelerator", "auto"), **placement, precision=kw.get("precision"),
                             inference_mode=True, logger=False, enable_checkpointing=False, enable_model_summary=False,
                             enable_progress_bar=kw.get("enable_progress_bar", True) is not False,
-                            callbacks=self._progress_bar(spec) + (extra or []))
+                            callbacks=self._progress_bar(spec, doing) + (extra or []))
         require_command_launcher(trainer)
         return trainer
 
@@ -206,7 +207,7 @@ class BornAgainRun:
         every_epoch = ModelCheckpoint(dirpath=last.parent, filename=last.stem, save_top_k=1, every_n_epochs=1,
                                       enable_version_counter=False)
         trainer = L.Trainer(**manual_trainer_kwargs(spec.trainer_kwargs(), self.speed), default_root_dir=gen_dir,
-                            logger=[CSVLogger(gen_dir, name="logs", version=""), *loggers],
+                            logger=[ResumedCSVLogger(gen_dir, name="logs", version=""), *loggers],
                             callbacks=[*bar, EpochSeed(spec.seed), FiniteLossGuard(), every_epoch, *callbacks,
                                        *([ViewEpoch(teacher)] if replayed else [])],
                             plugins=[AtomicCheckpointIO()])
@@ -253,7 +254,8 @@ class BornAgainRun:
                              {"generation": k, "teacher_checkpoint": str(ckpt.relative_to(self.layout.root)),
                               "teacher_sha256": self.checkpoint_sha(k), "dataset": self.fingerprint}, layout)
         loader = build_loader(self.dm, layout)
-        self._predict_trainer(spec, [writer]).predict(module, loader, return_predictions=False)
+        doing = f"gen-{k}: soft-label cache"
+        self._predict_trainer(spec, [writer], doing).predict(module, loader, return_predictions=False)
         return Manifest.read(self.layout.cache_dir(k)).array_sha256
 
     def evaluate(self, spec: GenerationSpec, module: L.LightningModule, seconds: float) -> dict[str, Any]:
@@ -263,7 +265,8 @@ class BornAgainRun:
         (:class:`~distill.distributed.GatherPredictions`); global rank 0 writes the file.
         """
         k = spec.index
-        self.test_logits[k] = logits = self._predict(spec, module, self.dm.test_dataloader(), len(self.dm.test_set))
+        self.test_logits[k] = logits = self._predict(spec, module, self.dm.test_dataloader(), len(self.dm.test_set),
+                                                     f"gen-{k}: test set")
         self.layout.write_array(self.layout.test_logits(k), logits.numpy())
         labels = torch.as_tensor(self.dm.test_labels())
         teacher = ensemble_logits([self.test_logits[j] for j in spec.members]) if spec.members else None
@@ -275,15 +278,18 @@ class BornAgainRun:
             "test": evaluate(logits, labels),
             # Un-augmented training set: whether the network fits its data (born-again gains need a teacher that
             # does). One inference pass, a fraction 1/epochs of training's forward passes.
-            "train": evaluate(self._predict(spec, module, self.dm.cache_dataloader(), len(self.dm.cache_set)),
+            "train": evaluate(self._predict(spec, module, self.dm.cache_dataloader(), len(self.dm.cache_set),
+                                            f"gen-{k}: training set (accuracy)"),
                               torch.as_tensor(self.dm.train_labels()), calibration=False),
             "agreement_with_teacher": agreement(logits, teacher) if teacher is not None else None,
         }
 
-    def _predict(self, spec: GenerationSpec, module: L.LightningModule, loader: Any, n: int) -> torch.Tensor:
-        """Logits of ``module`` over ``loader`` in dataset order (gathered from every rank under DDP)."""
+    def _predict(self, spec: GenerationSpec, module: L.LightningModule, loader: Any, n: int,
+                 doing: str = "Predicting") -> torch.Tensor:
+        """Logits of ``module`` over ``loader`` in dataset order (gathered from every rank under DDP); ``doing``
+        labels the progress bar."""
         gather = GatherPredictions(n)
-        self._predict_trainer(spec, [gather]).predict(module, loader, return_predictions=False)
+        self._predict_trainer(spec, [gather], doing).predict(module, loader, return_predictions=False)
         return gather.outputs
 
     def ensembles(self) -> list[dict[str, Any]]:

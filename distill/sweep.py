@@ -8,22 +8,25 @@ Strategies:
 * a fixed list, ``--order given``: every value in the order written (``--patience`` still applies if set);
 * a continuous key (``--low A --high B [--log] --trials N``): Optuna's TPE sampler.
 
-Lists run as Optuna trials enqueued in order (:meth:`optuna.Study.enqueue_trial`), one value each.
-The study lives in ``--storage`` (default ``sqlite:///OUT/study.db``): running the same command again resumes it --
-finished trials are reused, a trial killed mid-run (no heartbeat for a minute) is marked failed and its run
-directory continued with ``distill run --resume``; several machines can share one study through an RDB URL, and
-``optuna-dashboard`` reads it.
-Each trial is a ``distill run`` into ``OUT/trials/<key>=<value>`` (TPE: ``OUT/trials/trial-<n>``). The sweep writes
-``sweep.csv``, ``sweep.png`` (validation accuracy against the value) and ``best.yaml`` (the best trial's recipe).
+A sweep is a study that outlives its trials. It lives in ``--storage`` (default ``sqlite:///OUT/study.db``) and
+records the question it answers (the resolved recipe, the key, the metric, the range) and every value list it was
+given; running it again with another question is refused naming the difference (``force``: a new study beside it, in
+``OUT/<study>/``). A list value is claimed as an enqueued trial (:meth:`optuna.Study.enqueue_trial`, the value a user
+attribute, so a later, longer list never meets Optuna's fixed categorical choices) and run; a trial that fails
+(:class:`TrialFailed`: the run exited non-zero, the objective is not finite) is recorded as failed with its reason and
+the sweep goes on; it is tried again only with ``retry_failed``. A trial killed mid-run (no heartbeat for a minute) is
+marked failed without a reason and run again (its run directory continued with ``distill run --resume``).
+Each trial is a run into ``OUT/trials/<key>=<value>`` (TPE: ``OUT/trials/trial-<n>``); after every trial and at the
+end the sweep writes ``sweep.csv`` (every value, complete or failed with its reason), ``sweep.png`` and ``best.yaml``
+(the best trial's recipe) from whatever finished.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,13 +35,22 @@ import optuna
 
 from distill.errors import UserError
 from distill.io import atomic_write_bytes, atomic_write_json, atomic_writer
+from distill.state import config_diff
 
 Objective = Callable[[Any, Path], dict[str, Any]]  # (value, trial run directory) -> {"objective": float, ...}
+AfterTrial = Callable[[optuna.Study], None]
 ORDERS = ("ascending", "given")
+TrialState = optuna.trial.TrialState
+COMPLETE, FAIL, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING
 
 
 class SweepError(UserError, ValueError):
     """A sweep option that cannot work (one line naming it)."""
+
+
+class TrialFailed(Exception):
+    """A trial ran and failed (its run exited non-zero, its objective is not finite): recorded with this reason as a
+    failed trial, and the sweep goes on."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,12 @@ class SweepSpec:
                 raise SweepError(f"--order ascending needs comparable values, got {list(self.values)}") from None
         return list(self.values)
 
+    def question(self, config: str = "") -> dict[str, Any]:
+        """What the study answers (a value list may grow; anything here may not): ``config`` is the resolved recipe
+        with every override, before the swept key is set."""
+        space = "values" if self.values is not None else [self.low, self.high, "log" if self.log else "linear"]
+        return {"key": self.key, "space": space, "config": config}
+
 
 def trial_dir(out: Path, key: str, value: Any, number: int | None = None) -> Path:
     """``OUT/trials/<key>=<value>`` (list sweeps) or ``OUT/trials/trial-<n>`` (continuous)."""
@@ -102,57 +120,133 @@ def storage_for(url: str, heartbeat: float = 20.0) -> optuna.storages.RDBStorage
                                           grace_period=max(1, int(3 * heartbeat)))
 
 
-def _done(study: optuna.Study, key: str) -> dict[Any, optuna.trial.FrozenTrial]:
-    return {t.params[key]: t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if key in t.params}
+def question_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two studies' questions, as ``key: old -> new`` strings (recipe keys by name)."""
+    changed = [f"--{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+               if k != "config" and old.get(k) != new.get(k)]
+    return changed + config_diff(old.get("config") or "", new.get("config") or "")
 
 
-def run_sweep(spec: SweepSpec, objective: Objective, out: Path, storage: str | None = None,
-              study_name: str | None = None, heartbeat: float = 20.0) -> optuna.Study:
-    """Run (or resume) the sweep; each trial calls ``objective(value, run_dir)``, which returns the trial's result.
+def open_study(spec: SweepSpec, out: Path, storage: str | None = None, study_name: str | None = None,
+               heartbeat: float = 20.0, question: dict[str, Any] | None = None,
+               force: bool = False) -> tuple[optuna.Study, Path]:
+    """The study in ``storage`` that answers ``question`` (created when there is none) and the directory its trials
+    and outputs go to: ``out`` for the first study, ``out/<name>`` for one ``force`` started beside it.
 
-    The study maximises ``result["objective"]``; the other entries are kept as trial attributes.
+    Raises:
+        SweepError: the storage holds a study of another question and ``force`` is not set (names the difference).
     """
     out.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    name = study_name or f"sweep-{spec.key}"
-    if spec.values is not None:
-        # Every value is enqueued in order (below), so the sampler never chooses; GridSampler's own bookkeeping
-        # would fail on enqueued trials (KeyError 'grid_id' once one grid point is left, Optuna 5).
-        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=spec.seed)
-    study = optuna.create_study(study_name=name, storage=storage_for(storage, heartbeat), sampler=sampler,
-                                direction="maximize", load_if_exists=True)
+    rdb = storage_for(storage or f"sqlite:///{(out / 'study.db').resolve()}", heartbeat)
+    question = question or spec.question()
+    base = study_name or f"sweep-{spec.key}"
+    existing = set(optuna.get_all_study_names(rdb))
+    sampler = (optuna.samplers.RandomSampler(seed=spec.seed) if spec.values is not None  # values are enqueued
+               else optuna.samplers.TPESampler(seed=spec.seed))
+    name, seen, changed = base, base, []
+    for n in range(1, len(existing) + 2):
+        name = base if n == 1 else f"{base}-{n}"
+        if name not in existing:
+            break
+        seen = name
+        study = optuna.load_study(study_name=name, storage=rdb, sampler=sampler)
+        changed = question_diff(study.user_attrs.get("question", question), question)
+        if not changed:
+            return _asked(study, spec, question), out if name == base else out / name
+    if changed and not force:
+        raise SweepError(f"{out} holds the study {seen!r} of another command: {'; '.join(changed)}; run the same "
+                         "command as before, or add --force to start a new study beside it")
+    study = optuna.create_study(study_name=name, storage=rdb, sampler=sampler, direction="maximize")
+    return _asked(study, spec, question), out if name == base else out / name
+
+
+def _asked(study: optuna.Study, spec: SweepSpec, question: dict[str, Any]) -> optuna.Study:
+    """Record the question (once) and this invocation's value list (or trial count) among the ones the study was
+    given; mark the trials of a killed sweep failed (they run again)."""
+    if "question" not in study.user_attrs:
+        study.set_user_attr("question", question)
+    asked = {"values": list(spec.values) if spec.values is not None else None, "order": spec.order,
+             "patience": spec.patience, "trials": spec.trials if spec.values is None else None}
+    history = study.user_attrs.get("asked", [])
+    if not history or history[-1] != asked:
+        study.set_user_attr("asked", [*history, asked])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # trials of a killed sweep: run again
+    return study
+
+
+def value_of(trial: optuna.trial.FrozenTrial, key: str) -> Any:
+    """The value a trial tried (a user attribute; a parameter in studies of earlier versions)."""
+    return trial.user_attrs.get("value", trial.params.get(key))
+
+
+def outcomes(study: optuna.Study, key: str) -> dict[Any, optuna.trial.FrozenTrial]:
+    """Each value's outcome: its complete trial, else its latest failed one. A trial killed mid-run (failed
+    without a reason) is no outcome: the value runs again."""
+    found: dict[Any, optuna.trial.FrozenTrial] = {}
+    for t in study.get_trials(deepcopy=False, states=(COMPLETE, FAIL)):
+        value = value_of(t, key)
+        if value is None or (t.state == FAIL and "reason" not in t.user_attrs):
+            continue
+        if value not in found or found[value].state != COMPLETE:
+            found[value] = t
+    return found
+
+
+def run_sweep(spec: SweepSpec, objective: Objective, out: Path, storage: str | None = None,
+              study_name: str | None = None, heartbeat: float = 20.0, *, question: dict[str, Any] | None = None,
+              force: bool = False, retry_failed: bool = False, after_trial: AfterTrial | None = None) -> optuna.Study:
+    """Run (or resume) the sweep (:func:`open_study`, :func:`run_study`)."""
+    study, where = open_study(spec, out, storage, study_name, heartbeat, question, force)
+    return run_study(spec, objective, study, where, retry_failed, after_trial)
+
+
+def run_study(spec: SweepSpec, objective: Objective, study: optuna.Study, out: Path, retry_failed: bool = False,
+              after_trial: AfterTrial | None = None) -> optuna.Study:
+    """Run the trials the study still needs; each calls ``objective(value, run_dir)``, which returns the trial's
+    result (the study maximises ``result["objective"]``, the other entries are kept as trial attributes) or raises
+    :class:`TrialFailed`. ``after_trial(study)`` runs after every trial, failed ones too."""
 
     def trial_objective(trial: optuna.Trial) -> float:
         if spec.values is not None:
-            value = trial.suggest_categorical(spec.key, list(spec.values))
+            value = trial.user_attrs["value"]  # the value this trial claimed when it was enqueued
             where = trial_dir(out, spec.key, value)
         else:
             value = trial.suggest_float(spec.key, spec.low, spec.high, log=spec.log)
+            trial.set_user_attr("value", value)
             where = trial_dir(out, spec.key, value, trial.number)
-        result = objective(value, where)
+        trial.set_user_attr("run_dir", str(where))
+        try:
+            result = objective(value, where)
+            score = float(result["objective"])
+            if not math.isfinite(score):
+                raise TrialFailed(f"the objective is {score}")
+        except TrialFailed as e:
+            trial.set_user_attr("reason", str(e))
+            raise
         for k, v in result.items():
             trial.set_user_attr(k, v)
-        trial.set_user_attr("run_dir", str(where))
-        return float(result["objective"])
+        return score
+
+    callbacks = [lambda s, _t: after_trial(s)] if after_trial else []
+
+    def run(n: int) -> None:
+        study.optimize(trial_objective, n_trials=n, catch=(TrialFailed,), callbacks=callbacks)
 
     if spec.values is None:
-        left = spec.trials - len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-        if left > 0:
-            study.optimize(trial_objective, n_trials=left)
+        finished = [t for t in study.get_trials(deepcopy=False, states=(COMPLETE, FAIL))
+                    if t.state == COMPLETE or "reason" in t.user_attrs]
+        if spec.trials > len(finished):
+            run(spec.trials - len(finished))
         return study
     best, since = -math.inf, 0
     for value in spec.ordered():
-        done = _done(study, spec.key)
-        if value not in done:
-            study.enqueue_trial({spec.key: value})
-            study.optimize(trial_objective, n_trials=1)
-            done = _done(study, spec.key)
-        score = done[value].value if value in done else -math.inf
+        trial = outcomes(study, spec.key).get(value)
+        if trial is None or (trial.state == FAIL and retry_failed):
+            _claim_and_run(study, spec.key, value, run)
+            trial = outcomes(study, spec.key).get(value)
+        score = trial.value if trial is not None and trial.state == COMPLETE else -math.inf
         if score > best:
             best, since = score, 0
         else:
@@ -162,23 +256,52 @@ def run_sweep(spec: SweepSpec, objective: Objective, out: Path, storage: str | N
     return study
 
 
+def _claim_and_run(study: optuna.Study, key: str, value: Any, run: Callable[[int], None]) -> None:
+    """Enqueue ``value`` and run the next waiting trial until one for it has run (a trial a killed sweep enqueued
+    but never started is waiting ahead of it: it runs first, for its own value)."""
+    before = len(study.get_trials(deepcopy=False))
+    study.enqueue_trial({}, user_attrs={"value": value})
+    for _ in range(len(study.get_trials(deepcopy=False, states=(WAITING,)))):
+        run(1)
+        if any(value_of(t, key) == value for t in study.get_trials(deepcopy=False)[before:] if t.state.is_finished()):
+            return
+
+
 def results(study: optuna.Study, key: str) -> list[dict[str, Any]]:
-    """The finished trials, in the order of their value: value, objective and the objective's extra results."""
-    rows = [{"value": t.params[key], "objective": t.value, **t.user_attrs}
-            for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if key in t.params]
-    return sorted(rows, key=lambda r: r["value"])
+    """Every value's outcome (:func:`outcomes`) in the order of the values: value, state (``complete`` or
+    ``failed``), objective (None when failed), the reason a trial failed and the objective's extra results."""
+    rows = [{"value": value, "state": "complete" if t.state == COMPLETE else "failed", "objective": t.value,
+             **{k: v for k, v in t.user_attrs.items() if k != "value"}}
+            for value, t in outcomes(study, key).items()]
+    return sorted(rows, key=lambda r: (isinstance(r["value"], str), r["value"] if not isinstance(r["value"], str)
+                                       else 0, str(r["value"])))
 
 
-def write_outputs(study: optuna.Study, key: str, out: Path, metric: str) -> dict[str, Any]:
-    """``sweep.csv``, ``sweep.png`` and ``best.yaml`` (a copy of the best trial's ``config.yaml``); the best row."""
+def write_outputs(study: optuna.Study, key: str, out: Path, metric: str) -> dict[str, Any] | None:
+    """``sweep.csv`` (every value), ``sweep.png``, ``best.yaml`` (a copy of the best trial's ``config.yaml``) and
+    ``best.json`` from the trials finished so far; the best row (None while none is complete)."""
     rows = results(study, key)
     if not rows:
-        raise SweepError(f"no trial of {study.study_name} finished")
-    columns = list(dict.fromkeys(k for r in rows for k in r))
+        return None
+    columns = list(dict.fromkeys(["value", "state", "objective", *(k for r in rows for k in r)]))
+    out.mkdir(parents=True, exist_ok=True)
     with atomic_writer(out / "sweep.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+    complete = [r for r in rows if r["state"] == "complete"]
+    if not complete:
+        return None
+    _plot(complete, [r["value"] for r in rows if r["state"] == "failed"], key, out / "sweep.png", metric)
+    best = max(complete, key=lambda r: r["objective"])
+    config = Path(best["run_dir"]) / "config.yaml"
+    if config.is_file():
+        atomic_write_bytes(out / "best.yaml", config.read_bytes())
+    atomic_write_json(out / "best.json", best, default=str)
+    return best
+
+
+def _plot(rows: list[dict[str, Any]], failed: list[Any], key: str, path: Path, metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,96 +315,12 @@ def write_outputs(study: optuna.Study, key: str, out: Path, metric: str) -> dict
         ax.set_xscale("log", base=2)
     if not numeric:
         ax.set_xticks(xs, [str(r["value"]) for r in rows])
+    if failed:
+        ax.set_title(f"failed: {', '.join(map(str, failed))}", fontsize=9)
     ax.set_xlabel(key)
     ax.set_ylabel(f"{metric} (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_writer(out / "sweep.png") as tmp:
+    with atomic_writer(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    best = max(rows, key=lambda r: r["objective"])
-    config = Path(best["run_dir"]) / "config.yaml"
-    if config.is_file():
-        atomic_write_bytes(out / "best.yaml", config.read_bytes())
-    atomic_write_json(out / "best.json", best, default=str)
-    return best
-
-
-def parse_values(text: str) -> tuple[Any, ...]:
-    """``1,2,4,8`` -> (1, 2, 4, 8): each item read as YAML (numbers, true/false, strings)."""
-    import yaml
-
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    values = tuple(yaml.safe_load(s) for s in items)
-    for v in values:
-        if not isinstance(v, (int, float, str, bool)):
-            raise SweepError(f"--values: {v!r} is not a number, string or boolean")
-    return values
-
-
-def metric_of(run_dir: Path, metric: str) -> float:
-    """The trial's objective: the last generation's final ``val/acc`` (``metric: val``) or its test accuracy."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    last = summary["generations"][-1]
-    if metric == "test":
-        return float(last["test"]["acc"])
-    log = run_dir / f"gen-{last['generation']}" / "logs" / "metrics.csv"
-    values = []
-    if log.is_file():
-        with open(log) as f:
-            values = [float(r["val/acc"]) for r in csv.DictReader(f) if r.get("val/acc")]
-    if not values:
-        raise SweepError(f"{run_dir}: no val/acc logged; give the data a validation split (e.g. --data.val_fraction "
-                         "0.1 where the dataset takes it) or sweep on --metric test")
-    return values[-1]
-
-
-def key_override(recipe: str | None, overrides: Sequence[str], key: str, value: Any) -> list[str]:
-    """The command-line arguments that set ``key`` to ``value``.
-
-    A key inside a mapping-valued section (``backbone.init_args.prompt.length``, ``data.batch_size``) is written into
-    that section as the recipe resolves it and the whole section passed as JSON, so its other entries stay and the
-    value keeps its type; any other key is a plain ``--KEY VALUE``.
-    """
-    from distill.config import parse_recipe
-
-    section, _, rest = key.partition(".")
-    current = parse_recipe(recipe, list(overrides)).get(section) if rest else None
-    if not isinstance(current, dict):
-        return [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    updated = json.loads(json.dumps(current, default=str))
-    node = updated
-    *path, last = rest.split(".")
-    for part in path:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SweepError(f"--key {key}: {part} is not a mapping in the recipe")
-    node[last] = value
-    return [f"--{section}", json.dumps(updated)]
-
-
-def run_objective(recipe: str | None, overrides: Sequence[str], key: str, metric: str,
-                  run: Callable[[list[str]], int]) -> Objective:
-    """The objective of a real sweep: ``distill run RECIPE --out DIR OVERRIDES --KEY VALUE`` (resumed when the
-    directory holds a killed run of it), scored by :func:`metric_of`. ``run`` is the ``distill run`` command: an
-    exit code, or a :class:`~distill.errors.UserError`, which is raised again naming the trial."""
-
-    def objective(value: Any, where: Path) -> dict[str, Any]:
-        args = [*([recipe] if recipe else []), "--out", str(where), *overrides,
-                *key_override(recipe, overrides, key, value)]
-        resume = (where / "config.yaml").is_file()  # a killed run of this trial: continue it
-        if not (where / "summary.json").is_file():  # (else finished before the sweep could record it)
-            try:
-                code = run([*args, "--resume", "--force"] if resume else args)
-            except UserError as e:
-                raise SweepError(f"trial {key}={value}: {e.one_line()}") from None
-            if code:
-                raise SweepError(f"trial {key}={value}: distill run {'--resume ' if resume else ''}exited {code}"
-                                 + (f" (see {where})" if resume else ""))
-        summary = json.loads((where / "summary.json").read_text())
-        last = summary["generations"][-1]
-        return {"objective": metric_of(where, metric), "test_acc": last["test"]["acc"],
-                "train_seconds": sum(g["train_seconds"] for g in summary["generations"]),
-                "trainable": (last.get("parameters") or {}).get("trainable")}
-
-    return objective

@@ -20,7 +20,8 @@ ROWS = [  # (kind, token string per block: C prefix, P prompt, G input-dependent
 ]
 
 
-def main() -> None:
+def draw() -> plt.Figure:
+    """The figure, laid out (every legend label measured, nothing drawn over another)."""
     fig, ax = plt.subplots(figsize=(9, 4.2))
     y = 0.0
     for kind, blocks, note in ROWS:
@@ -37,18 +38,29 @@ def main() -> None:
         y -= 1.35
     legend = [("C", "CLS / prefix (pos-embedded)"), ("x", "patch token (pos-embedded)"), ("P", "learned prompt"),
               ("G", "prompt from g(x)"), ("m", "mapped patch token")]
-    for i, (k, label) in enumerate(legend):
-        ax.add_patch(Rectangle((i * 3.4, y + 0.1), 0.28, 0.5, facecolor=COLOURS[k], edgecolor="#333", lw=0.6))
-        ax.text(i * 3.4 + 0.4, y + 0.35, label, va="center", fontsize=7.5)
+    ax.set_xlim(-2.6, 16.5)
+    renderer = fig.canvas.get_renderer()
+    x, right = 0.0, 16.0
+    for k, label in legend:  # each label measured as drawn: the next swatch starts after it, wrapping at the edge
+        text = ax.text(0, 0, label, va="center", fontsize=7.5)
+        box = text.get_window_extent(renderer).transformed(ax.transData.inverted())
+        if x and x + 0.4 + box.width > right:
+            x, y = 0.0, y - 0.7
+        ax.add_patch(Rectangle((x, y + 0.1), 0.28, 0.5, facecolor=COLOURS[k], edgecolor="#333", lw=0.6))
+        text.set_position((x + 0.4, y + 0.35))
+        x += 0.4 + box.width + 0.8
     ax.text(0, y - 0.5, "hatched: the previous block's output at the prompt positions (not overwritten); "
             "pooling skips every prompt position", fontsize=7.5)
-    ax.set_xlim(-2.6, 16.5)
     ax.set_ylim(y - 0.9, 1.3)
     ax.axis("off")
     fig.tight_layout()
+    return fig
+
+
+def main() -> None:
     out = Path(__file__).with_name("img") / "prompt-kinds.png"
     out.parent.mkdir(exist_ok=True)
-    fig.savefig(out, dpi=130)
+    draw().savefig(out, dpi=130)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,25 @@ TINY_RUN_ARGS = ["--data.train_subset", "300", "--generations", "1", "--trainer.
                  "--trainer.enable_progress_bar", "false"]
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _checkout_entries() -> set[str]:
+    """The checkout's top-level entries and what is under ``runs/`` (where a run without --out would go)."""
+    runs = ROOT / "runs"
+    return {p.name for p in ROOT.iterdir()} | ({f"runs/{p.name}" for p in runs.iterdir()} if runs.is_dir() else set())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def writes_only_under_tmp_dirs():
+    """Tests write only under their temporary directories: the checkout has the same entries after the session
+    (caches of pytest, ruff and Python aside)."""
+    before = _checkout_entries()
+    yield
+    new = {e for e in _checkout_entries() - before if not e.startswith((".", "__pycache__"))}
+    assert not new, f"tests wrote into the checkout: {sorted(new)}"
+
+
 def run_cli(*args: str) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -3,6 +3,7 @@ baselines, adaptation under Lightning and resume of a killed meta run."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -262,6 +263,10 @@ def test_killed_meta_run_resumes_to_the_same_result(tmp_path):
     (scores, state), (ref_scores, ref_state) = _result(out), _result(ref)
     assert scores == ref_scores
     assert all(torch.equal(state[k], ref_state[k]) for k in ref_state)
+    # The resumed run keeps its whole log: the rows of epoch 0 (before the kill) and of epoch 1 (logged again after
+    # it), each once, as in the uninterrupted run (Lightning's CSVLogger alone deletes the file when it starts).
+    rows, ref_rows = (list(csv.DictReader(open(r / "logs" / "metrics.csv"))) for r in (out, ref))
+    assert rows == ref_rows and [r["epoch"] for r in rows] == ["0", "1", "2"]  # epochs 0, 1 and the meta-test
 
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes" / "meta").glob("*.yaml")))

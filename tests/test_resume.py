@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -21,6 +22,11 @@ ARGS = ["--data.train_subset", "300", "--data.eval_batch_size", "128", "--genera
 def _metrics(run) -> list:
     s = json.loads((run / "summary.json").read_text())
     return [(g["test"], g["agreement_with_teacher"]) for g in s["generations"]] + [e["test"] for e in s["ensembles"]]
+
+
+def _log(gen_dir) -> list:
+    rows = list(csv.DictReader(open(gen_dir / "logs" / "metrics.csv")))
+    return [{k: v for k, v in r.items() if "second" not in k and "time" not in k} for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +52,8 @@ def test_killed_then_resumed_matches_uninterrupted(tmp_path, reference, point):
     assert not (out / "summary.json").exists()
     assert run_cli("run", "--out", str(out), "--resume") == 0
     assert _metrics(out) == _metrics(reference)
+    for gen in ("gen-0", "gen-1"):  # the whole training log is kept, each row once (seconds aside)
+        assert _log(out / gen) == _log(reference / gen), gen
 
 
 def test_finished_generations_are_not_retrained(tmp_path, reference):

@@ -23,10 +23,13 @@ from distill.errors import UsageError, UserError
 from distill.registry import Registry
 from distill.state import config_diff
 
-__all__ = ["COMMANDS", "Command", "OutputError", "RunRequest", "fail", "pop_option", "register_command", "writing_to"]
+__all__ = ["COMMANDS", "RECIPE_KEYS", "Command", "OutputError", "RunRequest", "check_recipe_command", "fail",
+           "pop_option", "register_command", "writing_to"]
 
 Command = Callable[[list[str]], int]
 COMMANDS: Registry[Command] = Registry("command")
+# command -> the top-level recipe keys only its recipes have (filled where each command is registered)
+RECIPE_KEYS: dict[str, frozenset[str]] = {}
 
 
 def register_command(name: str) -> Callable[[Command], Command]:
@@ -64,6 +67,31 @@ def pop_option(args: list[str], name: str, takes_value: bool) -> str | bool | No
             del args[i]
             return arg.split("=", 1)[1]
     return None
+
+
+def check_recipe_command(recipe: str | None, command: str, run_dir: str | None = None) -> None:
+    """Refuse a recipe (or, with ``run_dir``, the run directory whose ``config.yaml`` it is) made for another
+    command than ``command`` (``run`` for a sweep, whose trials are runs), naming that command; anything unreadable is
+    left to the recipe parser.
+
+    Raises:
+        UsageError: "RUN was made by `distill meta`; use ...", "R.yaml is a `distill run` recipe ...".
+    """
+    import yaml
+
+    try:
+        keys = set(yaml.safe_load(Path(recipe).read_text()) or {}) if recipe else set()
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, ValueError):
+        return
+    if keys & RECIPE_KEYS.get(command, frozenset()):
+        return
+    for other, marks in RECIPE_KEYS.items():
+        if other != command and keys & marks:
+            if run_dir is not None:
+                raise UsageError(f"{run_dir} was made by `distill {other}`; use `distill {other} --out {run_dir} "
+                                 "--resume`")
+            raise UsageError(f"{recipe} is a `distill {other}` recipe (it sets {', '.join(sorted(keys & marks))}), "
+                             f"not a `distill {command}` one: use `distill {other} {recipe}`")
 
 
 class OutputError(UserError, OSError):
@@ -122,13 +150,14 @@ class RunRequest:
 
     @classmethod
     def prepare(cls, argv: list[str], parser: Any, help_text: str, parse: Callable[[str | None, list[str]], Any],
-                dump: Callable[[Any], str]) -> tuple[RunRequest, Any, str] | int:
+                dump: Callable[[Any], str], command: str = "run") -> tuple[RunRequest, Any, str] | int:
         """Help, options, the parsed recipe (``parse(recipe, overrides)``) and its YAML (``dump``); or exit code 0
         after ``--help`` or ``--print_config``.
 
         ``--print_config`` prints the parsed recipe as it is, before anything it names is opened (a
         ``load.checkpoint`` that does not exist yet, a dataset): resolving it is the caller's next step, as
-        LightningCLI prints without instantiating.
+        LightningCLI prints without instantiating. A recipe or run directory of another command than ``command`` is
+        named as such.
 
         Raises:
             UserError: a bad option or recipe (one line).
@@ -138,6 +167,7 @@ class RunRequest:
             parser.print_help()
             return 0
         request = cls.parse(argv)
+        check_recipe_command(request.recipe, command, request.out if request.resume else None)
         parsed = parse(request.recipe, request.overrides)
         resolved = dump(parsed)
         if request.print_config:

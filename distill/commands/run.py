@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from distill.commands.base import RunRequest, fail, register_command, writing_to
+from distill.commands.base import RECIPE_KEYS, RunRequest, fail, register_command, writing_to
 from distill.errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ exit codes: 0 done, 1 training failed (non-finite loss), 2 bad input (recipe, da
 # The run directory, handed to the processes Lightning's DDP launcher starts (they re-run the command line, and a
 # default ``runs/<recipe>-<timestamp>`` would differ by the seconds in between).
 RUN_DIR_ENV = "DISTILL_RUN_DIR"
+RECIPE_KEYS["run"] = frozenset({"generations", "task", "backbone", "load", "kd", "cache", "speed", "optimizer",
+                                "per_generation"})
 
 
 @register_command("run")

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
-from distill.commands.base import COMMANDS, register_command
+from distill.commands.base import COMMANDS, check_recipe_command, register_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``distill sweep`` argument parser (the recipe's own ``--KEY VALUE`` overrides pass through it)."""
     p = argparse.ArgumentParser(prog="distill sweep", description="Sweep one recipe key; each trial is a full "
-                                "`distill run` into OUT/trials/; writes sweep.csv, sweep.png, best.yaml.",
+                                "`distill run` into OUT/trials/; writes sweep.csv, sweep.png, best.yaml after every "
+                                "trial.",
                                 epilog="Other --KEY VALUE arguments override the recipe in every trial. Running the "
-                                "same command again resumes the study (finished trials are kept).")
+                                "same command again resumes the study (finished trials are kept; more --values may be "
+                                "added). Exit codes: 0 every trial finished, 1 a trial failed (the others ran; "
+                                "sweep.csv gives its reason), 2 bad input.")
     p.add_argument("recipe", help="the recipe YAML")
     p.add_argument("--key", required=True, help="dotted recipe key, e.g. backbone.init_args.prompt.length")
-    p.add_argument("--values", help="comma-separated values (a list sweep, Optuna's grid sampler)")
+    p.add_argument("--values", help="comma-separated values (a list sweep, each value an enqueued Optuna trial)")
     p.add_argument("--order", default="ascending", help="ascending (smallest first) or given (as written)")
     p.add_argument("--patience", type=int, help="stop after P values in a row without a better objective")
     p.add_argument("--low", type=float, help="continuous range start (TPE sampler)")
@@ -32,35 +37,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
     p.add_argument("--study", help="study name (default: sweep-<key>)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--retry-failed", action="store_true", help="run the trials that failed before again")
+    p.add_argument("--force", action="store_true", help="OUT holds a study of another recipe, overrides, key, metric "
+                   "or range: start a new study beside it (in OUT/<study>-<n>/) instead of refusing")
     return p
 
 
 @register_command("sweep")
 def sweep_command(argv: list[str]) -> int:
     """``distill sweep RECIPE --key KEY --values ... [options] [--KEY VALUE ...]``: every value is checked before
-    the first trial; each trial runs the registered ``run`` command."""
+    the first trial; each trial runs the registered ``run`` command. Exit code 1 when a trial failed."""
     try:
         args, overrides = build_parser().parse_known_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    from distill.resolve import construct_loss, load_recipe
-    from distill.sweep import SweepError, SweepSpec, key_override, parse_values, run_objective, run_sweep, write_outputs
+    from distill.sweep import SweepSpec, open_study, run_study, write_outputs
+    from distill.sweep_trial import parse_values, run_objective
 
     spec = SweepSpec(args.key, parse_values(args.values) if args.values else None, args.order, args.patience,
                      args.low, args.high, args.log, args.trials, args.seed)
-    # every value (both ends of a range) must make a valid recipe before the first trial starts
-    for value in spec.ordered() if spec.values is not None else (args.low, args.high):
-        recipe = load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, value)])
-        for generation in recipe.specs:  # values only a loss's constructor refuses, too
-            construct_loss(generation)
-    if args.metric == "val" and not float(recipe.cfg.data.get("val_fraction") or 0):
-        raise SweepError("--metric val needs a validation split: set data.val_fraction (datasets that take it) "
-                         "or sweep on --metric test")
+    question = _check(args, overrides, spec)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported below, as one line
     out = Path(args.out or Path("runs") / f"sweep-{Path(args.recipe).stem}-{args.key}")
-    if out.exists() and not out.is_dir():
+    study, where = open_study(spec, out, args.storage, args.study, question=question, force=args.force)
+    metric = f"{args.metric}/acc"
+    objective = run_objective(args.recipe, overrides, args.key, args.metric, COMMANDS.get("run"))
+    run_study(spec, objective, study, where, args.retry_failed, lambda s: write_outputs(s, args.key, where, metric))
+    return _report(study, args.key, where, args.metric)
+
+
+def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[str, Any]:
+    """Every value (both ends of a range) makes a valid recipe, the options can work; the study's question.
+
+    Raises:
+        UserError: naming the value, key or option (before anything is written).
+    """
+    from distill.config import dump_config
+    from distill.resolve import construct_loss, load_recipe
+    from distill.sweep import SweepError
+    from distill.sweep_trial import key_override
+
+    check_recipe_command(args.recipe, "run")  # a sweep's trials are runs
+    base = load_recipe(args.recipe, overrides)
+    section, _, arg = args.key.partition(".init_args.")
+    if section == "backbone" and arg:  # an argument the backbone does not take would be dropped or fail every trial
+        from distill.models.factory import check_init_arg
+
+        try:
+            check_init_arg(base.cfg.backbone, arg.split(".")[0])
+        except ValueError as e:
+            raise SweepError(f"--key {args.key}: {e}") from None
+    # values in the order written (a value of the wrong type gets the parser's error, not "not comparable")
+    for value in spec.values if spec.values is not None else (args.low, args.high):
+        recipe = load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, value)])
+        for generation in recipe.specs:  # values only a loss's constructor refuses, too
+            construct_loss(generation)
+    if spec.values is not None:
+        spec.ordered()
+    if args.metric == "val" and not float(base.cfg.data.get("val_fraction") or 0):
+        raise SweepError("--metric val needs a validation split: set data.val_fraction (datasets that take it) "
+                         "or sweep on --metric test")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} exists and is not a directory")
     if args.storage:
         from sqlalchemy.engine import make_url
@@ -71,9 +111,23 @@ def sweep_command(argv: list[str]) -> int:
         except ArgumentError:
             raise SweepError(f"--storage {args.storage!r} is not a database URL (e.g. sqlite:///study.db, "
                              "postgresql://user@host/db)") from None
-    objective = run_objective(args.recipe, overrides, args.key, args.metric, COMMANDS.get("run"))
-    study = run_sweep(spec, objective, out, args.storage, args.study)
-    best = write_outputs(study, args.key, out, f"{args.metric}/acc")
-    Console().print(f"best {args.key} = {best['value']} ({args.metric} acc {100 * best['objective']:.2f}%); "
-                    f"{out}/sweep.csv, sweep.png, best.yaml")
-    return 0
+    return {**spec.question(dump_config(base.cfg)), "metric": args.metric}
+
+
+def _report(study: Any, key: str, where: Path, metric: str) -> int:
+    """Write the outputs once more, print the best value and every failed one; 1 when a trial failed."""
+    from distill.sweep import results, write_outputs
+
+    best = write_outputs(study, key, where, f"{metric}/acc")
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    failed = [r for r in results(study, key) if r["state"] == "failed"]
+    for row in failed:
+        console.print(f"[bold red]error:[/] trial {escape(key)}={escape(str(row['value']))} failed: "
+                      f"{escape(str(row['reason']))}")
+    if best is None:
+        console.print(f"[bold red]error:[/] no trial finished; {escape(str(where))}/sweep.csv lists the failures")
+        return 1
+    retry = f"; {len(failed)} trial(s) failed (add --retry-failed to run them again)" if failed else ""
+    Console().print(f"best {key} = {best['value']} ({metric} acc {100 * best['objective']:.2f}%); "
+                    f"{where}/sweep.csv, sweep.png, best.yaml{retry}")
+    return 1 if failed else 0

@@ -50,6 +50,9 @@ def _list_split(folder: Path, classes: list[str], exts: frozenset[str]) -> tuple
             raise DataError(f"{folder / entry.name} is a class missing from train/ (train classes: {len(classes)})")
         names = sorted(e.name for e in os.scandir(entry.path)
                        if not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in exts)
+        if not names and folder.name == "train":  # a class the model would have to predict but never sees
+            raise DataError(f"{entry.path} holds no images: every train/ class folder needs images (remove the "
+                            "folder to drop the class)")
         files += [os.path.join(entry.path, n) for n in names]
         labels += [index[entry.name]] * len(names)
     if not files:
@@ -62,7 +65,8 @@ def scan_imagefolder(root: str | os.PathLike) -> FolderLayout:
 
     Raises:
         DataNotFoundError: ``root``, ``root/train`` or ``root/test`` is missing.
-        DataError: no class folders, a split without images, or a test/val class unknown to train/.
+        DataError: fewer than two class folders, a train/ class folder without images, a split without images, or
+            a test/val class unknown to train/.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -71,8 +75,9 @@ def scan_imagefolder(root: str | os.PathLike) -> FolderLayout:
         if not (root / split).is_dir():
             raise DataNotFoundError(f"{root} has no {split}/ folder (expected {root}/{split}/<class>/<image>)")
     classes = sorted(e.name for e in os.scandir(root / "train") if e.is_dir() and not e.name.startswith("."))
-    if not classes:
-        raise DataError(f"{root / 'train'} has no class folders")
+    if len(classes) < 2:
+        raise DataError(f"{root / 'train'} has {len(classes)} class folder{'s' * (len(classes) != 1)}"
+                        f"{': ' + classes[0] if classes else ''}; classification needs at least two")
     exts = image_extensions()
     splits = {s: _list_split(root / s, classes, exts) for s in ("train", "val", "test") if (root / s).is_dir()}
     return FolderLayout(root=root, classes=classes, splits=splits)

@@ -12,7 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from distill.commands.base import RunRequest, register_command, writing_to
+from distill.commands.base import RECIPE_KEYS, RunRequest, register_command, writing_to
+from distill.errors import UsageError
 
 META_HELP = """usage: distill meta RECIPE.yaml [--out DIR] [--resume [--force]] [--print_config] [--KEY VALUE ...]
 
@@ -26,6 +27,9 @@ Meta-learning on N-way K-shot episodes (or sinusoid regression): MAML, first-ord
 
 exit codes: 0 done, 2 bad input (recipe, data, directory)
 """
+RECIPE_KEYS["meta"] = frozenset({"method", "split", "episodes", "inner", "network", "meta_lr", "baselines"})
+# what --resume --force may change on a finished run: it is evaluated again, the meta-training is kept
+REDONE_ON_A_FINISHED_RUN = ("baselines", "episodes.test_episodes", "inner.eval_steps")
 
 
 def _table(results: dict) -> Table:
@@ -41,6 +45,22 @@ def _table(results: dict) -> Table:
     return table
 
 
+def _check_finished(run_dir: Path, resolved: str) -> None:
+    """A finished run is only evaluated again: ``--force`` may change what that redoes, nothing it trained with.
+
+    Raises:
+        UsageError: naming the keys that would need the meta-training again.
+    """
+    from distill.state import config_diff
+
+    changed = [c for c in config_diff((run_dir / "config.yaml").read_text(), resolved)
+               if not c.startswith(REDONE_ON_A_FINISHED_RUN)]
+    if changed:
+        raise UsageError(f"{run_dir} is a finished run (results.json): {'; '.join(changed)} would need the "
+                         f"meta-training again, which --resume does not redo; use a new --out (a finished run may "
+                         f"change only {', '.join(REDONE_ON_A_FINISHED_RUN)})")
+
+
 @register_command("meta")
 def meta_main(argv: list[str]) -> int:
     """``distill meta RECIPE [options]`` (see :data:`META_HELP`): exit code 0; a user mistake raises a
@@ -51,7 +71,7 @@ def meta_main(argv: list[str]) -> int:
 
     parser = build_meta_parser()
     prepared = RunRequest.prepare(argv, parser, META_HELP, partial(parse_meta_recipe, parser=parser),
-                                  partial(dump_meta_config, parser=parser))
+                                  partial(dump_meta_config, parser=parser), command="meta")
     if isinstance(prepared, int):
         return prepared
     request, cfg, resolved = prepared
@@ -59,6 +79,8 @@ def meta_main(argv: list[str]) -> int:
     run_dir = Path(request.out) if request.out else \
         Path("runs") / f"{Path(recipe or 'meta').stem}-{datetime.now():%Y%m%d-%H%M%S}"
     request.check_run_dir(run_dir, resolved)
+    if request.resume and (run_dir / "results.json").is_file():
+        _check_finished(run_dir, resolved)
     console = Console(width=None if sys.stdout.isatty() else 120)
     for noise in (".*does not have many workers.*", ".*LeafSpec.*", ".*smaller than the logging interval.*"):
         warnings.filterwarnings("ignore", noise)

@@ -9,13 +9,15 @@ evaluated on the same meta-test episodes). Mistakes are :class:`~distill.config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional
 
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from distill.config import RecipeError, parse_with
+from distill.meta.baselines import BaselineConfig
 from distill.meta.module import ADAPT, METHODS
 from distill.meta.networks import NETWORKS
 
@@ -124,6 +126,30 @@ def check_meta(cfg: Namespace) -> None:
         raise RecipeError(f"meta_lr must be a finite number > 0, got {cfg.meta_lr!r}")
     if i.adapt is not None and i.adapt not in ADAPT:
         raise RecipeError(f"inner.adapt must be one of {', '.join(ADAPT)} or null, got {i.adapt!r}")
+    for key, value in (cfg.network or {}).items():  # sizes: hidden, layers, blocks, in_features
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1:
+            raise RecipeError(f"network.{key} must be >= 1, got {value!r}")
+    _check_baselines(cfg)
+
+
+def _check_baselines(cfg: Namespace) -> None:
+    """The ``baselines`` section: known keys, usable values, a source that has classes."""
+    if cfg.baselines is None:
+        return
+    if cfg.data["name"] == "sinusoid":
+        raise RecipeError("baselines: the paradigms classify the meta-test episodes; sinusoid regression has no "
+                          "classes (set baselines: null)")
+    known = [f.name for f in fields(BaselineConfig)]
+    for key, value in cfg.baselines.items():
+        if key not in known:
+            raise RecipeError(f"baselines.{key} is not a baselines option (accepted: {', '.join(known)})")
+        low = 0 if key == "finetune_steps" else 1
+        if key in ("epochs", "batch_size", "finetune_steps") and (not isinstance(value, int) or isinstance(value, bool)
+                                                                   or value < low):
+            raise RecipeError(f"baselines.{key} must be an integer >= {low}, got {value!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in ("lr", "finetune_lr", "logistic_c") and not (number and 0 < value < math.inf):
+            raise RecipeError(f"baselines.{key} must be a finite number > 0, got {value!r}")
 
 
 def default_network(data: dict[str, Any]) -> dict[str, Any]:

@@ -64,12 +64,13 @@ class MLP(nn.Module):
         in_features: input size (1 for the sinusoid).
         hidden: width of every hidden layer (40 in the paper).
         layers: hidden layers (2 in the paper).
-        **_: the image keyword arguments other networks take (``in_chans``, ``image_hw``) are accepted and unused.
+        in_chans, image_hw: the input shape every network is given; unused (the inputs are ``in_features`` numbers).
     """
 
     def __init__(self, num_outputs: int = 1, in_features: int = 1, hidden: int = 40, layers: int = 2,
-                 **_: Any) -> None:
+                 in_chans: int = 1, image_hw: tuple[int, int] = (1, 1)) -> None:
         super().__init__()
+        del in_chans, image_hw
         sizes = [in_features] + [hidden] * layers
         mods: list[nn.Module] = []
         for a, b in zip(sizes, sizes[1:], strict=False):

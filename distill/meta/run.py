@@ -16,11 +16,12 @@ import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from rich.console import Console
 from torch.utils.data import DataLoader
 
 from distill.callbacks import AtomicCheckpointIO, resumable_checkpoint
+from distill.config import RecipeError, one_line
+from distill.csv_log import ResumedCSVLogger
 from distill.data.base import DataError
 from distill.io import atomic_write_text
 from distill.meta.baselines import BaselineConfig, pretrain, score_paradigms
@@ -79,10 +80,25 @@ class MetaRun:
         self.episodes: Episodes | None = None
 
     def preflight(self) -> None:
-        """Load the data and check the split (before the run directory is made)."""
+        """Load the data, check the split and that the network runs on an episode (before the run directory is
+        made).
+
+        Raises:
+            DataError: a split without classes.
+            RecipeError: a network that cannot be built with its options or cannot take the episodes' inputs.
+        """
         self.episodes = build_episodes(self.cfg)
         if not _has(self.episodes, "train") or not _has(self.episodes, "test"):
             raise DataError("split.train and split.test need classes (meta-training and meta-test episodes)")
+        support = self.episodes.source.episode("train", 0)[0]
+        network = self.network()
+        try:
+            with torch.no_grad():
+                self.module().net(support)
+        # a network's own checks on its options and inputs: user input, reported as one line naming it
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise RecipeError(f"network {network} cannot run on {self.cfg.data['name']} episodes (inputs of shape "
+                              f"{tuple(support.shape[1:])}): {type(e).__name__}: {one_line(e)}") from None
 
     def module(self) -> MetaModule:
         c, ep = self.cfg, self.episodes
@@ -112,7 +128,7 @@ class MetaRun:
         timer = IterationTimer()
         trainer_kwargs = dict(c.trainer.as_dict() if isinstance(c.trainer, Namespace) else c.trainer)
         trainer = L.Trainer(**trainer_kwargs, default_root_dir=self.out, inference_mode=False,
-                            logger=CSVLogger(self.out, name="logs", version=""),
+                            logger=ResumedCSVLogger(self.out, name="logs", version=""),
                             callbacks=[ModelCheckpoint(dirpath=last.parent, filename=last.stem, save_top_k=1,
                                                        every_n_epochs=1, enable_version_counter=False),
                                        timer, MetaFaults()],

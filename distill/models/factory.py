@@ -46,14 +46,40 @@ def register_backbone(name: str | None = None) -> Callable:
 
 
 def _call_with_supported(fn: Callable[..., nn.Module], kwargs: dict[str, Any]) -> nn.Module:
-    """Call ``fn`` with ``kwargs``, dropping ``in_chans`` when ``fn`` does not take it (num_classes is kept)."""
+    """Call ``fn`` with ``kwargs``, dropping ``in_chans`` when ``fn`` does not take it (num_classes is kept; an
+    ``init_args`` entry ``fn`` does not take is its ``TypeError``, never dropped)."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return fn(**kwargs)
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return fn(**kwargs)
-    return fn(**{k: v for k, v in kwargs.items() if k in params or k == "num_classes"})
+    return fn(**{k: v for k, v in kwargs.items() if k != "in_chans" or k in params})
+
+
+def check_init_arg(spec: str | Mapping[str, Any], arg: str) -> None:
+    """Raise unless the backbone of ``spec`` (a registered name or a ``class_path``) takes the argument ``arg``;
+    timm and torchvision names, and callables taking ``**kwargs``, are not checked (they take keyword arguments).
+
+    Raises:
+        ValueError: naming the backbone, the argument and the ones it takes.
+    """
+    spec = _normalise(spec)
+    if "class_path" in spec:
+        fn = _import_path(spec["class_path"])
+    elif spec["name"] in BACKBONES:
+        fn = BACKBONES.get(spec["name"])
+    else:
+        return
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    if arg not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        taken = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                 and n not in ("self", "num_classes", "in_chans")]
+        raise ValueError(f"backbone {spec.get('class_path') or spec['name']!r} takes no argument {arg!r} "
+                         f"(init_args it takes: {', '.join(taken) or 'none'})")
 
 
 def _torchvision_names() -> list[str]:

@@ -41,6 +41,13 @@ class Geometry:
         return math.sqrt(6.0 / (self.patch_numel + self.dim))
 
 
+def _size(name: str, value: Any, low: int = 1) -> int:
+    """``value`` as a size of at least ``low`` (a prompt of no tokens would train a linear probe under its name)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
 def _tokens(n: int, geometry: Geometry, layers: int = 1) -> nn.Parameter:
     bound = geometry.xavier_bound
     return nn.Parameter(torch.empty(layers, n, geometry.dim).uniform_(-bound, bound))
@@ -121,7 +128,7 @@ class ShallowPrompt(PromptKind):
 
     def __init__(self, geometry: Geometry, length: int = 8) -> None:
         super().__init__(geometry)
-        self.n_before = int(length)
+        self.n_before = _size("prompt length", length)
         self.prompt = _tokens(self.n_before, geometry)
 
     def tokens(self, layer: int, context: torch.Tensor) -> torch.Tensor | None:
@@ -137,7 +144,7 @@ class DeepPrompt(PromptKind):
 
     def __init__(self, geometry: Geometry, length: int = 8, shared: bool = False) -> None:
         super().__init__(geometry)
-        self.n_before = int(length)
+        self.n_before = _size("prompt length", length)
         self.shared = bool(shared)
         self.prompt = _tokens(self.n_before, geometry, 1 if shared else geometry.depth)
 
@@ -154,7 +161,9 @@ class AroundPrompt(PromptKind):
 
     def __init__(self, geometry: Geometry, before: int = 4, after: int = 4) -> None:
         super().__init__(geometry)
-        self.n_before, self.n_after = int(before), int(after)
+        self.n_before, self.n_after = _size("prompt before", before, 0), _size("prompt after", after, 0)
+        if not self.n_before + self.n_after:
+            raise ValueError("prompt before + after must be >= 1 tokens, got 0 + 0")
         self.prompt = _tokens(self.n_before + self.n_after, geometry)
 
     def tokens(self, layer: int, context: torch.Tensor) -> torch.Tensor | None:
@@ -171,7 +180,7 @@ class InputDependentPrompt(PromptKind):
 
     def __init__(self, geometry: Geometry, length: int = 8, hidden: int = 64, deep: bool = False) -> None:
         super().__init__(geometry)
-        self.n_before = int(length)
+        self.n_before, hidden = _size("prompt length", length), _size("prompt hidden", hidden)
         self.deep = bool(deep)
         self.prompt = _tokens(self.n_before, geometry, geometry.depth if deep else 1)
         self.g = nn.Sequential(nn.LayerNorm(geometry.dim), nn.Linear(geometry.dim, hidden), nn.GELU(),
@@ -197,6 +206,7 @@ class InputMap(PromptKind):
         super().__init__(geometry)
         if mode not in ("affine", "lowrank"):
             raise ValueError(f"input_map mode must be 'affine' or 'lowrank', got {mode!r}")
+        rank = _size("input_map rank", rank)
         self.mode = mode
         d = geometry.dim
         if mode == "affine":

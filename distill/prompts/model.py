@@ -44,6 +44,9 @@ class PromptedViT(nn.Module):
         super().__init__()
         if init not in INITS:
             raise ValueError(f"prompted_vit init must be one of {', '.join(INITS)}, got {init!r}")
+        if not (train_head or train_base or any(p.requires_grad for p in prompt.parameters())):
+            raise ValueError(f"prompted_vit trains nothing: prompt kind {type(prompt).__name__} has no parameters, "
+                             "train_head and train_base are false")
         self.base = base
         self.prompt = prompt
         self.adapter = InputAdapter(base)
