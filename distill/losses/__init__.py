@@ -20,6 +20,7 @@ from distill.losses.logit import (
     DKPPLoss,
     KDLoss,
     LogitLoss,
+    binary_log_split,
     cwtm_weights,
     dist_terms,
     dkd_terms,
@@ -81,6 +82,6 @@ def build_loss(generation: int, variant: str, alpha: float | None = None, temper
 
 __all__ = ["KD_KEYS", "LOSSES", "TEACHER_FEATURES", "TEACHER_LOGITS", "AttentionLoss", "CWTMLoss", "CrossEntropy",
            "DISTLoss", "DKDLoss", "DKPPLoss", "DistillLoss", "FitNetsLoss", "KDLoss", "LogitLoss", "LossOutput",
-           "Progress", "attention_map", "attention_transfer", "build_loss", "cwtm_weights", "dist_terms", "dkd_terms",
-           "dkpp_permute", "kd_combine", "kd_kl", "kd_per_sample", "kd_terms", "loss_arguments", "pearson",
-           "standardize"]
+           "Progress", "attention_map", "attention_transfer", "binary_log_split", "build_loss", "cwtm_weights",
+           "dist_terms", "dkd_terms", "dkpp_permute", "kd_combine", "kd_kl", "kd_per_sample", "kd_terms",
+           "loss_arguments", "pearson", "standardize"]
