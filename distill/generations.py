@@ -145,7 +145,7 @@ class BornAgainRun:
         c = spec.cache
         replay = CACHE_MODES.get(c.mode).replay
         return cache_layout(c.mode, c.format, c.topk, c.epochs, self.run_spec.replay_seed,
-                            self.dm.augmentation_description() if replay else None)
+                            self.dm.augmentation_description() if replay else None, c.embeddings)
 
     def check_cache_settings(self) -> None:
         """Fail before any training when a ``cache`` section cannot work with the data (DataError / CacheError)."""
@@ -171,7 +171,7 @@ class BornAgainRun:
             return OnlineTeacher([self.network(self.specs[j]) for j in spec.members], features)
         layout = self.cache_layout(spec)
         return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), self.fingerprint, self.checkpoint_sha(j),
-                                             layout) for j in spec.members])
+                                             layout) for j in spec.members], features=loss.feature_names()[1])
 
     def _user_objects(self, spec: GenerationSpec) -> tuple[list, list]:
         """The user's loggers (``save_dir`` defaults to ``gen-k/``) and callbacks for generation ``spec.index``."""
