@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -21,14 +22,33 @@ from distill.errors import UserError
 
 EMBEDDING = "embedding"
 """Feature name of the pre-logit embedding ``(B, D)`` (the classifier's input, flattened)."""
+EMBEDDING_BANK = "embedding_bank"
+"""Teacher "feature" of a loss that reads the teacher's embedding of any training sample by index (CRD's negatives):
+a cached teacher serves it as :attr:`ModelOutput.bank` (with the batch's :attr:`ModelOutput.index`); no network
+module produces it, so a :class:`FeatureTap` ignores it."""
+
+
+class EmbeddingBank(Protocol):
+    """The teacher's embeddings of every training sample, read by dataset index: ``bank(index) -> (n, D)`` float32
+    on the training device; ``len(bank)`` is the number of training samples."""
+
+    def __len__(self) -> int: ...
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
 class ModelOutput:
-    """Logits ``(B, C)`` and the features asked for, by name (``(B, C_l, H_l, W_l)`` for conv maps)."""
+    """Logits ``(B, C)`` and the features asked for, by name (``(B, C_l, H_l, W_l)`` for conv maps).
+
+    A cached teacher asked for :data:`EMBEDDING_BANK` also sets ``bank`` (every training sample's embedding, by index)
+    and ``index`` (the dataset indices of the batch's samples).
+    """
 
     logits: torch.Tensor
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    bank: EmbeddingBank | None = None
+    index: torch.Tensor | None = None
 
 
 def logits_of(x: torch.Tensor | ModelOutput) -> torch.Tensor:
@@ -88,7 +108,7 @@ class FeatureTap:
         self._store: dict[str, torch.Tensor] = {}
         self._handles = [classifier_of(model).register_forward_pre_hook(self._embedding_hook) if name == EMBEDDING
                          else model.get_submodule(resolve_feature(model, name)).register_forward_hook(self._hook(name))
-                         for name in self.names]
+                         for name in self.names if name != EMBEDDING_BANK]
 
     def remove(self) -> None:
         """Take the hooks off the model (a tap used once, for a check)."""

@@ -15,7 +15,7 @@ from torch import nn
 
 from distill.cache import SoftLabelCache
 from distill.metrics import ensemble_logits
-from distill.outputs import EMBEDDING, FeatureError, FeatureTap, ModelOutput
+from distill.outputs import EMBEDDING, EMBEDDING_BANK, FeatureError, FeatureTap, ModelOutput
 
 
 class TeacherSource(Protocol):
@@ -45,7 +45,9 @@ class CachedTeacher:
             (on the CPU the memory map is already an in-memory gather, through the page cache) and the cache is at
             most :attr:`RESIDENT_LIMIT` bytes.
         features: the teacher features the loss reads: none, or :data:`~distill.outputs.EMBEDDING` (one cache built
-            with ``cache.embeddings``), served as ``features["embedding"]`` ``(B, D)`` float32 beside the logits.
+            with ``cache.embeddings``), served as ``features["embedding"]`` ``(B, D)`` float32 beside the logits;
+            with :data:`~distill.outputs.EMBEDDING_BANK` also the cache's embeddings of every sample, by index
+            (``ModelOutput.bank``, at the current view epoch) and the batch's indices (``ModelOutput.index``).
     """
 
     RESIDENT_LIMIT = 4 * 1024**3  # 4 GiB: CIFAR-100 with 10 replayed full float16 views is 100 MB
@@ -54,7 +56,7 @@ class CachedTeacher:
                  features: tuple[str, ...] = ()) -> None:
         if not caches:
             raise ValueError("a cached teacher needs at least one cache")
-        if any(name != EMBEDDING for name in features):
+        if any(name not in (EMBEDDING, EMBEDDING_BANK) for name in features):
             raise FeatureError(f"a cached teacher serves only the feature {EMBEDDING!r}, not {list(features)}: read "
                                "other teacher features with cache.mode online")
         if features and (len(caches) != 1 or caches[0].embeddings is None):
@@ -63,6 +65,7 @@ class CachedTeacher:
                                f"{'with' if caches[0].embeddings is not None else 'without'} embeddings)")
         self.caches = caches
         self.features = tuple(features)
+        self.bank = CachedBank(self)
         self.resident = resident
         self.device = torch.device("cpu")
         self.epoch = 0
@@ -81,9 +84,25 @@ class CachedTeacher:
 
     def __call__(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput:
         members = [c.lookup(index, self.epoch) for c in self.caches]
-        features = {EMBEDDING: self.caches[0].lookup_embeddings(index, self.epoch).to(self.device, non_blocking=True)
-                    } if self.features else {}
-        return ModelOutput(ensemble_logits(members).to(self.device, non_blocking=True), features)
+        features = {EMBEDDING: self.bank(index)} if EMBEDDING in self.features else {}
+        banked = EMBEDDING_BANK in self.features
+        return ModelOutput(ensemble_logits(members).to(self.device, non_blocking=True), features,
+                           bank=self.bank if banked else None, index=index.to(self.device) if banked else None)
+
+
+class CachedBank:
+    """The :class:`~distill.outputs.EmbeddingBank` of a :class:`CachedTeacher`: its cache's teacher embeddings,
+    read by dataset index at the teacher's current view epoch, on its device (float32)."""
+
+    def __init__(self, teacher: CachedTeacher) -> None:
+        self.teacher = teacher
+
+    def __len__(self) -> int:
+        return len(self.teacher.caches[0])
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor:
+        return self.teacher.caches[0].lookup_embeddings(index, self.teacher.epoch).to(self.teacher.device,
+                                                                                       non_blocking=True)
 
 
 class ViewEpoch(Callback):

@@ -12,6 +12,7 @@ from typing import Any
 from distill.arguments import ArgumentsError, accepted_kwargs, check_kwargs
 from distill.losses.base import (
     LOSSES,
+    TEACHER_BANK,
     TEACHER_EMBEDDINGS,
     TEACHER_FEATURES,
     TEACHER_LOGITS,
@@ -19,6 +20,7 @@ from distill.losses.base import (
     LossOutput,
     Progress,
 )
+from distill.losses.contrastive import CRDLoss, contrast_logits, log_normalizer, nce_loss
 from distill.losses.feature import AttentionLoss, FitNetsLoss, attention_map, attention_transfer
 from distill.losses.logit import (
     CrossEntropy,
@@ -89,9 +91,10 @@ def build_loss(generation: int, variant: str, alpha: float | None = None, temper
     return LOSSES.get(variant)(**loss_arguments(variant, alpha, temperature, init_args, standardize))
 
 
-__all__ = ["KD_KEYS", "LOSSES", "TEACHER_EMBEDDINGS", "TEACHER_FEATURES", "TEACHER_LOGITS", "AttentionLoss",
-           "CWTMLoss", "CrossEntropy", "DISTLoss", "DKDLoss", "DKPPLoss", "DistillLoss", "EmbeddingLoss",
-           "FitNetsLoss", "KDLoss", "LogitLoss", "LossOutput", "PKTLoss", "Progress", "RKDLoss", "SPLoss",
-           "attention_map", "attention_transfer", "binary_log_split", "build_loss", "cwtm_weights", "dist_terms",
-           "dkd_terms", "dkpp_permute", "kd_combine", "kd_kl", "kd_per_sample", "kd_terms", "loss_arguments",
-           "pearson", "pkt_loss", "rkd_terms", "sp_loss", "standardize"]
+__all__ = ["KD_KEYS", "LOSSES", "TEACHER_BANK", "TEACHER_EMBEDDINGS", "TEACHER_FEATURES", "TEACHER_LOGITS",
+           "AttentionLoss", "CRDLoss", "CWTMLoss", "CrossEntropy", "DISTLoss", "DKDLoss", "DKPPLoss", "DistillLoss",
+           "EmbeddingLoss", "FitNetsLoss", "KDLoss", "LogitLoss", "LossOutput", "PKTLoss", "Progress", "RKDLoss",
+           "SPLoss", "attention_map", "attention_transfer", "binary_log_split", "build_loss", "contrast_logits",
+           "cwtm_weights", "dist_terms", "dkd_terms", "dkpp_permute", "kd_combine", "kd_kl", "kd_per_sample",
+           "kd_terms", "log_normalizer", "loss_arguments", "nce_loss", "pearson", "pkt_loss", "rkd_terms", "sp_loss",
+           "standardize"]

@@ -38,6 +38,7 @@ from distill.registry import Registry
 TEACHER_LOGITS = "teacher_logits"
 TEACHER_FEATURES = "teacher_features"
 TEACHER_EMBEDDINGS = "teacher_embeddings"
+TEACHER_BANK = "teacher_embedding_bank"  # every training sample's teacher embedding by index: a cache with embeddings
 
 
 @dataclass(frozen=True)
