@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.losses.base import LOSSES, TEACHER_BANK, TEACHER_EMBEDDINGS, LossOutput, Progress
-from distill.losses.relational import EmbeddingLoss
+from distill.losses.relational import EmbeddingLoss, wide
 from distill.outputs import EMBEDDING, EMBEDDING_BANK, ModelOutput
 
 NCE_EPS = 1e-7  # the reference's eps in the NCE denominator
@@ -115,12 +115,12 @@ class CRDLoss(EmbeddingLoss):
     def forward(self, student: ModelOutput, target: torch.Tensor, teacher: ModelOutput,
                 progress: Progress | None = None) -> LossOutput:
         ce = F.cross_entropy(student.logits, target)
-        v_s = F.normalize(self.embed_s(student.features[EMBEDDING].float()), dim=1)
-        v_t = F.normalize(self.embed_t(teacher.features[EMBEDDING].float()), dim=1)
+        v_s = F.normalize(self.embed_s(wide(student.features[EMBEDDING])), dim=1)
+        v_t = F.normalize(self.embed_t(wide(teacher.features[EMBEDDING])), dim=1)
         n, index = len(self.memory), teacher.index
         drawn = torch.randint(0, n, (self.negatives,), device=self.memory.device)
         with torch.no_grad():
-            t_neg = F.normalize(self.embed_t(teacher.bank(drawn)), dim=1)
+            t_neg = F.normalize(self.embed_t(wide(teacher.bank(drawn))), dim=1)
         s_pos, s_neg = self.memory[index], self.memory[drawn]
         raw_s = contrast_logits(v_s, v_t.detach(), t_neg, self.temperature)
         raw_t = contrast_logits(v_t, s_pos, s_neg, self.temperature)

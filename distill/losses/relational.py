@@ -20,6 +20,11 @@ from distill.losses.base import LOSSES, TEACHER_EMBEDDINGS, DistillLoss, LossOut
 from distill.outputs import EMBEDDING, ModelOutput
 
 
+def wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` flattened to ``(B, D)`` in float32 at least (float16/bfloat16 embeddings are widened, float64 kept)."""
+    return x.flatten(1).to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _normalized_distances(e: torch.Tensor) -> torch.Tensor:
     """Pairwise Euclidean distances ``(B, B)`` over their mean on the pairs at distance > 0 (RKD's ``psi_D``)."""
     d = (e.unsqueeze(0) - e.unsqueeze(1)).norm(dim=2)
@@ -42,7 +47,7 @@ def rkd_terms(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tenso
     ``psi_A`` the cosines of every angle (see :func:`_normalized_distances`, :func:`_angles`). The teacher side
     carries no gradient.
     """
-    s, t = student.flatten(1).float(), teacher.flatten(1).float().detach()
+    s, t = wide(student), wide(teacher).detach()
     distance = F.smooth_l1_loss(_normalized_distances(s), _normalized_distances(t))
     angle = F.smooth_l1_loss(_angles(s), _angles(t))
     return distance, angle
@@ -61,7 +66,7 @@ def pkt_loss(student: torch.Tensor, teacher: torch.Tensor, eps: float = 1e-7) ->
         k = (e @ e.t() + 1) / 2
         return k / k.sum(dim=1, keepdim=True)
 
-    p, q = conditional(teacher.flatten(1).float().detach()), conditional(student.flatten(1).float())
+    p, q = conditional(wide(teacher).detach()), conditional(wide(student))
     return (p * torch.log((p + eps) / (q + eps))).mean()
 
 
@@ -74,7 +79,7 @@ def sp_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     def gram(f: torch.Tensor) -> torch.Tensor:
         return F.normalize(f @ f.t(), p=2, dim=1)
 
-    s, t = student.flatten(1).float(), teacher.flatten(1).float().detach()
+    s, t = wide(student), wide(teacher).detach()
     b = s.shape[0]
     return (gram(t) - gram(s)).pow(2).sum() / (b * b)
 
