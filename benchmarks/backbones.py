@@ -1,12 +1,13 @@
 """Measure the small backbones on Fashion-MNIST and render the table of docs/backbones.md.
 
-    python benchmarks/backbones.py                    # every model of MODELS, 20 epochs on 2,000 images
-    python benchmarks/backbones.py --train 4000 --epochs 20 --only small_resnet8
+    python -m benchmarks.backbones                    # every model of MODELS, 20 epochs on 2,000 images
+    python -m benchmarks.backbones --train 4000 --epochs 20 --only small_resnet8
 
 Each model is trained from scratch by a real ``distill run recipes/fashion-mnist-ban.yaml --generations 0`` (no
 augmentation, so training accuracy measures fitting) into ``runs/backbones/<name>``; finished runs are reused.
 Parameters are counted on the built model; images/s = training images seen / training seconds of the run. Writes
-``docs/data/backbones.json`` (with machine, date and commit) and renders the section (``benchmarks/pages.py``).
+``docs/data/backbones.json`` (with machine, date and commit) and renders the sections
+(``benchmarks/backbones_page.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import subprocess
 import sys
 
 import timm
-from pages import ROOT, provenance, render
 
 import distill  # noqa: F401  (registers the families into timm)
+from benchmarks import ROOT
+from benchmarks.machine import provenance
+from benchmarks.pages import publish
 
 RECIPE = "recipes/fashion-mnist-ban.yaml"
 # name -> init_args. stem_stride 2 starts 28x28 inputs at 14x14 (the recipes' setting for Fashion-MNIST).
@@ -75,10 +78,7 @@ def main() -> None:
             "families": [{"models": models, "num_classes": classes, "parameters": [count(m, classes) for m in models],
                           "published": published, "source": source}
                          for models, classes, published, source in FAMILIES]}
-    path = ROOT / "docs" / "data" / "backbones.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    print("rendered:", ", ".join(render(["backbones-small", "backbones-families"])))
+    print("rendered:", ", ".join(publish("docs/data/backbones.json", data)))
 
 
 if __name__ == "__main__":

@@ -1,23 +1,27 @@
 """Make the dark-knowledge page's runs, inspect them, copy the figures and render the page's numbers.
 
-    python benchmarks/dark_knowledge.py
+    python -m benchmarks.dark_knowledge
 
 Runs (reused when finished): the digits quick start (``runs/dark-knowledge/digits``), an under-trained digits run
 (2 epochs, one student: a teacher that still has label-noise suspects) and the Fashion-MNIST recipe's seed-0 run of
 the results script (``runs/results/fashion-mnist-seed0``, made here if missing). Each is inspected with
 ``distill inspect``; the figures go to ``docs/img/``, the numbers (from ``drift.json``, ``neighbours.json`` and the
-runs' summaries) to ``docs/data/dark-knowledge.json``, rendered into ``docs/dark-knowledge.md`` (``pages.py``).
+runs' summaries) to ``docs/data/dark-knowledge.json``, rendered into ``docs/dark-knowledge.md``
+(``benchmarks/dark_knowledge_page.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from pages import ROOT, provenance, render
+from benchmarks import ROOT
+from benchmarks.machine import provenance
+from benchmarks.pages import publish
 
 RUNS = ROOT / "runs"
 # name -> (run directory, `distill run` arguments, `distill inspect` extra arguments, figures to copy: source -> img)
@@ -64,13 +68,10 @@ def case(name: str) -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, nothing else
     prov = provenance()
     data = {"provenance": prov, "cases": {name: case(name) for name in CASES}}
-    path = ROOT / "docs" / "data" / "dark-knowledge.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    print("rendered:", ", ".join(render([n for n in ("dk-runs", "dk-asymmetry", "dk-pairs", "dk-neighbours",
-                                                     "dk-entropy", "dk-fashion")])))
+    print("rendered:", ", ".join(publish("docs/data/dark-knowledge.json", data)))
 
 
 if __name__ == "__main__":

@@ -2,22 +2,23 @@
 
 Times ``--batches`` training batches of each pipeline (after a warm-up batch, which also starts the workers) with the
 same model step, in ``--rounds`` interleaved rounds, and extrapolates to a full epoch (50,000 images); the memory
-path's one-off decoding (setup) is printed separately. Run: ``python benchmarks/data_pipeline.py`` (both models);
-it writes ``docs/data/data-pipeline.json`` and renders the datasets page's section from it (``benchmarks/pages.py``).
+path's one-off decoding (setup) is printed separately. Run: ``python -m benchmarks.data_pipeline`` (both models);
+it writes ``docs/data/data-pipeline.json`` and renders the datasets page's section from it
+(``benchmarks/data_pipeline_page.py``).
 The tarball is extracted once into ``~/.cache/distill/cifar10-jpeg`` (see :func:`distill.data.ensure_cifar10_jpeg`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 
 import torch
-from pages import ROOT, provenance, render
 from torch import nn
 
+from benchmarks.machine import provenance
+from benchmarks.pages import publish
 from distill.data import DATASETS, ensure_cifar10_jpeg
 
 
@@ -104,10 +105,7 @@ def main() -> None:
         return
     data = {"provenance": prov, "batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds,
             "workers": args.workers, "torch_threads": torch.get_num_threads(), "results": results}
-    path = ROOT / "docs" / "data" / "data-pipeline.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    print("rendered:", ", ".join(render(["datasets-speed"])))
+    print("rendered:", ", ".join(publish("docs/data/data-pipeline.json", data)))
 
 
 if __name__ == "__main__":

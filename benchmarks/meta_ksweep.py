@@ -1,8 +1,8 @@
 """The founding notes' questions about K, measured: meta-gradient norm, meta-test accuracy, time and memory against
 the number of inner steps K = 1, 2, 5, 10, 20 for second-order MAML and first-order MAML.
 
-    nice -n 10 python benchmarks/meta_ksweep.py     # -> docs/data/meta-ksweep.json, docs/img/meta-ksweep.png,
-                                                    # and the page section
+    nice -n 10 python -m benchmarks.meta_ksweep     # -> docs/data/meta-ksweep.json, docs/img/meta-ksweep.png,
+                                                    # and the page sections
 
 Every point is a short real ``distill meta`` run (runs/meta-ksweep/<method>-k<K>, reused when finished) of
 recipes/meta/digits-maml-5way.yaml with K inner steps in meta-training and at meta-test, inner lr 0.1 (fixed across K
@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import pages  # noqa: E402
-from meta_results import RECIPE, meta_run  # noqa: E402
-from suite_common import machine  # noqa: E402
+from benchmarks import ROOT
+from benchmarks.machine import machine
+from benchmarks.meta_results import RECIPE, meta_run
+from benchmarks.pages import publish
 
 KS = (1, 2, 5, 10, 20)
 METHODS = ("maml", "fomaml")
@@ -43,11 +42,7 @@ def grad_norms(run: Path) -> list[float]:
 
 
 def figure(points: dict, path: Path) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.4))
     for method, style in zip(METHODS, ("o-", "s--"), strict=True):
         ks = [p["K"] for p in points[method]]
@@ -94,9 +89,8 @@ def main() -> None:
                 "graph_mib": r["graph_mib_per_meta_iteration"], "wall_seconds": wall})
     info.update(wall_seconds=time.perf_counter() - start, load_average_at_end=[round(x, 2) for x in os.getloadavg()])
     doc = {"info": info, "points": points}
-    (ROOT / "docs" / "data" / "meta-ksweep.json").write_text(json.dumps(doc, indent=1) + "\n")
     figure(points, ROOT / "docs" / "img" / "meta-ksweep.png")
-    pages.render(["meta-ksweep", "meta-ksweep-answers"])
+    print("rendered:", ", ".join(publish("docs/data/meta-ksweep.json", doc)))
 
 
 if __name__ == "__main__":

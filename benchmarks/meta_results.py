@@ -1,12 +1,12 @@
 """The meta-learning results table of docs/meta-learning.md: MAML, FOMAML, ANIL, Meta-SGD and the three paradigms
 on the same 600 meta-test episodes of one recipe.
 
-    nice -n 10 python benchmarks/meta_results.py            # -> docs/data/meta-results.json + the page section
+    nice -n 10 python -m benchmarks.meta_results            # -> docs/data/meta-results.json + the page sections
 
 Each method is a real ``distill meta`` run into runs/meta-results/<name>; a finished run (results.json) is reused,
 so the script can be interrupted and re-run. Nothing in the table is typed in: the JSON is written from the runs and
-the page section is rendered from the JSON (``benchmarks/page_sections_meta.py``; ``python benchmarks/pages.py``
-re-renders it without running anything).
+the page sections are rendered from the JSON (``benchmarks/meta_results_page.py``; ``python -m benchmarks.pages``
+re-renders them without running anything).
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import pages  # noqa: E402
-from suite_common import machine  # noqa: E402  (the benchmarks' one machine description)
+from benchmarks import ROOT
+from benchmarks.machine import machine
+from benchmarks.pages import publish
+from distill.cli import main as distill
 
 RECIPE = "recipes/meta/digits-maml-5way.yaml"
 BASELINES = '{"epochs": 10, "finetune_steps": 10, "finetune_lr": 0.1}'
@@ -38,15 +37,13 @@ RUNS: dict[str, list[str]] = {
 
 def meta_run(recipe: str, overrides: list[str], out: Path) -> tuple[dict, float]:
     """``distill meta recipe overrides --out out`` (reused when finished); results and the wall seconds."""
-    from distill.cli import main
-
     results, timing = out / "results.json", out / "wall_seconds.txt"
     if not results.is_file():
         start = time.perf_counter()
         args = ["meta", recipe, *overrides, "--out", str(out)]
         if (out / "config.yaml").is_file():
             args.append("--resume")
-        if main(args) != 0:
+        if distill(args) != 0:
             raise SystemExit(f"distill {' '.join(args)} failed")
         timing.write_text(f"{time.perf_counter() - start:.1f}\n")
     return json.loads(results.read_text()), float(timing.read_text())
@@ -70,8 +67,7 @@ def main() -> None:
         for b in r.get("baselines", {}).values():
             b.pop("scores", None)
     doc = {"info": info, "runs": strip, "wall_seconds": {name: w for name, (_, w) in runs.items()}}
-    (ROOT / "docs" / "data" / "meta-results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    pages.render(["meta-results", "meta-results-reading"])
+    print("rendered:", ", ".join(publish("docs/data/meta-results.json", doc)))
 
 
 if __name__ == "__main__":

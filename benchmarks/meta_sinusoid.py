@@ -2,7 +2,7 @@
 multi-task pretraining (K = 0 in meta-training, the paper's "pretrained" comparison), each adapted with 10 SGD steps
 on the 10 support points of 600 meta-test sinusoids.
 
-    nice -n 10 python benchmarks/meta_sinusoid.py     # -> docs/data/meta-sinusoid.json + the page section
+    nice -n 10 python -m benchmarks.meta_sinusoid     # -> docs/data/meta-sinusoid.json + the page section
 
 Runs go to runs/meta-sinusoid/<name> (reused when finished): recipes/meta/sinusoid-maml.yaml with 4 epochs of 100
 meta-iterations (meta-batch 25) instead of 10.
@@ -11,19 +11,16 @@ meta-iterations (meta-batch 25) instead of 10.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import pages  # noqa: E402
-from meta_results import meta_run  # noqa: E402
-from suite_common import machine  # noqa: E402
+from benchmarks import ROOT
+from benchmarks.machine import machine
+from benchmarks.meta_results import meta_run
+from benchmarks.pages import publish
 
 RECIPE = "recipes/meta/sinusoid-maml.yaml"
 SCHEDULE = ["--trainer.max_epochs", "4"]
@@ -49,8 +46,7 @@ def main() -> None:
         rows[name] = {"mse": t["mean"], "ci95": t["ci95"], "episodes": t["episodes"],
                       "seconds_per_meta_iteration": r["seconds_per_meta_iteration"], "wall_seconds": wall}
     doc = {"info": info, "rows": rows}
-    (ROOT / "docs" / "data" / "meta-sinusoid.json").write_text(json.dumps(doc, indent=1) + "\n")
-    pages.render(["meta-sinusoid"])
+    print("rendered:", ", ".join(publish("docs/data/meta-sinusoid.json", doc)))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
-"""The distillation methods side by side: one teacher, one student network, every method; writes docs/methods.md.
+"""The distillation methods side by side: one teacher, one student network, every method (docs/methods.md).
 
 On the CIFAR-10 JPEG copy: a ``cifar_resnet56`` teacher is trained once (a ``distill run`` with ``--generations 0``);
 then, for every seed, the ``cifar_resnet20`` student alone (cross-entropy on labels) and one run per method. A method
 run starts from a copy of the teacher's run directory and continues it with ``--resume --force`` and the method's
 settings: generation 0 and its cache are reused (verified by checksum, not re-run), generation 1 is the student.
-Same data, schedule and seeds for every method; each run is the engine's real code path. The page
-reports test accuracy (mean ± std over seeds, and per seed), fit seconds per epoch, and the trainable parameters a
-method adds (FitNets' regressors), beside published CIFAR-100 numbers marked as such.
+Same data, schedule and seeds for every method; each run is the engine's real code path. The results -- test
+accuracy per seed, fit seconds per epoch, wall seconds per run, and the trainable parameters a method adds (FitNets'
+regressors) -- go to ``docs/data/methods.json`` (:func:`document`), and the page's sections are rendered from it
+(``benchmarks/methods_page.py``).
 
 Runs are kept under ``--out`` and reused, so an interrupted measurement resumes where it stopped.
-Usage: ``python benchmarks/methods.py [--seeds 0 1] [--train 5000] [--epochs 12] [--teacher-epochs 20]``.
+Usage: ``python -m benchmarks.methods [--seeds 0 1] [--train 5000] [--epochs 12] [--teacher-epochs 20]``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from suite_common import machine  # noqa: E402  (the benchmarks' one machine description)
+from benchmarks import ROOT
+from benchmarks.machine import machine
+from benchmarks.pages import publish
 
 RECIPE = "recipes/cifar10-ban-resnet20.yaml"
 ONLINE = ["--cache.mode", "online"]
@@ -55,10 +57,10 @@ METHODS: dict[str, tuple[list[str], str]] = {
             '[["stages.0", "stages.0"], ["stages.1", "stages.1"], ["stages.2", "stages.2"]]'],
            "attention maps of the three stages, beta 1000 (online teacher)"),
 }
-# Published CIFAR-100 top-1 (%), full 240-epoch schedules, from mdistiller's README (megvii-research/mdistiller).
-PUBLISHED = [("ResNet56 → ResNet20", "70.66", "71.97"), ("ResNet110 → ResNet32", "73.08", "74.11"),
-             ("ResNet32x4 → ResNet8x4", "73.33", "76.32"), ("WRN-40-2 → WRN-16-2", "74.92", "76.23"),
-             ("WRN-40-2 → WRN-40-1", "73.54", "74.81"), ("VGG13 → VGG8", "72.98", "74.68")]
+ALONE = "student alone (CE)"
+DATA = "docs/data/methods.json"
+STUDENT = "cifar_resnet20"
+SCHEDULE = "SGD lr 0.1 cosine, batch 128"  # the recipe's, as the page states it
 
 
 def _run(out: Path, args: list[str], teacher: Path | None = None) -> tuple[dict, float]:
@@ -86,25 +88,35 @@ def _added_parameters(ckpt: Path) -> int:
                and "num_batches" not in k)
 
 
-def _cost_sentence(rows: list) -> str:
-    """What the measured seconds per epoch say about cached vs online methods (from the data)."""
-    per_epoch = {name: statistics.mean(g["train_seconds"] / max(g["epochs"], 1) for g in gens)
-                 for name, _, gens, _, _ in rows}
-    ce = per_epoch.pop("student alone (CE)")
-    online = {n: v for n, v in per_epoch.items() if "online" in METHODS[n][1]}
-    cached = {n: v for n, v in per_epoch.items() if n not in online}
-    spread = lambda d: f"{min(d.values()) / ce:.2f}-{max(d.values()) / ce:.2f}x"  # noqa: E731
-    return (f"Relative to the student alone ({ce:.1f} s/epoch), the methods read from the soft-label cache took "
-            f"{spread(cached)} its time per epoch and those with an online teacher {spread(online)}.")
+def relative_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fit seconds per epoch of the student alone, and the range of every cached and every online method's over it
+    (from the unrounded means, so the page's ratios are not ratios of rounded numbers)."""
+    per_epoch = {r["method"]: r["fit_seconds_per_epoch"] for r in rows}
+    ce = per_epoch.pop(ALONE)
+    online = [v / ce for n, v in per_epoch.items() if "online" in METHODS[n][0]]
+    cached = [v / ce for n, v in per_epoch.items() if "online" not in METHODS[n][0]]
+    return {"alone_seconds_per_epoch": ce, "cached": [min(cached), max(cached)], "online": [min(online), max(online)]}
+
+
+def method_row(name: str, setting: str, seeds: list[int], gens: list[dict[str, Any]], walls: list[float],
+               added: int) -> dict[str, Any]:
+    """One row of the JSON: the student generation of each seed's run (``summary.json``'s entry) and its wall time."""
+    per_epoch = [g["train_seconds"] / max(g["epochs"], 1) for g in gens]
+    return {"method": name, "setting": setting, "added_parameters": added,
+            "fit_seconds_per_epoch": statistics.mean(per_epoch),
+            "seeds": [{"seed": s, "test_acc": g["test"]["acc"], "fit_seconds_per_epoch": e, "wall_seconds": w}
+                      for s, g, e, w in zip(seeds, gens, per_epoch, walls, strict=True)]}
+
+
+def document(provenance: dict[str, Any], setting: dict[str, Any], teacher: dict[str, Any],
+             rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON the page is rendered from (``docs/data/methods.json``)."""
+    return {"provenance": provenance, "setting": setting, "teacher": teacher, "rows": rows,
+            "relative_cost": relative_cost(rows)}
 
 
 def _slug(name: str) -> str:
     return name.lower().replace(" + ", "-").replace(", ", "-").replace(" ", "-")
-
-
-def _fmt(values: list[float]) -> str:
-    pct = [100 * v for v in values]
-    return f"{pct[0]:.2f}" if len(pct) == 1 else f"{statistics.mean(pct):.2f} ± {statistics.stdev(pct):.2f}"
 
 
 def main() -> None:
@@ -114,7 +126,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6, help="epochs of every student")
     parser.add_argument("--teacher-epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "methods")
-    parser.add_argument("--write", type=Path, default=ROOT / "docs" / "methods.md")
     args = parser.parse_args()
     common = ["--data.train_subset", str(args.train), "--optimizer.scheduler", "cosine",
               "--trainer.accelerator", "cpu"]
@@ -122,53 +133,27 @@ def main() -> None:
     teacher, teacher_wall = _run(args.out / "teacher", [*common, "--generations", "0", "--per_generation",
                                                         json.dumps([gen0])])
     student = [*common, "--trainer.max_epochs", str(args.epochs)]
-    rows = []
     alone = [_run(args.out / f"alone-seed{s}", [*student, "--generations", "0", "--seed", str(s)])
              for s in args.seeds]
+    rows = [method_row(ALONE, "labels only", args.seeds, [r["generations"][0] for r, _ in alone],
+                       [w for _, w in alone], 0)]
     # The student runs keep the teacher run's seed and generation 0; the student's own seed is its generation's.
     with_teacher = [*student, "--generations", "1", "--per_generation", json.dumps([gen0])]
-    rows.append(("student alone (CE)", "labels only", [r["generations"][0] for r, _ in alone],
-                 [w for _, w in alone], 0))
     for name, (overrides, what) in METHODS.items():
         runs = [_run(args.out / f"{_slug(name)}-seed{s}", [*with_teacher, *overrides, "--seed", str(s)],
                      teacher=args.out / "teacher") for s in args.seeds]
         first = args.out / f"{_slug(name)}-seed{args.seeds[0]}"
-        rows.append((name, what, [r["generations"][1] for r, _ in runs], [w for _, w in runs],
-                     _added_parameters(first / "gen-1" / "model.ckpt")))
+        rows.append(method_row(name, what, args.seeds, [r["generations"][1] for r, _ in runs],
+                               [w for _, w in runs], _added_parameters(first / "gen-1" / "model.ckpt")))
     m = machine()
+    provenance = {k: m[k] for k in ("cpu", "cores", "gpu", "load_average_at_start", "commit")}
+    setting = {"train_images": args.train, "test_images": 10000, "student": STUDENT, "epochs": args.epochs,
+               "schedule": SCHEDULE, "seeds": args.seeds}
     t0 = teacher["generations"][0]
-    commit = m["commit"][:10]
-    lines = [
-        "# Distillation methods", "",
-        "Measured by `python benchmarks/methods.py` (this page is its output; nothing typed in by hand).", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'} (load average {m['load_average_at_start']} "
-        f"when written). Date: {date.today()}. Commit: `{commit}`.", "",
-        f"Setting: the CIFAR-10 JPEG copy, a fixed random {args.train:,} of the training images, the full 10,000 test "
-        f"images; teacher `cifar_resnet56` trained once for {args.teacher_epochs} epochs (seed 0; "
-        f"{teacher_wall:.0f} s wall), test accuracy {100 * t0['test']['acc']:.2f}%; student `cifar_resnet20`, "
-        f"{args.epochs} epochs, SGD lr 0.1 cosine, batch 128, seeds {', '.join(map(str, args.seeds))}. Every "
-        "method run continues a copy of the teacher's run directory (`--resume --force` with the method's settings): "
-        "generation 0 and its cache are reused after their checksums are verified, generation 1 is the student. At "
-        "this CPU schedule neither network converges: the order of the methods may differ from the published one.",
-        "",
-        "| method | test accuracy % (mean ± std) | per seed | fit s / epoch (mean) | wall s per run | "
-        "added trainable parameters | setting |", "|---|---|---|---|---|---|---|"]
-    for name, what, gens, walls, added in rows:
-        accs = [g["test"]["acc"] for g in gens]
-        per_epoch = statistics.mean(g["train_seconds"] / max(g["epochs"], 1) for g in gens)
-        lines.append(f"| {name} | {_fmt(accs)} | {', '.join(f'{100 * a:.2f}' for a in accs)} | {per_epoch:.1f} | "
-                     f"{', '.join(f'{w:.0f}' for w in walls)} | {added:,} | {what} |")
-    lines += [
-        "", "Fit seconds per epoch are the student's `train_seconds / epochs` from `summary.json` (training only; the "
-        "whole command also evaluates and caches the teacher and the student). " + _cost_sentence(rows), "",
-        "## Published (CIFAR-100, 240 epochs; not ours)", "",
-        "Top-1 accuracy (%) from mdistiller's README (megvii-research/mdistiller), for reference only:", "",
-        "| teacher → student | KD | DKD |", "|---|---|---|",
-        *[f"| {pair} | {kd} | {dkd} |" for pair, kd, dkd in PUBLISHED], "",
-        "The full published settings ship as recipes: `recipes/cifar100-kd-resnet56-resnet20.yaml` with the method "
-        "overrides listed in [Concepts](concepts.md#which-methods-the-cache-serves).", ""]
-    args.write.write_text("\n".join(lines))
-    print("\n".join(lines))
+    doc = document(provenance | {"date": str(date.today())}, setting,
+                   {"backbone": "cifar_resnet56", "epochs": args.teacher_epochs, "seed": teacher["seed"],
+                    "wall_seconds": teacher_wall, "test_acc": t0["test"]["acc"]}, rows)
+    print("rendered:", ", ".join(publish(DATA, doc)))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Prompt-tuned students on CPU: pretrain a small ViT on CIFAR-10 classes 0-4, adapt it to classes 5-9.
 
-``python benchmarks/prompt_results.py [--work DIR] [--train-per-class N] [--epochs E]`` writes
-``docs/snippets/prompt-results.json`` as each run finishes and ``docs/snippets/prompt-results.md`` (the results
-section of docs/prompts.md) at the end. Every number comes from a ``distill run`` made here.
+``python -m benchmarks.prompt_results [--work DIR] [--train-per-class N] [--epochs E]`` writes
+``docs/data/prompt-results.json`` as each run finishes and renders the results section of docs/prompts.md from it at
+the end (``benchmarks/prompt_results_page.py``). Every number comes from a ``distill run`` made here.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import platform
@@ -16,13 +18,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import timm
 import torch
 
+from benchmarks import ROOT
+from benchmarks.pages import publish
 from distill.cli import main
 from distill.data.locate import ensure_cifar10_jpeg
+from distill.io import atomic_write_json
 
-ROOT = Path(__file__).resolve().parent.parent
-SNIPPETS = ROOT / "docs" / "snippets"
+DATA = "docs/data/prompt-results.json"
 SIZES = {"base": {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 4, "num_heads": 3},
          "small": {"img_size": 32, "patch_size": 4, "embed_dim": 48, "depth": 2, "num_heads": 2}}
 VIT = "vit_tiny_patch16_224"
@@ -70,10 +75,6 @@ def row(name: str, out: Path, summary: dict, k: int = -1) -> dict:
 
 def full_model_bytes(size: str) -> int:
     """Bytes of a full checkpointed copy of the network (the base ViT's state dict plus a 5-class head)."""
-    import io
-
-    import timm
-
     buf = io.BytesIO()
     torch.save(timm.create_model(VIT, num_classes=5, **SIZES[size]).state_dict(), buf)
     return buf.tell()
@@ -97,14 +98,12 @@ def main_results() -> None:
               "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit.strip(),
               "load_start": open("/proc/loadavg").read().split()[:3], "settings": vars(a),
               "source_classes": classes[:5], "target_classes": classes[5:], "rows": [], "sizes": [], "length": []}
-    SNIPPETS.mkdir(parents=True, exist_ok=True)
-    out_json = SNIPPETS / "prompt-results.json"
     start = time.perf_counter()
 
     def save() -> None:
         report["wall_seconds"] = round(time.perf_counter() - start, 1)
         report["load_end"] = open("/proc/loadavg").read().split()[:3]
-        out_json.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_json(ROOT / DATA, report, indent=1)  # the section is rendered once every part is there
 
     sources = {}
     for size in SIZES:  # pretrain the bases on the source task
@@ -152,49 +151,12 @@ def main_results() -> None:
                  "--order", "ascending", "--patience", "2", "--out", str(sweep), *tgt_args])
     if code:
         raise SystemExit(f"distill sweep exited {code}")
-    import csv
-
     report["length"] = [{k: r[k] for k in ("value", "objective", "test_acc", "train_seconds")}
                         for r in csv.DictReader(open(sweep / "sweep.csv"))]
     (ROOT / "docs" / "img").mkdir(exist_ok=True)
     (ROOT / "docs" / "img" / "prompt-length-sweep.png").write_bytes((sweep / "sweep.png").read_bytes())
     save()
-    import pages  # benchmarks/ is on the path when this script runs
-
-    pages.render(["prompt-results"])  # docs/snippets/prompt-results.md from the JSON just saved
-
-
-def render(r: dict) -> str:
-    """The results section of docs/prompts.md from the JSON report."""
-    pct = lambda x: f"{100 * float(x):.1f}"  # noqa: E731
-    lines = [f"Measured {r['date']} on {r['machine']}, commit `{r['commit']}`, load average {r['load_start']} at the "
-             f"start and {r['load_end']} at the end; {r['wall_seconds']:.0f} s for the whole script. Source task: "
-             f"CIFAR-10 classes {', '.join(r['source_classes'])} ({r['settings']['source_per_class']} train images "
-             f"a class, {r['settings']['source_epochs']} epochs); target: {', '.join(r['target_classes'])} "
-             f"({r['settings']['train_per_class']} train images a class, 20% of them held out for validation, "
-             f"100 test images a class, {r['settings']['epochs']} epochs, AdamW, seed 0). One seed: differences of a "
-             "point or two are noise.", "",
-             "| source base | test acc % | parameters | s/epoch |", "|---|---:|---:|---:|"]
-    for size, s in r["source"].items():
-        lines.append(f"| {size} ViT {SIZES[size]['embed_dim']}x{SIZES[size]['depth']} | {pct(s['test_acc'])} | "
-                     f"{s['total']:,} | {s['s_per_epoch']} |")
-    lines += ["", "| target adaptation (base ViT) | test acc % | trainable / total params | checkpoint bytes | "
-              "s/epoch |", "|---|---:|---:|---:|---:|"]
-    for x in r["rows"]:
-        lines.append(f"| {x['name']} | {pct(x['test_acc'])} | {x['trainable']:,} / {x['total']:,} | "
-                     f"{x['ckpt_bytes']:,} | {x['s_per_epoch']} |")
-    lines += ["", f"A full copy of the network's weights is {r['full_model_bytes']:,} bytes (`torch.save` of its state "
-              "dict); a prompted checkpoint also holds Lightning's optimizer state of the trained tensors.", "",
-              "| model | prompt | test acc % | trainable params |", "|---|---|---:|---:|"]
-    for x in r["sizes"]:
-        lines.append(f"| {x['size']} (width {x['embed_dim']}, depth {x['depth']}) | {x['name']} (8) | "
-                     f"{pct(x['test_acc'])} | {x['trainable']:,} |")
-    lines += ["", "Length search (`distill sweep --order ascending --patience 2`, deep prompts, validation accuracy):",
-              "", "| length | val acc % | test acc % | train s |", "|---:|---:|---:|---:|"]
-    for x in r["length"]:
-        lines.append(f"| {x['value']} | {pct(x['objective'])} | {pct(x['test_acc'])} | "
-                     f"{float(x['train_seconds']):.0f} |")
-    return "\n".join(lines) + "\n"
+    print("rendered:", ", ".join(publish(DATA, report)))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """Run the README's quick start as a user would, time it, and render its table into README.md and the docs.
 
-    python benchmarks/quickstart.py        # runs `distill run recipes/digits-ban.yaml` into runs/quickstart
+    python -m benchmarks.quickstart        # runs `distill run recipes/digits-ban.yaml` into runs/quickstart
 
 Writes ``docs/data/quickstart.json`` (the run's summary, wall time of the whole command, machine, date, commit) and
-re-renders the sections that quote it (``benchmarks/pages.py``).
+re-renders the sections that quote it (``benchmarks/quickstart_page.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -15,12 +16,16 @@ import sys
 import time
 
 import numpy as np
-from pages import ROOT, provenance, render
+
+from benchmarks import ROOT
+from benchmarks.machine import provenance
+from benchmarks.pages import publish
 
 COMMAND = ["distill", "run", "recipes/digits-ban.yaml"]
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, nothing else
     out = ROOT / "runs" / "quickstart"
     shutil.rmtree(out, ignore_errors=True)
     prov = provenance()
@@ -31,10 +36,7 @@ def main() -> None:
     test_images = int(np.load(out / "gen-0" / "test_logits.npy", allow_pickle=False).shape[0])
     data = {"provenance": prov, "command": " ".join(COMMAND), "wall_seconds": round(wall, 1),
             "test_images": test_images, "summary": summary}
-    path = ROOT / "docs" / "data" / "quickstart.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    print("rendered:", ", ".join(render(["quickstart-readme", "quickstart-page", "recipes-digits"])))
+    print("rendered:", ", ".join(publish("docs/data/quickstart.json", data)))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Regenerate docs/results.md: the shipped recipes over several seeds, the BAN-variant table, wall and CPU time.
 
-    python benchmarks/results.py                          # every dataset of RUNS and the variants, seeds 0 1 2
-    python benchmarks/results.py --only fashion-mnist --seeds 0 1 2 --no-variants
+    python -m benchmarks.results                          # every dataset of RUNS and the variants, seeds 0 1 2
+    python -m benchmarks.results --only fashion-mnist --seeds 0 1 2 --no-variants
 
 Each (recipe, seed) is a real ``distill run`` into ``runs/results/<name>-seed<k>``; a variant run loads that seed's
 generation 0 (``load: {checkpoint: ...}``), so every variant's students learn from the same teacher as the standard
 run's. Finished runs are reused (their summary.json is read) and ``docs/data/results.json`` is rewritten after every
-run, so the script can be interrupted and re-run. The page section is rendered from that JSON
-(``benchmarks/pages.py``): nothing on it is typed in by hand.
+run, so the script can be interrupted and re-run. The page sections are rendered from that JSON
+(``benchmarks/results_page.py``): nothing on them is typed in by hand.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pages import ROOT, provenance, render
+
+from benchmarks import ROOT
+from benchmarks.machine import provenance
+from benchmarks.pages import publish
+from distill.analysis import load_run
+from distill.analysis.drift import entropy
 
 # name -> (recipe, extra overrides, what the schedule is). The recipes carry their own CPU-sized schedules.
 RUNS: dict[str, tuple[str, list[str], str]] = {
@@ -43,7 +48,7 @@ VARIANTS: dict[str, list[str]] = {
     "ensemble teacher (generations 0..k-1)": ["--kd.teacher", "ensemble"],
 }
 GOAL = {"student_margin": 0.1, "ensemble_gain": 0.5}
-DATA = ROOT / "docs" / "data" / "results.json"
+DATA = "docs/data/results.json"
 
 
 def _timed_run(args: list[str], out: Path) -> dict:
@@ -71,24 +76,20 @@ def _timed_run(args: list[str], out: Path) -> dict:
 
 def _teacher_entropy(out: Path) -> dict[str, float]:
     """Mean entropy (nats, T = 1) of each cached generation's soft labels on the training set: how soft they are."""
-    from distill.analysis import load_run
-    from distill.analysis.drift import entropy
-
     run = load_run(out, temperature=1.0)
     return {str(k): float(np.mean(entropy(run.soft_labels(k)))) for k in sorted(run.caches)}
 
 
 def _save(data: dict) -> None:
-    """Merge this invocation's datasets (and variants) into the JSON on disk, so invocations can run side by side."""
-    DATA.parent.mkdir(parents=True, exist_ok=True)
-    merged = json.loads(DATA.read_text()) if DATA.is_file() else {}
+    """Merge this invocation's datasets (and variants) into the JSON on disk, so invocations can run side by side,
+    and re-render the sections drawn from it."""
+    path = ROOT / DATA
+    merged = json.loads(path.read_text()) if path.is_file() else {}
     merged.update({k: data[k] for k in ("provenance", "goal")})
     datasets = {**merged.get("datasets", {}), **data["datasets"]}
     merged["datasets"] = {k: datasets[k] for k in RUNS if k in datasets}  # the page's order
     merged["variants"] = data["variants"] or merged.get("variants")
-    tmp = DATA.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merged, indent=1) + "\n")
-    tmp.replace(DATA)
+    publish(DATA, merged)
 
 
 def main() -> None:
@@ -107,7 +108,6 @@ def main() -> None:
             entry["seeds"][str(seed)] = _timed_run([recipe, "--seed", str(seed), *extra],
                                                    args.out / f"{name}-seed{seed}")
             _save(data)
-            render(["results"])
     if not args.no_variants and VARIANT_DATASET in args.only:
         recipe, extra, _ = RUNS[VARIANT_DATASET]
         seeds = args.variant_seeds if args.variant_seeds is not None else args.seeds
@@ -136,9 +136,7 @@ def main() -> None:
                                    ("ensemble 0..2", s["ensembles"][-1]["test"]["acc"])):
                     row["values"].setdefault(col, []).append(value)
                 _save(data)
-                render(["results"])
-    measured = json.loads(DATA.read_text())["datasets"]
-    print("rendered:", ", ".join(render(["results"] + (["recipes-fashion"] if "fashion-mnist" in measured else []))))
+    print(f"wrote {DATA} and rendered its sections")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from suite_common import Profile, datamodule, engine_run, recipe
-
+from benchmarks.suite_common import Profile, datamodule, engine_run, recipe
 from distill.data import DataNotFoundError, DistillDataModule
 
 #: student settings: name -> recipe overrides (the replay cache holds as many view epochs as the student trains).

@@ -8,11 +8,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from suite_common import Profile, datamodule, recipe
-from suite_timing import as_terminal
 from torch import nn
 from torch.utils.data import DataLoader
 
+from benchmarks.suite_common import Profile, datamodule, recipe
+from benchmarks.suite_timing import as_terminal
 from distill.cache import CacheLayout, CacheWriter, SoftLabelCache
 from distill.data import TensorIndexedDataset
 from distill.generations import BornAgainRun

@@ -1,12 +1,9 @@
-"""Shared pieces of the benchmark suite: run profiles, data modules, recipes, device helpers and machine facts."""
+"""Shared pieces of the benchmark suite: run profiles, data modules, recipes and device helpers."""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
-import subprocess
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -23,8 +20,6 @@ from distill.data.sources import Split
 from distill.data.torchvision_sets import FashionMNISTDataModule
 from distill.generations import BornAgainRun
 from distill.resolve import resolve_run
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -224,35 +219,3 @@ def timed(fn: Callable[[], Any], device: str) -> float:
     fn()
     sync(device)
     return time.perf_counter() - start
-
-
-def load_average() -> list[float]:
-    """The 1, 5 and 15 minute load averages (``/proc/loadavg``)."""
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, cores, GPU, versions, torch threads, load average, date, commit and whether the tree was dirty."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    commit, status = _git("rev-parse", "HEAD"), _git("status", "--porcelain")
-    import lightning
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": load_average(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "lightning": lightning.__version__, "torch_threads": torch.get_num_threads(),
-            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": commit.strip() if commit else "unknown",
-            "dirty_files": None if status is None else len(status.splitlines())}

@@ -1,10 +1,13 @@
-"""The docs page of a benchmark result: every sentence with a number or a judgement is filled from the result."""
+"""Renderers of docs/benchmarks.md's sections from a benchmark suite result (``docs/data/benchmarks.json``, which
+``python -m benchmarks.run --write-docs`` writes): every sentence with a number or a judgement is filled from the
+result; the page's prose is Markdown."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from suite_timing import GOALS, spread
+from benchmarks.markdown import table
+from benchmarks.suite_timing import GOALS, spread
 
 #: ratio keys of a regime, in page order, with what each compares
 RATIOS = {
@@ -68,15 +71,11 @@ def _machine(r: dict[str, Any]) -> str:
     ])
 
 
-def _goals(r: dict[str, Any]) -> str:
-    rows = []
-    for name, reg in r["regimes"].items():
-        for key in GOALS:
-            e = reg[key]
-            rows.append(f"| {name} | `{key}` | {e['value']:.3f} | {e['min']:.3f} to {e['max']:.3f} | {_goal(e)} | "
-                        f"**{e['verdict']}** |")
-    return "\n".join(["| regime | ratio | ratio of medians | per-round range | goal | verdict |",
-                      "|---|---|---|---|---|---|", *rows])
+def goals(r: dict[str, Any]) -> str:
+    """Every regime's goal ratios with their verdicts."""
+    rows = [[name, f"`{k}`", f"{reg[k]['value']:.3f}", f"{reg[k]['min']:.3f} to {reg[k]['max']:.3f}", _goal(reg[k]),
+             f"**{reg[k]['verdict']}**"] for name, reg in r["regimes"].items() for k in GOALS]
+    return "\n".join(table(["regime", "ratio", "ratio of medians", "per-round range", "goal", "verdict"], rows))
 
 
 def _regime(name: str, g: dict[str, Any]) -> str:
@@ -192,47 +191,44 @@ generations 0..k: {ens}.
 """
 
 
-def render_docs(r: dict[str, Any]) -> str:
-    """The page for a result of :func:`run.run_suite` (a pure function of it: ``--render`` reproduces it)."""
-    bpv = r["bytes_per_view"]
+def run(r: dict[str, Any]) -> str:
+    """The command, profile and time of the measurement, and the machine table."""
     quick = f"\n> Profile `{r['profile']}`: small sizes; its numbers are indicative only.\n" if r["quick"] else ""
-    regimes = "\n".join(_regime(name, g) for name, g in r["regimes"].items())
-    gpu = r["machine"]["gpu"]
-    gpu_line = (f"This run used the GPU {gpu}." if gpu else
-                "This run's machine had no GPU. `benchmarks/gpu.sh` runs profile `gpu` on one CUDA device; "
-                "`benchmarks/gpu.sh --dry-run` runs the same code path on a CPU with tiny sizes.")
-    return f"""# Benchmarks
+    return (f"Measured by `{r['command']}` (profile `{r['profile']}`, {r['seconds']} s); the result was saved as JSON "
+            f"and\n`python -m benchmarks.run --render FILE` rewrites this page from it without measuring.{quick}\n\n"
+            + _machine(r))
 
-Measured by `{r['command']}` (profile `{r['profile']}`, {r['seconds']} s); the result was saved as JSON and
-`python benchmarks/run.py --render FILE` rewrites this page from it without measuring.{quick}
 
-{_machine(r)}
+def regimes(r: dict[str, Any]) -> str:
+    """One section per timing regime: ratios, epoch seconds, throughput, the Lightning floor, profiles."""
+    return "\n".join(_regime(name, g) for name, g in r["regimes"].items())
 
-## How it is measured
 
-Our side is always the engine's own path: `BornAgainRun.train` (`Trainer.fit` on `GenerationModule` with the
-run's callbacks, CSV logger, per-epoch checkpoint and default progress bar, drawn as on a terminal) and
-`BornAgainRun.build_cache`. The bare side is a hand-written loop on the same network, data loader, optimizer,
-schedule, precision and device. An epoch is timed from its start to the end of training (its checkpoint included,
-trainer setup excluded). Variants run in interleaved rounds whose order rotates. A ratio is the ratio of the median
-times; its spread is the range of the per-round ratios; a goal is **met** when the ratio of medians and every
-per-round ratio clear it, **missed** when none does, **within noise** otherwise.
-
-## Goals
-
-{_goals(r)}
-
-{regimes}
-## Bytes per cached view ({bpv['classes']} classes)
+def bytes_per_view(r: dict[str, Any]) -> str:
+    """Bytes per cached view of each format against the top-k goal."""
+    bpv = r["bytes_per_view"]
+    return f"""## Bytes per cached view ({bpv['classes']} classes)
 
 | format | bytes/view | goal | verdict |
 |---|---|---|---|
 | top-k, k=10 | {bpv['topk10']:.1f} | <= {BYTES_GOAL:.0f} | {'met' if bpv['topk10'] <= BYTES_GOAL else 'missed'} |
 | full float16 | {bpv['full_float16']:.1f} | report | - |
-| full float32 | {bpv['full_float32']:.1f} | report | - |
+| full float32 | {bpv['full_float32']:.1f} | report | - |"""
 
-{_accuracy(r) if 'accuracy' in r else ''}{_ban(r['ban']) if 'ban' in r else ''}
-## GPU
 
-{gpu_line}
-"""
+def accuracy(r: dict[str, Any]) -> str:
+    """The accuracy effects of the cache settings, when the profile measured them."""
+    return _accuracy(r) if "accuracy" in r else ""
+
+
+def ban(r: dict[str, Any]) -> str:
+    """The whole born-again recipe's wall time, when the profile measured it."""
+    return _ban(r["ban"]) if "ban" in r else ""
+
+
+def gpu(r: dict[str, Any]) -> str:
+    """Which GPU the run used, or how to run the suite on one."""
+    if r["machine"]["gpu"]:
+        return f"This run used the GPU {r['machine']['gpu']}."
+    return ("This run's machine had no GPU. `benchmarks/gpu.sh` runs profile `gpu` on one CUDA device; "
+            "`benchmarks/gpu.sh --dry-run` runs the same code path on a CPU with tiny sizes.")

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.profilers import SimpleProfiler
-from suite_common import Profile, Regime, autocast, datamodule, engine_run, load_average, recipe, sync, timed
 from torch import nn
 
+from benchmarks.machine import load_average
+from benchmarks.suite_common import Profile, Regime, autocast, datamodule, engine_run, recipe, sync, timed
 from distill.cache import CacheWriter
 from distill.cache.replay import build_loader
 from distill.data import DistillDataModule

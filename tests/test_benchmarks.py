@@ -3,19 +3,22 @@ and the GPU script runs end to end on a CPU (``--dry-run``). No speed is asserte
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks import run as suite
+from benchmarks.suite_common import TINY
+from benchmarks.suite_page import _above
+from benchmarks.suite_timing import ratio, spread, verdict
 from distill.data import data_root
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO / "benchmarks"
+RESULT = REPO / "docs" / "data" / "benchmarks.json"
 REGIME_KEYS = {"lightning_over_torch", "cached_over_ce", "online_over_ce", "stock_bar_over_ours",
                "build_over_inference", "build_finish_seconds", "images_per_s", "step_ms", "floor_ms_per_step",
                "floor_bound", "profile_ms_per_step", "load_average_per_round", "seconds", "settings", "data",
@@ -27,18 +30,7 @@ VARIANTS = {"ours", "ours_stock_bar", "torch", "cached", "online", "empty_step",
 HAVE_FASHION = (data_root() / "fashion-mnist").is_dir()
 
 
-@pytest.fixture(scope="module")
-def suite():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("run")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-
-
-def test_verdict_reads_the_whole_spread(suite):
-    from suite_timing import ratio, verdict
-
+def test_verdict_reads_the_whole_spread():
     assert verdict([0.96, 0.97, 0.99], ">=", 0.95) == "met"
     assert verdict([0.96, 0.94, 0.99], ">=", 0.95) == "within noise"
     assert verdict([0.90, 0.94], ">=", 0.95) == "missed"
@@ -54,12 +46,11 @@ def test_verdict_reads_the_whole_spread(suite):
 
 
 @pytest.mark.skipif(not HAVE_FASHION, reason="Fashion-MNIST files not found (the accuracy part needs them)")
-def test_tiny_suite_writes_every_key_and_render_reproduces_the_page(suite, tmp_path):
+def test_tiny_suite_writes_every_key_and_render_reproduces_the_page(tmp_path):
     import torch
-    from suite_common import TINY
 
     threads = torch.get_num_threads()
-    result = suite.run_suite(TINY, tmp_path / "work", "python benchmarks/run.py --profile tiny")
+    result = suite.run_suite(TINY, tmp_path / "work", "python -m benchmarks.run --profile tiny")
     # The profile's one thread must not leak into later in-process runs (resume tests compare them with subprocesses).
     assert torch.get_num_threads() == threads
     assert set(result["regimes"]) == {"small", "large"}
@@ -87,40 +78,33 @@ def test_tiny_suite_writes_every_key_and_render_reproduces_the_page(suite, tmp_p
     assert suite.main(["--render", str(saved), "--docs-dir", str(tmp_path)]) == 0
     page = (tmp_path / "benchmarks.md").read_text()
     assert page == suite.render_docs(result)
+    assert json.loads((tmp_path / "data" / "benchmarks.json").read_text()) == result  # what the page is rendered from
     assert "| small | `lightning_over_torch` |" in page and result["machine"]["commit"] in page
     assert f"{result['regimes']['small']['floor_ms_per_step']['median']:.2f} ms per step" in page
 
 
-def test_above_the_floor_sentence_reads_every_round(suite):
-    from suite_page import _above
-
+def test_above_the_floor_sentence_reads_every_round():
     assert _above({"median": 0.3, "min": -0.2, "max": 0.9}).endswith("within noise of zero")
     assert _above({"median": 1.1, "min": 0.4, "max": 1.5}).endswith("above it in every round")
     assert _above({"median": -0.5, "min": -0.9, "max": -0.1}).endswith("below it in every round")
     assert "+1.10 ms per step (rounds +0.40 to +1.50)" in _above({"median": 1.1, "min": 0.4, "max": 1.5})
 
 
-def test_real_step_against_empty_step_is_read_from_the_rounds(suite):
+def test_real_step_against_empty_step_is_read_from_the_rounds():
     """Whether a real step costs Lightning more than an empty one is the data's verdict, not a fixed sentence."""
-    result = json.loads((BENCHMARKS / "results-cpu-full.json").read_text())
+    result = json.loads(RESULT.read_text())
     g = result["regimes"]["small"]
-    for floor, real, verdict in ((2.0, 1.0, "below it in every round"), (1.0, 3.0, "above it in every round")):
-        g["plain_floor_ms_per_step"] = suite_spread([floor, floor + 0.1])
-        g["plain_extra_ms_per_step"] = suite_spread([real, real - 0.1])
+    for floor, real, words in ((2.0, 1.0, "below it in every round"), (1.0, 3.0, "above it in every round")):
+        g["plain_floor_ms_per_step"] = spread([floor, floor + 0.1])
+        g["plain_extra_ms_per_step"] = spread([real, real - 0.1])
         page = suite.render_docs(result)
         assert "A real step costs Lightning more than an empty one" not in page
         assert f"empty-step floor, round by round, {real - floor - 0.1:+.2f} ms per step" in " ".join(page.split())
-        assert verdict in page
+        assert words in page
 
 
-def suite_spread(values):
-    from suite_timing import spread
-
-    return spread(values)
-
-
-def test_checked_in_page_is_the_render_of_the_checked_in_result(suite):
-    result = json.loads((BENCHMARKS / "results-cpu-full.json").read_text())
+def test_checked_in_page_is_the_render_of_the_checked_in_result():
+    result = json.loads(RESULT.read_text())
     assert (REPO / "docs" / "benchmarks.md").read_text() == suite.render_docs(result)
 
 
@@ -136,4 +120,7 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
     result = json.loads(out.read_text())
     assert result["profile"] == "gpu-dry" and result["settings"]["precision"] == "bf16-mixed"
     assert result["ban"]["generations"] == 4 and len(result["ban"]["test_acc"]) == 4
-    assert (tmp_path / "benchmarks-gpu.md").read_text().startswith("# Benchmarks")
+    page = (tmp_path / "benchmarks-gpu.md").read_text()
+    assert page.startswith("# Benchmarks") and "bf16-mixed" in page
+    assert "from docs/data/benchmarks-gpu.json by python -m benchmarks.run" in page  # its own JSON in the markers
+    assert json.loads((tmp_path / "data" / "benchmarks-gpu.json").read_text()) == result

@@ -3,10 +3,10 @@
 Two commands, as the page shows them: a digits teacher trained alone (``distill run recipes/digits-ban.yaml
 --generations 0``), then ``recipes/digits-kd-loaded.yaml``, which loads that run's ``gen-0/model.ckpt`` and teaches a
 small_cnn of width 8. The second run's summary, the wall time of each command, the test-set size and the machine,
-load, date and commit go to ``docs/data/teacher-example.json``; the page's section is rendered from it by
-``benchmarks/pages.py`` (``benchmarks/page_sections_guides.py``), which the tests check.
+load, date and commit go to ``docs/data/teacher-example.json``; the page's section is rendered from it
+(``benchmarks/teacher_example_page.py``), which the tests check.
 
-Usage: ``python docs/gen_teacher_example.py [--work DIR]`` (from the repository root).
+Usage: ``python -m benchmarks.teacher_example [--work DIR]`` (from the repository root).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import pages  # noqa: E402  (the generated-sections registry)
+from benchmarks import ROOT
+from benchmarks.machine import provenance
+from benchmarks.pages import publish
 
-DATA = ROOT / "docs" / "data" / "teacher-example.json"
+DATA = "docs/data/teacher-example.json"
 
 
 def _distill(*args: str, cwd: Path) -> float:
@@ -44,7 +44,7 @@ def main() -> None:
     (work / "recipes").mkdir(exist_ok=True)
     for name in ("digits-ban.yaml", "digits-kd-loaded.yaml"):  # the recipes' relative paths resolve under work/
         (work / "recipes" / name).write_text((ROOT / "recipes" / name).read_text())
-    machine = pages.provenance()
+    machine = provenance()
     teacher_wall = _distill("run", "recipes/digits-ban.yaml", "--out", "runs/digits-ban", "--generations", "0",
                             cwd=work)
     student_wall = _distill("run", "recipes/digits-kd-loaded.yaml", "--out", "runs/digits-kd-loaded", cwd=work)
@@ -54,13 +54,12 @@ def main() -> None:
                     "source": g["source"].replace(f"{work.resolve()}/", ""),  # the path as the page's command gives it
                     "epochs": g["epochs"], "test_acc": g["test"]["acc"], "test_nll": g["test"]["nll"],
                     "agreement_with_teacher": g["agreement_with_teacher"]} for g in summary["generations"]]
-    DATA.write_text(json.dumps({
+    publish(DATA, {
         "machine": machine, "teacher_wall_seconds": round(teacher_wall, 1),
         "student_wall_seconds": round(student_wall, 1),
         "test_images": int(np.load(run / "gen-0" / "test_logits.npy").shape[0]), "generations": generations,
-    }, indent=2) + "\n")
-    pages.render(["teacher-example"])
-    print(f"wrote {DATA.relative_to(ROOT)} and its section of docs/teacher.md from runs in {work}")
+    })
+    print(f"wrote {DATA} and its section of docs/teacher.md from runs in {work}")
 
 
 if __name__ == "__main__":
