@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks import (
     backbones_page,
+    cache_scale_page,
     cli_reference_page,
     dark_knowledge_page,
     data_pipeline_page,
@@ -31,6 +32,7 @@ from benchmarks import (
     prompt_results_page,
     quickstart_page,
     results_page,
+    step_cost_page,
     suite_page,
     teacher_example_page,
 )
@@ -84,6 +86,8 @@ SECTIONS: list[Section] = [
     Section("methods-setting", "docs/methods.md", METHODS, "benchmarks.methods", methods_page.setting),
     Section("methods-table", "docs/methods.md", METHODS, "benchmarks.methods", methods_page.methods),
     Section("methods-cost", "docs/methods.md", METHODS, "benchmarks.methods", methods_page.cost),
+    Section("methods-step-cost", "docs/methods.md", "docs/data/step-cost.json", "benchmarks.step_cost",
+            step_cost_page.cost),
     Section("prompt-results", "docs/prompts.md", "docs/data/prompt-results.json", "benchmarks.prompt_results",
             prompt_results_page.results),
     Section("datasets-speed", "docs/datasets.md", "docs/data/data-pipeline.json", "benchmarks.data_pipeline",
@@ -106,6 +110,8 @@ SECTIONS: list[Section] = [
     Section("meta-ksweep", META, "docs/data/meta-ksweep.json", "benchmarks.meta_ksweep", meta_ksweep_page.meta_ksweep),
     Section("meta-ksweep-answers", META, "docs/data/meta-ksweep.json", "benchmarks.meta_ksweep",
             meta_ksweep_page.meta_ksweep_answers),
+    Section("cache-scale", "docs/cache-scale.md", "docs/data/cache-scale.json", "benchmarks.cache_scale",
+            cache_scale_page.scale),
     *suite("docs/benchmarks.md", "docs/data/benchmarks.json"),
     *(Section(f"cli-{command.split()[-2]}", "docs/cli.md", CLI, "benchmarks.cli_reference",
               cli_reference_page.usage(command)) for command in cli_reference_page.COMMANDS),

@@ -119,7 +119,8 @@ class Manifest(CacheLayout):
               layout: CacheLayout | None = None) -> None:
         """Raise :class:`CacheError` naming the first field that differs from the dataset / teacher / layout expected.
 
-        ``layout=None`` accepts any layout (a reader that only inspects the scores).
+        ``layout=None`` accepts any layout (a reader that only inspects the scores). A cache with embeddings serves a
+        layout without them too (the logits are the same).
         """
         if self.version != MANIFEST_VERSION:
             raise CacheMismatchError(f"cache {where} has manifest version {self.version}, expected {MANIFEST_VERSION}")
@@ -131,6 +132,8 @@ class Manifest(CacheLayout):
             raise CacheMismatchError(f"cache {where} was built from a different teacher checkpoint "
                                      f"(sha256 {self.teacher_sha256[:12]}... vs {teacher_sha256[:12]}...)")
         for key, value in asdict(layout or self.layout).items():
+            if key == "embeddings" and not value:  # a reader that needs no embeddings reads a cache that has them
+                continue
             if getattr(self, key) != value:
                 raise CacheMismatchError(f"cache {where} was built with cache {key}={getattr(self, key)!r}, "
                                          f"but the run expects {key}={value!r}")
