@@ -19,7 +19,7 @@ import torch
 from conftest import run_cli
 from test_data import needs_fashion
 
-from distill.cache import CacheError, SoftLabelCache, sha256_file
+from distill.cache import CacheError, CacheLayout, CacheMismatchError, SoftLabelCache, sha256_file
 from distill.generations import build_datamodule
 from distill.outputs import EMBEDDING, EMBEDDING_BANK
 from distill.tasks.born_again import load_student
@@ -99,6 +99,15 @@ def test_a_damaged_or_missing_embeddings_file_is_refused(rkd_run, tmp_path):
     (copy / "embeddings.npy").unlink()
     with pytest.raises(CacheError, match="embeddings .* missing"):
         SoftLabelCache(copy, dm.fingerprint(), None)
+
+
+def test_a_cache_with_embeddings_serves_a_reader_without_them_but_not_the_reverse(rkd_run, tiny_run):
+    dm = build_datamodule({"name": "digits", "train_subset": 300})
+    with_embeddings = SoftLabelCache(rkd_run / "cache" / "gen-0", dm.fingerprint(), None, CacheLayout())
+    assert with_embeddings.embeddings is not None
+    plain = tiny_run / "cache" / "gen-0"
+    with pytest.raises(CacheMismatchError, match="embeddings=False"):
+        SoftLabelCache(plain, dm.fingerprint(), None, CacheLayout(embeddings=True))
 
 
 def _term_means(run, terms: list[str]) -> dict[str, list[float]]:
