@@ -323,10 +323,13 @@ class BornAgainRun:
                                sample.unsqueeze(0), f"kd.init_args.pairs (generation {spec.index}")
             self._user_objects(spec)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
-                L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
-                             "enable_progress_bar": False})
+                trainer = L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
+                                       "enable_progress_bar": False})
             except Exception as e:  # any rejection of the user's trainer settings, in one line
                 raise RecipeError(f"trainer (generation {spec.index}): {type(e).__name__}: {e}") from None
+            if spec.cache.embeddings and trainer.world_size > 1:
+                raise RecipeError(f"cache.embeddings (generation {spec.index}) is built by one process for now; "
+                                  f"this trainer runs {trainer.world_size}: build the cache with trainer.devices 1")
         self.check_cache_settings()
         self._preflight_done = True
 

@@ -169,6 +169,8 @@ def test_replayed_views_each_get_their_embedding(tmp_path):
     (["--kd.variant", "rkd"], "--cache.embeddings true"),
     (["--kd.variant", "crd", "--cache.mode", "online"], "memory bank"),
     (["--kd.variant", "sp", "--cache.embeddings", "true", "--kd.teacher", "ensemble"], "ensemble"),
+    (["--kd.variant", "rkd", "--cache.embeddings", "true", "--trainer.devices", "2", "--trainer.strategy", "ddp"],
+     "one process"),
 ])
 def test_a_cache_that_cannot_serve_the_embeddings_is_one_line_before_the_run(args, needle, tmp_path, capsys):
     out = tmp_path / "run"
