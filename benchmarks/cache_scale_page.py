@@ -38,7 +38,8 @@ def scale(d: dict[str, Any]) -> str:
              f"{', '.join(map(str, p['load_average_at_end']))}; caches in `{p['directory']}`). Synthetic teacher "
              f"outputs for {s['samples']:,} samples × {s['classes']:,} classes, written by the engine's cache writer "
              f"and read by its reader; a read is a batch of {batch} random indices, median of {s['repeats']} "
-             "(the file is in the page cache after its build: these are memory reads, not disk reads).", "",
+             "(each cache is read right after its build, so its pages are normally still in the page cache: these are "
+             "reads from memory; reads from a cold disk are not measured here).", "",
              "| cache | bytes / sample | bytes / view | array | build views / s | open (verify) s | batch read µs "
              "(float32 logits) | raw gather µs | memory copy µs (limit) | read ÷ limit | gather ÷ limit "
              "| samples / s served |", "|" + "---|" * 12]
