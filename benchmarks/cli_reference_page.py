@@ -9,7 +9,8 @@ from typing import Any
 #: the page's headings (one section each) -> the arguments that print them
 COMMANDS = {"distill --help": ["--help"], "distill run --help": ["run", "--help"],
             "distill inspect --help": ["inspect", "--help"], "distill meta --help": ["meta", "--help"],
-            "distill sweep --help": ["sweep", "--help"]}
+            "distill sweep --help": ["sweep", "--help"], "distill export --help": ["export", "--help"],
+            "distill predict --help": ["predict", "--help"]}
 
 def usage(command: str) -> Callable[[dict[str, Any]], str]:
     """The renderer of one command's section: its recorded ``--help`` text as a code block."""

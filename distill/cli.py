@@ -14,10 +14,12 @@ from distill.commands import run as run_command
 from distill.commands import sweep as sweep_command
 from distill.commands.base import COMMANDS, fail
 from distill.errors import UserError
+from distill.export import command as export_commands
 from distill.meta import command as meta_command
 
-#: The modules whose import registers the commands (``distill run``, ``inspect``, ``meta``, ``sweep``).
-COMMAND_MODULES = (run_command, inspect_command, meta_command, sweep_command)
+#: The modules whose import registers the commands (``distill run``, ``inspect``, ``meta``, ``sweep``, ``export``,
+#: ``predict``).
+COMMAND_MODULES = (run_command, inspect_command, meta_command, sweep_command, export_commands)
 
 USAGE = """usage: distill COMMAND [ARGS]
 
@@ -32,6 +34,10 @@ commands:
         meta-learning (MAML, first-order MAML, ANIL) on N-way K-shot episodes (see `distill meta --help`)
   sweep RECIPE.yaml --key KEY (--values V1,V2,... | --low A --high B) [--order ascending --patience P]
         one recipe key over values, each trial a full run, on Optuna (see `distill sweep --help`)
+  export RUN --out DIR [--format timm|onnx|torchscript] [--generation K|ensemble]
+        a generation (or the ensemble) as a timm folder, ONNX or TorchScript, checked, with a model card
+  predict SOURCE INPUTS... [--top-k K] [--out FILE.csv|.jsonl]
+        classify image files with a run or an exported folder (see `distill predict --help`)
 
 `distill COMMAND --help` lists the options of a command (for run: every recipe key and its default)."""
 

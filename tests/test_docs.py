@@ -62,6 +62,17 @@ def _replace_out(argv: list[str], out: Path) -> list[str]:
     return argv
 
 
+def _digits_images(folder: Path) -> Path:
+    """A few digits as 8x8 grey PNG files (intensities 0..16 saved as 0..255), the inputs of documented predicts."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    folder.mkdir(exist_ok=True)
+    for i, image in enumerate(load_digits().images[:6]):
+        Image.fromarray((image * 255 / 16).round().astype("uint8"), mode="L").save(folder / f"{i}.png")
+    return folder
+
+
 def _epochs(argv: list[str]) -> int | None:
     return int(argv[argv.index("--trainer.max_epochs") + 1]) if "--trainer.max_epochs" in argv else None
 
@@ -78,6 +89,13 @@ def test_documented_command_runs(where, line, tmp_path, tiny_run, monkeypatch):
         argv = _replace_out(argv, tmp_path / "inspect")
     elif argv[:1] == ["sweep"]:
         argv = _replace_out(argv, tmp_path / "sweep")
+    elif argv[:1] in (["export"], ["predict"]):  # against the finished digits run; predict on digits image files
+        argv = [argv[0], str(tiny_run), *argv[2:]]
+        if argv[0] == "predict":
+            n = next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv))
+            argv = [*argv[:2], str(_digits_images(tmp_path / "digits")), *argv[n:]]
+        suffix = Path(argv[argv.index("--out") + 1]).suffix if "--out" in argv else ""
+        argv = _replace_out(argv, tmp_path / f"{argv[0]}{suffix}")
     elif "--resume" in argv:
         run = tmp_path / "run"
         shutil.copytree(tiny_run, run)

@@ -40,6 +40,7 @@ STATED = {
     "docs/dark-knowledge.md": "0 0.040 0.693 0.9 1 2 3 4 5 10 15 16 20 90 100 50,000",
     "docs/meta-learning.md": "0 0.01 0.1 0.4 1 2 3 4 5 8 10 17 20 25 28 32 40 48.07 48.70 63.11 63.15 90 95.8 98.7 "
                              "98.9 99.9 200 300 400 1,200 2017 2020",
+    "docs/export.md": "0 1 2 8 16 255",
     "docs/benchmarks.md": "",
     "docs/cache-scale.md": "",
     "docs/cli.md": "",
@@ -64,7 +65,7 @@ def test_every_generated_section_matches_its_json() -> None:
             "backbones-families", "meta-results", "meta-ksweep", "meta-sinusoid", "meta-results-reading",
             "meta-ksweep-answers", "teacher-example", "prompt-results", "datasets-speed", "dk-speed", "dk-fashion",
             "methods-setting", "methods-table", "methods-cost", "benchmarks-run", "benchmarks-regimes",
-            "cli-run"} <= {s.name for s in SECTIONS}
+            "cli-run", "export-card"} <= {s.name for s in SECTIONS}
     assert pages.mismatches() == []
 
 

@@ -182,7 +182,7 @@ class InputDependentPrompt(PromptKind):
     def tokens(self, layer: int, context: torch.Tensor) -> torch.Tensor | None:
         if layer > 0 and not self.deep:
             return None
-        dynamic = self.g(context).view(len(context), self.n_before, self.geometry.dim)
+        dynamic = self.g(context).view(context.shape[0], self.n_before, self.geometry.dim)
         return self.prompt[layer:layer + 1] + dynamic
 
 

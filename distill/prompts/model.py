@@ -93,12 +93,12 @@ class PromptedViT(nn.Module):
         p, nb, na = self.base.num_prefix_tokens, self.prompt.n_before, self.prompt.n_after
         n = t.shape[1] - p
         if nb + na:
-            first = self.prompt.tokens(0, context).expand(len(t), -1, -1).to(t.dtype)
+            first = self.prompt.tokens(0, context).expand(t.shape[0], -1, -1).to(t.dtype)
             t = torch.cat([t[:, :p], first[:, :nb], t[:, p:], first[:, nb:]], dim=1)
         for i, block in enumerate(self.base.blocks):
             new = self.prompt.tokens(i, context) if i and nb + na else None
             if new is not None:
-                new = new.expand(len(t), -1, -1).to(t.dtype)
+                new = new.expand(t.shape[0], -1, -1).to(t.dtype)
                 t = torch.cat([t[:, :p], new[:, :nb], t[:, p + nb:p + nb + n], new[:, nb:]], dim=1)
             t = block(t)
         return self.base.norm(t)

@@ -1,0 +1,98 @@
+"""What an image file goes through before the network: the run's own evaluation transform, as data.
+
+A :class:`Preprocess` is decoded from a run's data module (:func:`preprocess_of`) or from an exported folder's
+``config.json`` (:meth:`Preprocess.from_config`), and does exactly what the data module does to a test image: PIL
+decode and convert to the run's channels (:class:`~distill.data.sources.ImageLoader`), scale to ``[0, 1]`` and
+normalise with the run's mean and std (:func:`~distill.data.sources.build_transform` without augmentation). An image
+of another size is resized (bilinear) to the trained size, as ``data.image_size`` does in training.
+
+It is also the ``pretrained_cfg`` an export writes (input size, mean, std, interpolation, ``crop_pct`` 1): timm's
+``resolve_data_config`` reads it back and ``create_transform`` builds the same pipeline for images of the trained
+size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torchvision.transforms import v2
+
+from distill.data import AugmentSpec, DistillDataModule, ImageDataModule
+from distill.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataModule
+from distill.data.sources import ImageLoader, build_transform
+from distill.errors import UserError
+
+MODES = {1: "L", 3: "RGB"}
+DIGITS_SIZE = (8, 8)
+
+
+class PreprocessError(UserError, ValueError):
+    """A run whose data has no image-file form, or an exported ``config.json`` without its preprocessing."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The evaluation transform of one run, for image files.
+
+    Attributes:
+        channels: 1 (grey) or 3 (RGB): what images are converted to.
+        size: ``(height, width)`` the network was trained on; images of another size are resized to it.
+        mean: per-channel mean the ``[0, 1]`` pixels are normalised with.
+        std: per-channel standard deviation.
+    """
+
+    channels: int
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def loader(self) -> ImageLoader:
+        """Decode one file to uint8 ``(C, H, W)`` (raises :class:`~distill.data.DataError` naming the file)."""
+        h, w = self.size
+        return ImageLoader(mode=MODES[self.channels], size=(w, h), resize=True)
+
+    def transform(self) -> v2.Compose:
+        """uint8 ``(C, H, W)`` -> the normalised float tensor the network takes."""
+        return build_transform(AugmentSpec(mean=self.mean, std=self.std), self.size, augment=False)
+
+    def load(self, path: str | os.PathLike) -> torch.Tensor:
+        """One image file as the network's input ``(C, H, W)``."""
+        return self.transform()(self.loader()(path))
+
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm's preprocessing keys: what ``timm.data.resolve_data_config`` reads."""
+        return {"input_size": [self.channels, *self.size], "interpolation": "bilinear", "mean": list(self.mean),
+                "std": list(self.std), "crop_pct": 1.0, "crop_mode": "center"}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], where: str) -> Preprocess:
+        """Read it back from an exported ``config.json`` (its ``pretrained_cfg``)."""
+        cfg = config.get("pretrained_cfg") or {}
+        try:
+            channels, h, w = (int(v) for v in cfg["input_size"])
+            return cls(channels, (h, w), tuple(float(m) for m in cfg["mean"]), tuple(float(s) for s in cfg["std"]))
+        except (KeyError, TypeError, ValueError):
+            raise PreprocessError(f"{where} has no pretrained_cfg with input_size, mean and std") from None
+
+
+def preprocess_of(dm: DistillDataModule) -> Preprocess:
+    """The evaluation transform of a run's data module, for image files.
+
+    Image data modules (folders, CIFAR, MNIST, Fashion-MNIST) decode ``uint8`` pixels and normalise them with their
+    resolved ``spec``. The bundled digits are 8x8 grey intensities 0..16 divided by 16: as image files, grey 8x8
+    images whose 0..255 pixels divided by 255 give the same ``[0, 1]`` values.
+
+    Raises:
+        PreprocessError: a data module that is neither (its inputs are not images read from files).
+    """
+    if isinstance(dm, ImageDataModule):
+        return Preprocess(int(dm.in_chans), tuple(int(s) for s in dm.image_hw), tuple(dm.spec.mean),
+                          tuple(dm.spec.std))
+    if isinstance(dm, DigitsDataModule):
+        return Preprocess(1, DIGITS_SIZE, (DIGITS_MEAN,), (DIGITS_STD,))
+    raise PreprocessError(f"dataset {dm.name!r} ({type(dm).__name__}) does not read image files, so its inputs "
+                          "have no image-file preprocessing to export or predict with")
