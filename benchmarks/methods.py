@@ -38,6 +38,9 @@ ONLINE = ["--cache.mode", "online"]
 # do not mix CE and KD that way); the feature losses take neither.
 PAPER_T = ["--kd.temperature", "4", "--kd.alpha", "null"]
 NO_KD = ["--kd.temperature", "null", "--kd.alpha", "null"]
+# The embedding losses read the teacher's pre-logit embeddings from the cache; the teacher run builds its cache with
+# them (a cache with embeddings serves the logit losses too).
+EMBEDDINGS = ["--cache.embeddings", "true"]
 # name -> (overrides of the student run, what it is). The cached methods read the teacher from the soft-label cache.
 METHODS: dict[str, tuple[list[str], str]] = {
     "KD": (["--kd.temperature", "4", "--kd.alpha", "0.9"], "Hinton KD, T 4, 0.1 CE + 0.9 KD (cache)"),
@@ -51,6 +54,12 @@ METHODS: dict[str, tuple[list[str], str]] = {
     "DKD + LS": (["--kd.variant", "dkd", *PAPER_T, "--kd.init_args.warmup_epochs", "1", "--kd.standardize", "true"],
                  "DKD as above (warm-up 1) with logit standardisation (cache)"),
     "DIST": (["--kd.variant", "dist", *PAPER_T], "beta 2, gamma 2, T 4, CE 1 (cache)"),
+    "RKD": (["--kd.variant", "rkd", *NO_KD, *EMBEDDINGS], "distance 25 + angle 50, weight 1, CE 1 (cache, embeddings)"),
+    "PKT": (["--kd.variant", "pkt", *NO_KD, *EMBEDDINGS], "weight 30000, CE 1 (cache, embeddings)"),
+    "SP": (["--kd.variant", "sp", *NO_KD, *EMBEDDINGS],
+           "on the pooled embedding, weight 3000, CE 1 (cache, embeddings)"),
+    "CRD": (["--kd.variant", "crd", *NO_KD, *EMBEDDINGS], "feat_dim 128, 16384 negatives from the cached embeddings, "
+            "nce_t 0.07, momentum 0.5, weight 0.8, CE 1 (cache, embeddings)"),
     "FitNet": (["--kd.variant", "fitnet", *NO_KD, *ONLINE, "--kd.init_args.pairs", '[["stages.2", "stages.2"]]'],
                "hint on the last stage (64 channels), weight 100, 1x1 conv + BN regressor (online teacher)"),
     "AT": (["--kd.variant", "at", *NO_KD, *ONLINE, "--kd.init_args.pairs",
@@ -130,8 +139,8 @@ def main() -> None:
     common = ["--data.train_subset", str(args.train), "--optimizer.scheduler", "cosine",
               "--trainer.accelerator", "cpu"]
     gen0 = {"generation": 0, "backbone": "cifar_resnet56", "trainer": {"max_epochs": args.teacher_epochs}}
-    teacher, teacher_wall = _run(args.out / "teacher", [*common, "--generations", "0", "--per_generation",
-                                                        json.dumps([gen0])])
+    teacher, teacher_wall = _run(args.out / "teacher", [*common, *EMBEDDINGS, "--generations", "0",
+                                                        "--per_generation", json.dumps([gen0])])
     student = [*common, "--trainer.max_epochs", str(args.epochs)]
     alone = [_run(args.out / f"alone-seed{s}", [*student, "--generations", "0", "--seed", str(s)])
              for s in args.seeds]

@@ -20,6 +20,7 @@ from typing import Any
 
 from benchmarks import (
     backbones_page,
+    cache_scale_page,
     cli_reference_page,
     dark_knowledge_page,
     data_pipeline_page,
@@ -32,6 +33,7 @@ from benchmarks import (
     prompt_results_page,
     quickstart_page,
     results_page,
+    step_cost_page,
     steps_per_call_page,
     suite_page,
     teacher_example_page,
@@ -86,6 +88,8 @@ SECTIONS: list[Section] = [
     Section("methods-setting", "docs/methods.md", METHODS, "benchmarks.methods", methods_page.setting),
     Section("methods-table", "docs/methods.md", METHODS, "benchmarks.methods", methods_page.methods),
     Section("methods-cost", "docs/methods.md", METHODS, "benchmarks.methods", methods_page.cost),
+    Section("methods-step-cost", "docs/methods.md", "docs/data/step-cost.json", "benchmarks.step_cost",
+            step_cost_page.cost),
     Section("prompt-results", "docs/prompts.md", "docs/data/prompt-results.json", "benchmarks.prompt_results",
             prompt_results_page.results),
     Section("datasets-speed", "docs/datasets.md", "docs/data/data-pipeline.json", "benchmarks.data_pipeline",
@@ -110,6 +114,8 @@ SECTIONS: list[Section] = [
     Section("meta-ksweep", META, "docs/data/meta-ksweep.json", "benchmarks.meta_ksweep", meta_ksweep_page.meta_ksweep),
     Section("meta-ksweep-answers", META, "docs/data/meta-ksweep.json", "benchmarks.meta_ksweep",
             meta_ksweep_page.meta_ksweep_answers),
+    Section("cache-scale", "docs/cache-scale.md", "docs/data/cache-scale.json", "benchmarks.cache_scale",
+            cache_scale_page.scale),
     Section("export-card", "docs/export.md", "docs/data/export-card.json", "benchmarks.export_card",
             export_card_page.card),
     *suite("docs/benchmarks.md", "docs/data/benchmarks.json"),

@@ -147,7 +147,7 @@ class BornAgainRun:
         c = spec.cache
         replay = CACHE_MODES.get(c.mode).replay
         return cache_layout(c.mode, c.format, c.topk, c.epochs, self.run_spec.replay_seed,
-                            self.dm.augmentation_description() if replay else None)
+                            self.dm.augmentation_description() if replay else None, c.embeddings)
 
     def check_cache_settings(self) -> None:
         """Fail before any training when a ``cache`` section cannot work with the data (DataError / CacheError)."""
@@ -173,7 +173,7 @@ class BornAgainRun:
             return OnlineTeacher([self.network(self.specs[j]) for j in spec.members], features)
         layout = self.cache_layout(spec)
         return CachedTeacher([SoftLabelCache(self.layout.cache_dir(j), self.fingerprint, self.checkpoint_sha(j),
-                                             layout) for j in spec.members])
+                                             layout) for j in spec.members], features=loss.feature_names()[1])
 
     def _user_objects(self, spec: GenerationSpec) -> tuple[list, list]:
         """The user's loggers (``save_dir`` defaults to ``gen-k/``) and callbacks for generation ``spec.index``."""
@@ -331,10 +331,13 @@ class BornAgainRun:
                                sample.unsqueeze(0), f"kd.init_args.pairs (generation {spec.index}")
             self._user_objects(spec)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
-                L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
-                             "enable_progress_bar": False})
+                trainer = L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
+                                       "enable_progress_bar": False})
             except Exception as e:  # any rejection of the user's trainer settings, in one line
                 raise RecipeError(f"trainer (generation {spec.index}): {type(e).__name__}: {e}") from None
+            if spec.cache.embeddings and trainer.world_size > 1:
+                raise RecipeError(f"cache.embeddings (generation {spec.index}) is built by one process for now; "
+                                  f"this trainer runs {trainer.world_size}: build the cache with trainer.devices 1")
         self.check_cache_settings()
         self._preflight_done = True
 

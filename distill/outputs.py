@@ -3,26 +3,52 @@
 One mechanism for every model: forward hooks on named submodules. A name is a module path as
 ``model.named_modules()`` lists it (``layers.1``, ``stages.2.blocks.0``), or, for a timm model, an index into its
 ``feature_info`` (``"-1"`` is the last stage, ``"0"`` the first) -- the names timm's ``forward_intermediates`` and
-``features_only`` use, resolved to the module that produces them.
+``features_only`` use, resolved to the module that produces them -- or :data:`EMBEDDING`, the pre-logit embedding
+``(B, D)``: the input of the model's classifier (``get_classifier()``, timm's contract), which is what timm's
+``forward_head(x, pre_logits=True)`` returns. A cached teacher serves the same name from the cache
+(``cache.embeddings``), so a loss reads ``features["embedding"]`` whether its teacher is cached or online.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from distill.errors import UserError
 
+EMBEDDING = "embedding"
+"""Feature name of the pre-logit embedding ``(B, D)`` (the classifier's input, flattened)."""
+EMBEDDING_BANK = "embedding_bank"
+"""Teacher "feature" of a loss that reads the teacher's embedding of any training sample by index (CRD's negatives):
+a cached teacher serves it as :attr:`ModelOutput.bank` (with the batch's :attr:`ModelOutput.index`); no network
+module produces it, so a :class:`FeatureTap` ignores it."""
+
+
+class EmbeddingBank(Protocol):
+    """The teacher's embeddings of every training sample, read by dataset index: ``bank(index) -> (n, D)`` float32
+    on the training device; ``len(bank)`` is the number of training samples."""
+
+    def __len__(self) -> int: ...
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor: ...
+
 
 @dataclass
 class ModelOutput:
-    """Logits ``(B, C)`` and the features asked for, by name (``(B, C_l, H_l, W_l)`` for conv maps)."""
+    """Logits ``(B, C)`` and the features asked for, by name (``(B, C_l, H_l, W_l)`` for conv maps).
+
+    A cached teacher asked for :data:`EMBEDDING_BANK` also sets ``bank`` (every training sample's embedding, by index)
+    and ``index`` (the dataset indices of the batch's samples).
+    """
 
     logits: torch.Tensor
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    bank: EmbeddingBank | None = None
+    index: torch.Tensor | None = None
 
 
 def logits_of(x: torch.Tensor | ModelOutput) -> torch.Tensor:
@@ -32,6 +58,19 @@ def logits_of(x: torch.Tensor | ModelOutput) -> torch.Tensor:
 
 class FeatureError(UserError, ValueError):
     """A feature name that names no module of the model; the message lists some that exist."""
+
+
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The model's classifier (``model.get_classifier()``, timm's contract), whose input is the pre-logit embedding.
+
+    Raises:
+        FeatureError: the model has no ``get_classifier`` (not a timm-style backbone).
+    """
+    try:
+        return model.get_classifier()
+    except AttributeError:
+        raise FeatureError(f"feature {EMBEDDING!r}: {type(model).__name__} has no get_classifier() (timm's backbone "
+                           "contract), so its pre-logit embedding cannot be found") from None
 
 
 def resolve_feature(model: nn.Module, name: str) -> str:
@@ -67,8 +106,9 @@ class FeatureTap:
         self.model = model
         self.names = tuple(names)
         self._store: dict[str, torch.Tensor] = {}
-        self._handles = [model.get_submodule(resolve_feature(model, name)).register_forward_hook(self._hook(name))
-                         for name in self.names]
+        self._handles = [classifier_of(model).register_forward_pre_hook(self._embedding_hook) if name == EMBEDDING
+                         else model.get_submodule(resolve_feature(model, name)).register_forward_hook(self._hook(name))
+                         for name in self.names if name != EMBEDDING_BANK]
 
     def remove(self) -> None:
         """Take the hooks off the model (a tap used once, for a check)."""
@@ -81,11 +121,18 @@ class FeatureTap:
             self._store[name] = output[0] if isinstance(output, (tuple, list)) else output
         return hook
 
+    def _embedding_hook(self, module: nn.Module, inputs: tuple) -> None:
+        self._store[EMBEDDING] = inputs[0].flatten(1)
+
+    def take(self) -> dict[str, torch.Tensor]:
+        """The features tapped since the last call (by whoever ran the model), forgotten here."""
+        features, self._store = self._store, {}
+        return features
+
     def __call__(self, x: torch.Tensor) -> ModelOutput:
         self._store = {}
         logits = self.model(x)
-        features, self._store = self._store, {}
-        return ModelOutput(logits, features)
+        return ModelOutput(logits, self.take())
 
 
 def check_features(loss, student: nn.Module, teacher: nn.Module, sample: torch.Tensor, where: str) -> None:

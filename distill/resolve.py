@@ -29,7 +29,15 @@ from lightning.pytorch.loggers import Logger
 from distill.arguments import ArgumentsError, accepted_kwargs, check_kwargs, import_class, object_spec
 from distill.cache.replay import CACHE_MODES
 from distill.config import RecipeError, build_parser, generation_config, one_line, parse_recipe
-from distill.losses import LOSSES, TEACHER_FEATURES, CrossEntropy, DistillLoss, loss_arguments
+from distill.losses import (
+    LOSSES,
+    TEACHER_BANK,
+    TEACHER_EMBEDDINGS,
+    TEACHER_FEATURES,
+    CrossEntropy,
+    DistillLoss,
+    loss_arguments,
+)
 from distill.models.factory import check_backbone
 from distill.optim import OPTIMIZERS, SCHEDULERS, OptimizerConfig
 from distill.registry import RegistryError
@@ -207,7 +215,14 @@ def _resolve_loss(kd: KDConfig, cache: CacheConfig, where: str) -> tuple[KDConfi
     if TEACHER_FEATURES in cls.needs and not CACHE_MODES.get(cache.mode).online:
         raise RecipeError(f"{where}kd.variant {kd.variant!r} needs the teacher's intermediate features, which only "
                           f"a teacher run online serves; cache.mode is {cache.mode!r} (set --cache.mode online)")
-    if TEACHER_FEATURES in cls.needs and kd.teacher == "ensemble":
+    if TEACHER_EMBEDDINGS in cls.needs and not (CACHE_MODES.get(cache.mode).online or cache.embeddings):
+        raise RecipeError(f"{where}kd.variant {kd.variant!r} reads the teacher's embeddings, which this cache does not "
+                          "store: set --cache.embeddings true (or --cache.mode online)")
+    if TEACHER_BANK in cls.needs and CACHE_MODES.get(cache.mode).online:
+        raise RecipeError(f"{where}kd.variant {kd.variant!r} draws its negatives from the cached teacher embeddings "
+                          "(the memory bank), which cache.mode online has not: use --cache.mode clean or replay with "
+                          "--cache.embeddings true")
+    if (TEACHER_FEATURES in cls.needs or TEACHER_EMBEDDINGS in cls.needs) and kd.teacher == "ensemble":
         raise RecipeError(f"{where}kd.variant {kd.variant!r} reads one teacher's features; kd.teacher: ensemble has "
                           "several (use kd.teacher: previous)")
     in_force = dataclasses.replace(kd, alpha=kwargs.get("alpha"), temperature=kwargs.get("temperature"))

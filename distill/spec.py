@@ -79,6 +79,8 @@ class CacheConfig:
     spread evenly). ``epochs`` (replay only): 10 views per sample by default -- building costs 10 inference passes
     over the training set (about 3-4 training epochs of compute) and 10x the storage of one clean view, while giving
     the student views as varied as 10 epochs of ordinary augmentation; longer students cycle through them.
+    ``embeddings``: also store each view's pre-logit embedding (the classifier's input, ``D`` values in ``dtype``) for
+    the losses that read the teacher's embeddings (``rkd``, ``pkt``, ``sp``).
     """
 
     mode: Literal["clean", "replay", "online"] = "clean"
@@ -86,6 +88,7 @@ class CacheConfig:
     format: Literal["full", "topk"] = "full"
     topk: PositiveInt = 10
     epochs: PositiveInt = 10
+    embeddings: bool = False
 
 
 def freeze(value: Any) -> Any:

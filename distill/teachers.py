@@ -15,14 +15,15 @@ from torch import nn
 
 from distill.cache import SoftLabelCache
 from distill.metrics import ensemble_logits
-from distill.outputs import FeatureTap, ModelOutput
+from distill.outputs import EMBEDDING, EMBEDDING_BANK, FeatureError, FeatureTap, ModelOutput
 
 
 class TeacherSource(Protocol):
     """Callable giving the teacher's output for a batch: ``(images, dataset_indices) -> ModelOutput``.
 
-    The logits are ``(B, C)`` float32; ``features`` holds the named intermediate features a loss asked for, which
-    only a teacher run online (:class:`OnlineTeacher`) can serve.
+    The logits are ``(B, C)`` float32; ``features`` holds the named intermediate features a loss asked for: any
+    from a teacher run online (:class:`OnlineTeacher`), the pre-logit :data:`~distill.outputs.EMBEDDING` from a cache
+    built with ``cache.embeddings`` (:class:`CachedTeacher`).
     """
 
     def __call__(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput: ...
@@ -43,14 +44,28 @@ class CachedTeacher:
         resident: hold the caches on the training device; None (default): only when that device is not the CPU
             (on the CPU the memory map is already an in-memory gather, through the page cache) and the cache is at
             most :attr:`RESIDENT_LIMIT` bytes.
+        features: the teacher features the loss reads: none, or :data:`~distill.outputs.EMBEDDING` (one cache built
+            with ``cache.embeddings``), served as ``features["embedding"]`` ``(B, D)`` float32 beside the logits;
+            with :data:`~distill.outputs.EMBEDDING_BANK` also the cache's embeddings of every sample, by index
+            (``ModelOutput.bank``, at the current view epoch) and the batch's indices (``ModelOutput.index``).
     """
 
     RESIDENT_LIMIT = 4 * 1024**3  # 4 GiB: CIFAR-100 with 10 replayed full float16 views is 100 MB
 
-    def __init__(self, caches: list[SoftLabelCache], resident: bool | None = None) -> None:
+    def __init__(self, caches: list[SoftLabelCache], resident: bool | None = None,
+                 features: tuple[str, ...] = ()) -> None:
         if not caches:
             raise ValueError("a cached teacher needs at least one cache")
+        if any(name not in (EMBEDDING, EMBEDDING_BANK) for name in features):
+            raise FeatureError(f"a cached teacher serves only the feature {EMBEDDING!r}, not {list(features)}: read "
+                               "other teacher features with cache.mode online")
+        if features and (len(caches) != 1 or caches[0].embeddings is None):
+            raise FeatureError(f"teacher embeddings come from one cache built with cache.embeddings: true "
+                               f"({len(caches)} cache(s), {caches[0].directory} "
+                               f"{'with' if caches[0].embeddings is not None else 'without'} embeddings)")
         self.caches = caches
+        self.features = tuple(features)
+        self.bank = CachedBank(self)
         self.resident = resident
         self.device = torch.device("cpu")
         self.epoch = 0
@@ -69,7 +84,25 @@ class CachedTeacher:
 
     def __call__(self, x: torch.Tensor, index: torch.Tensor) -> ModelOutput:
         members = [c.lookup(index, self.epoch) for c in self.caches]
-        return ModelOutput(ensemble_logits(members).to(self.device, non_blocking=True))
+        features = {EMBEDDING: self.bank(index)} if EMBEDDING in self.features else {}
+        banked = EMBEDDING_BANK in self.features
+        return ModelOutput(ensemble_logits(members).to(self.device, non_blocking=True), features,
+                           bank=self.bank if banked else None, index=index.to(self.device) if banked else None)
+
+
+class CachedBank:
+    """The :class:`~distill.outputs.EmbeddingBank` of a :class:`CachedTeacher`: its cache's teacher embeddings,
+    read by dataset index at the teacher's current view epoch, on its device (float32)."""
+
+    def __init__(self, teacher: CachedTeacher) -> None:
+        self.teacher = teacher
+
+    def __len__(self) -> int:
+        return len(self.teacher.caches[0])
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor:
+        return self.teacher.caches[0].lookup_embeddings(index, self.teacher.epoch).to(self.teacher.device,
+                                                                                       non_blocking=True)
 
 
 class ViewEpoch(Callback):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import run_cli
 from torch import nn
 
-from distill.losses import LOSSES, TEACHER_FEATURES, Progress, build_loss
+from distill.losses import LOSSES, TEACHER_LOGITS, Progress, build_loss
 from distill.outputs import FeatureTap, ModelOutput
 
 RECIPE = "recipes/digits-ban.yaml"
@@ -40,7 +40,7 @@ def _kl(teacher: torch.Tensor, student: torch.Tensor) -> float:
     return float((p.exp() * (p - F.log_softmax(student, 1))).sum(1).mean())
 
 
-LOGIT_LOSSES = [name for name in LOSSES.names() if TEACHER_FEATURES not in LOSSES.get(name).needs]
+LOGIT_LOSSES = [name for name in LOSSES.names() if LOSSES.get(name).needs == {TEACHER_LOGITS}]
 
 
 @pytest.mark.parametrize("variant", LOGIT_LOSSES)

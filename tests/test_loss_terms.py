@@ -12,25 +12,44 @@ import torch.nn.functional as F
 from conftest import TINY_RUN_ARGS, run_cli
 
 from distill.losses import LOSSES, CrossEntropy, DKDLoss, KDLoss, Progress, build_loss, dkd_terms, kd_kl
-from distill.outputs import ModelOutput
+from distill.outputs import EMBEDDING, ModelOutput
 
 B, C = 6, 5
 # Arguments that make every term of each registered loss non-zero (KD-style losses: 0 < alpha < 1).
 ARGS = {"standard": {"alpha": 0.3, "temperature": 2.0}, "cwtm": {"alpha": 0.3, "temperature": 2.0},
         "dkpp": {"alpha": 0.3, "temperature": 2.0}, "dkd": {"temperature": 2.0, "init_args": {"warmup_epochs": 8}},
         "dist": {"temperature": 2.0}, "fitnet": {"init_args": {"pairs": [["f", "g"]], "weight": 3.0}},
-        "at": {"init_args": {"pairs": [["f", "g"]], "weight": 30.0}}}
+        "at": {"init_args": {"pairs": [["f", "g"]], "weight": 30.0}},
+        "rkd": {"init_args": {"weight": 2.0}}, "pkt": {}, "sp": {},
+        "crd": {"init_args": {"negatives": 4, "feat_dim": 3}}}
 EXPECTED = {"standard": ["ce", "kd"], "cwtm": ["ce", "kd"], "dkpp": ["ce", "kd"], "dkd": ["ce", "tckd", "nckd"],
-            "dist": ["ce", "inter", "intra"], "fitnet": ["ce", "hint"], "at": ["ce", "at"]}
+            "dist": ["ce", "inter", "intra"], "fitnet": ["ce", "hint"], "at": ["ce", "at"],
+            "rkd": ["ce", "distance", "angle"], "pkt": ["ce", "pkt"], "sp": ["ce", "sp"],
+            "crd": ["ce", "student_anchor", "teacher_anchor"]}
 
 
 def _outputs(seed: int = 0) -> tuple[ModelOutput, torch.Tensor, ModelOutput]:
     g = torch.Generator().manual_seed(seed)
     student = ModelOutput(torch.randn(B, C, generator=g, dtype=torch.float64, requires_grad=True),
-                          {"f": torch.randn(B, 3, 4, 4, generator=g, dtype=torch.float64)})
+                          {"f": torch.randn(B, 3, 4, 4, generator=g, dtype=torch.float64),
+                           EMBEDDING: torch.randn(B, 7, generator=g, dtype=torch.float64, requires_grad=True)})
+    bank = torch.randn(20, 9, generator=g, dtype=torch.float64)  # every training sample's teacher embedding (CRD)
+    index = torch.arange(B) * 3
     teacher = ModelOutput(3 * torch.randn(B, C, generator=g, dtype=torch.float64),
-                          {"g": torch.randn(B, 4, 4, 4, generator=g, dtype=torch.float64)})
+                          {"g": torch.randn(B, 4, 4, 4, generator=g, dtype=torch.float64), EMBEDDING: bank[index]},
+                          bank=_Bank(bank), index=index)
     return student, torch.randint(0, C, (B,), generator=g), teacher
+
+
+class _Bank:
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor:
+        return self.table[index]
 
 
 def _weighted_sum(out) -> float:

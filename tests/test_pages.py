@@ -42,6 +42,7 @@ STATED = {
                              "98.9 99.9 200 300 400 1,200 2017 2020",
     "docs/export.md": "0 1 2 8 16 255",
     "docs/benchmarks.md": "",
+    "docs/cache-scale.md": "",
     "docs/cli.md": "",
     "docs/concepts.md": "0 1 2 4 8 10 20 40 100 200 240 400 512 1000 2015 2017 2022 2024",
 }

@@ -1,6 +1,7 @@
 """Cache manifests: what a soft-label array was computed from, and checks that it still matches.
 
-A cache directory holds ``logits.npy`` (a plain ``.npy`` array, memory-mappable, never pickled) and
+A cache directory holds ``logits.npy`` (a plain ``.npy`` array, memory-mappable, never pickled), with
+``cache.embeddings`` also ``embeddings.npy`` (the teacher's pre-logit embedding of every view, same row order), and
 ``manifest.json``. The manifest is written last and atomically, so its presence marks a complete cache.
 
 The array's layout is described by a :class:`CacheLayout` (recorded in the manifest): ``(N, ...)`` rows for one clean
@@ -20,6 +21,7 @@ from distill.io import atomic_write_json
 
 MANIFEST_VERSION = 1
 ARRAY_NAME = "logits.npy"
+EMBEDDINGS_NAME = "embeddings.npy"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -42,6 +44,7 @@ class CacheLayout:
         view_epochs: number of view epochs ``E`` of a replay cache (None when clean).
         view_seed: augmentation seed of the replayed views (None when clean).
         augmentation: description of the replayed augmentation, e.g. ``random_crop(padding=2), hflip(0.5)``.
+        embeddings: whether each view's pre-logit embedding is stored beside its scores (``embeddings.npy``).
     """
 
     mode: str = "clean"
@@ -50,6 +53,7 @@ class CacheLayout:
     view_epochs: int | None = None
     view_seed: int | None = None
     augmentation: str | None = None
+    embeddings: bool = False
 
     @property
     def replay(self) -> bool:
@@ -71,7 +75,11 @@ class Manifest(CacheLayout):
         array_sha256: sha256 of ``logits.npy`` as written.
         array_bytes: size of ``logits.npy`` in bytes.
         version: manifest format version.
-        (inherited) mode, format, topk, view_epochs, view_seed, augmentation: the :class:`CacheLayout`.
+        embedding_dtype: numpy dtype name of ``embeddings.npy`` (None without embeddings).
+        embedding_shape: its shape, the rows of ``logits.npy`` then ``D`` (None without embeddings).
+        embedding_sha256: sha256 of ``embeddings.npy`` as written (None without embeddings).
+        embedding_bytes: size of ``embeddings.npy`` in bytes (None without embeddings).
+        (inherited) mode, format, topk, view_epochs, view_seed, augmentation, embeddings: the :class:`CacheLayout`.
     """
 
     generation: int
@@ -83,6 +91,10 @@ class Manifest(CacheLayout):
     array_sha256: str
     array_bytes: int
     version: int = MANIFEST_VERSION
+    embedding_dtype: str | None = None
+    embedding_shape: list[int] | None = None
+    embedding_sha256: str | None = None
+    embedding_bytes: int | None = None
 
     @property
     def layout(self) -> CacheLayout:
@@ -107,7 +119,8 @@ class Manifest(CacheLayout):
               layout: CacheLayout | None = None) -> None:
         """Raise :class:`CacheError` naming the first field that differs from the dataset / teacher / layout expected.
 
-        ``layout=None`` accepts any layout (a reader that only inspects the scores).
+        ``layout=None`` accepts any layout (a reader that only inspects the scores). A cache with embeddings serves a
+        layout without them too (the logits are the same).
         """
         if self.version != MANIFEST_VERSION:
             raise CacheMismatchError(f"cache {where} has manifest version {self.version}, expected {MANIFEST_VERSION}")
@@ -119,6 +132,8 @@ class Manifest(CacheLayout):
             raise CacheMismatchError(f"cache {where} was built from a different teacher checkpoint "
                                      f"(sha256 {self.teacher_sha256[:12]}... vs {teacher_sha256[:12]}...)")
         for key, value in asdict(layout or self.layout).items():
+            if key == "embeddings" and not value:  # a reader that needs no embeddings reads a cache that has them
+                continue
             if getattr(self, key) != value:
                 raise CacheMismatchError(f"cache {where} was built with cache {key}={getattr(self, key)!r}, "
                                          f"but the run expects {key}={value!r}")

@@ -45,7 +45,7 @@ CACHE_MODES.register("online")(CacheMode(online=True, description="the teacher r
 
 
 def cache_layout(mode: str, fmt: str, topk: int | None, epochs: int, view_seed: int | None,
-                 augmentation: str | None) -> CacheLayout:
+                 augmentation: str | None, embeddings: bool = False) -> CacheLayout:
     """The :class:`CacheLayout` a run with these ``cache`` settings builds and reads.
 
     ``online`` runs build a clean cache (for inspection); ``topk`` is recorded only for formats that take a ``k``;
@@ -53,9 +53,9 @@ def cache_layout(mode: str, fmt: str, topk: int | None, epochs: int, view_seed: 
     """
     k = int(topk) if FORMATS.get(fmt).takes_k and topk is not None else None
     if not CACHE_MODES.get(mode).replay:
-        return CacheLayout(format=fmt, topk=k)
+        return CacheLayout(format=fmt, topk=k, embeddings=bool(embeddings))
     return CacheLayout(mode=mode, format=fmt, topk=k, view_epochs=int(epochs), view_seed=int(view_seed),
-                       augmentation=augmentation)
+                       augmentation=augmentation, embeddings=bool(embeddings))
 
 
 def require_replay(dm: DistillDataModule) -> None:

@@ -1,4 +1,4 @@
-"""Read a soft-label cache: verify it, memory-map it, look scores up by (view epoch, dataset index)."""
+"""Read a soft-label cache: verify it, memory-map it, look scores (and embeddings) up by (view epoch, dataset index)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from distill.cache.formats import CacheFormat, FullFormat, build_format
-from distill.cache.manifest import ARRAY_NAME, CacheError, CacheLayout, Manifest
+from distill.cache.manifest import ARRAY_NAME, EMBEDDINGS_NAME, CacheError, CacheLayout, Manifest
 from distill.io import sha256_file
 
 
@@ -18,7 +18,8 @@ class SoftLabelCache:
 
     Opening checks, in order: a complete manifest exists; the array's size and sha256 match it; the manifest matches
     the current dataset fingerprint, teacher checkpoint and (when given) the expected :class:`CacheLayout`; the
-    array's shape and dtype match the manifest's format. Any difference raises :class:`CacheError`.
+    array's shape and dtype match the manifest's format; with ``embeddings``, the same for ``embeddings.npy``. Any
+    difference raises :class:`CacheError`.
 
     Reads are vectorised gathers: :meth:`lookup` indexes the memory map with the whole batch of indices at once (or,
     after :meth:`to_device`, indexes tensors held on the device) and decodes the rows with the storage format.
@@ -52,8 +53,25 @@ class SoftLabelCache:
                 or self.stored.dtype != self.format.numpy_dtype):
             raise CacheError(f"cache array {path} has shape {self.stored.shape} {self.stored.dtype}, manifest says "
                              f"{self.manifest.shape} {self.format.numpy_dtype} ({self.layout.format})")
+        self.embeddings = self._open_embeddings() if self.layout.embeddings else None
         self._resident: tuple[torch.Tensor, ...] | None = None
+        self._resident_embeddings: torch.Tensor | None = None
         self._sample_logits: np.ndarray | None = None
+
+    def _open_embeddings(self) -> np.ndarray:
+        """``embeddings.npy``, verified against the manifest (size, sha256, shape, dtype) and memory-mapped."""
+        m, path = self.manifest, self.directory / EMBEDDINGS_NAME
+        if not path.is_file() or path.stat().st_size != m.embedding_bytes:
+            raise CacheError(f"cache embeddings {path} are missing or have the wrong size")
+        if sha256_file(path) != m.embedding_sha256:
+            raise CacheError(f"cache embeddings {path} do not match their manifest checksum (corrupted?)")
+        stored = np.load(path, mmap_mode="r", allow_pickle=False)
+        rows = self.stored.shape[:2 if self.layout.replay else 1]
+        if list(stored.shape) != m.embedding_shape or stored.shape[:-1] != rows \
+                or stored.dtype.name != m.embedding_dtype:
+            raise CacheError(f"cache embeddings {path} have shape {stored.shape} {stored.dtype}, manifest says "
+                             f"{m.embedding_shape} {m.embedding_dtype}")
+        return stored
 
     @property
     def views(self) -> int:
@@ -66,7 +84,7 @@ class SoftLabelCache:
     @property
     def nbytes(self) -> int:
         """Bytes of the stored scores (the array without its ``.npy`` header)."""
-        return int(self.stored.nbytes)
+        return int(self.stored.nbytes) + (int(self.embeddings.nbytes) if self.embeddings is not None else 0)
 
     def to_device(self, device: torch.device | str) -> SoftLabelCache:
         """Hold the stored rows as tensors on ``device`` (read once); later lookups gather there, with no host trip.
@@ -74,6 +92,8 @@ class SoftLabelCache:
         For a GPU whose batches (and indices) live on the device: the gather stays on it and nothing synchronises.
         """
         self._resident = tuple(t.to(device) for t in self.format.tensors(np.array(self.stored)))
+        if self.embeddings is not None:
+            self._resident_embeddings = torch.from_numpy(np.array(self.embeddings)).to(device)
         return self
 
     def lookup(self, index: torch.Tensor, epoch: int = 0) -> torch.Tensor:
@@ -89,6 +109,22 @@ class SoftLabelCache:
             return self.format.decode_tensors(*(p[index] for p in parts))
         rows = self.stored[view] if self.layout.replay else self.stored
         return self.format.decode(rows[index.cpu().numpy()])
+
+    def lookup_embeddings(self, index: torch.Tensor, epoch: int = 0) -> torch.Tensor:
+        """float32 ``(B, D)`` teacher embeddings at dataset indices ``index`` in view epoch ``epoch % E`` (like
+        :meth:`lookup`: one gather from the memory map, or from the device after :meth:`to_device`).
+
+        Raises:
+            CacheError: the cache was built without ``cache.embeddings``.
+        """
+        if self.embeddings is None:
+            raise CacheError(f"cache {self.directory} holds no embeddings (built without cache.embeddings: true)")
+        view = int(epoch) % self.views
+        if self._resident_embeddings is not None:
+            rows = self._resident_embeddings[view] if self.layout.replay else self._resident_embeddings
+            return rows[index.to(rows.device)].float()
+        rows = self.embeddings[view] if self.layout.replay else self.embeddings
+        return torch.from_numpy(rows[index.cpu().numpy()]).float()
 
     def all(self) -> torch.Tensor:
         """Every stored view's logits as float32: ``(N, C)``, or ``(E, N, C)`` for a replay cache (reads it all)."""

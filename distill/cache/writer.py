@@ -13,10 +13,11 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from distill.cache.formats import CACHE_DTYPES, build_format
-from distill.cache.manifest import ARRAY_NAME, MANIFEST_NAME, CacheError, CacheLayout, Manifest
+from distill.cache.manifest import ARRAY_NAME, EMBEDDINGS_NAME, MANIFEST_NAME, CacheError, CacheLayout, Manifest
 from distill.cache.shards import RankShard, merge_shards
 from distill.faults import fault_point
 from distill.io import commit, sha256_file
+from distill.outputs import EMBEDDING, FeatureTap
 
 __all__ = ["CACHE_DTYPES", "CacheWriter"]
 
@@ -26,7 +27,9 @@ class CacheWriter(BasePredictionWriter):
 
     Batches are ``(x, y, index)`` for a clean cache and ``(x, y, index, view_epoch)`` for a replay cache, whose array
     is ``(E, N, ...)``: the row of view ``(e, i)`` is ``array[e, i]``. Each prediction is encoded by the layout's
-    storage format (:mod:`distill.cache.formats`).
+    storage format (:mod:`distill.cache.formats`). With ``layout.embeddings`` the writer also taps the network's
+    pre-logit embedding (:data:`~distill.outputs.EMBEDDING`, the input of ``student.get_classifier()``) during the same
+    forward pass and stores it, in ``dtype``, at the same rows of ``embeddings.npy`` (``(N, D)`` or ``(E, N, D)``).
 
     The array is written under a temporary name and renamed when every row has been written exactly once; the
     manifest (with the array's sha256 and the layout) is written last. An interrupted build leaves no file a reader
@@ -65,19 +68,31 @@ class CacheWriter(BasePredictionWriter):
         self._written: np.ndarray | None = None
         self._shard: RankShard | None = None
         self._pending: tuple | None = None
+        self.embedding_dtype = np.dtype(CACHE_DTYPES[dtype])
+        self._tap: FeatureTap | None = None
+        self._embeddings: np.memmap | None = None
         self.seconds: dict[str, float] = {}  # finishing costs of the last build: fsync, sha256
 
     @property
     def _partial(self) -> Path:
         return self.directory / (ARRAY_NAME + ".partial")
 
+    @property
+    def _embeddings_partial(self) -> Path:
+        return self.directory / (EMBEDDINGS_NAME + ".partial")
+
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.layout.embeddings:
+            if trainer.world_size > 1:
+                raise CacheError("cache.embeddings is built by one process for now: build this cache without DDP "
+                                 "(trainer.devices 1)")
+            self._tap = FeatureTap(pl_module.student, (EMBEDDING,))
         if trainer.world_size > 1:
             self._shard = RankShard.start(self.directory, trainer, (self.directory / MANIFEST_NAME,
                                                                     self.directory / ARRAY_NAME, self._partial))
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        for stale in (self.directory / MANIFEST_NAME, self.directory / ARRAY_NAME):
+        for stale in (self.directory / MANIFEST_NAME, self.directory / ARRAY_NAME, self.directory / EMBEDDINGS_NAME):
             stale.unlink(missing_ok=True)
         self._array = np.lib.format.open_memmap(self._partial, mode="w+", dtype=self.format.numpy_dtype,
                                                 shape=self.shape)
@@ -94,7 +109,8 @@ class CacheWriter(BasePredictionWriter):
         """
         if self.layout.replay and len(batch) < 4:
             raise CacheError("a replay cache build needs batches (x, y, index, view_epoch)")
-        parts = (prediction.detach(), batch[2], *((batch[3],) if self.layout.replay else ()))
+        parts = (prediction.detach(), batch[2], *((batch[3],) if self.layout.replay else ()),
+                 *((self._tap.take()[EMBEDDING].detach(),) if self._tap is not None else ()))
         event = None
         if any(t.device.type == "cuda" for t in parts):
             parts = tuple(t.to("cpu", non_blocking=True) for t in parts)
@@ -107,24 +123,33 @@ class CacheWriter(BasePredictionWriter):
         """Encode and scatter the queued batch (if any) into the array or this rank's shard."""
         if self._pending is None:
             return
-        (prediction, *where), event, batch_idx = self._pending
+        parts, event, batch_idx = self._pending
         self._pending = None
         if event is not None:
             event.synchronize()
-        index = where[0].numpy()
+        prediction, index = parts[0], parts[1].numpy()
         rows = self.format.encode(prediction)
         if self.layout.replay:
-            index = (where[1].numpy(), index)
+            index = (parts[2].numpy(), index)
         if self._shard is not None:
             positions = np.ravel_multi_index(index, self.rows) if self.layout.replay else index
             self._shard.append(positions, rows)
-        elif not self.layout.replay and len(index) and index[-1] - index[0] == len(index) - 1 \
-                and (np.diff(index) == 1).all():  # an in-order clean build: a slice, not a fancy-index scatter
-            self._array[index[0]:index[-1] + 1] = rows
-            self._written[index[0]:index[-1] + 1] += 1
+            return
+        in_order = not self.layout.replay and len(index) and index[-1] - index[0] == len(index) - 1 \
+            and (np.diff(index) == 1).all()  # an in-order clean build: a slice, not a fancy-index scatter
+        where = slice(index[0], index[-1] + 1) if in_order else index
+        self._array[where] = rows
+        if in_order:
+            self._written[where] += 1
         else:
-            self._array[index] = rows
             np.add.at(self._written, index, 1)
+        if self._tap is not None:
+            embedding = parts[-1].float().numpy().astype(self.embedding_dtype)
+            if self._embeddings is None:  # D is known from the first batch
+                self._embeddings = np.lib.format.open_memmap(self._embeddings_partial, mode="w+",
+                                                             dtype=self.embedding_dtype,
+                                                             shape=self.rows + embedding.shape[1:])
+            self._embeddings[where] = embedding
         fault_point(f"cache:{self.manifest_fields['generation']}:batch:{batch_idx}")
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -136,6 +161,11 @@ class CacheWriter(BasePredictionWriter):
         self._array.flush()
         del self._array
         self._array = None
+        if self._tap is not None:
+            self._tap.remove()
+            self._tap = None
+            self._embeddings.flush()
+            self._embeddings = None
         self._finish()
 
     def _merge(self, shards: list[tuple[Path, Path]]) -> None:
@@ -160,5 +190,13 @@ class CacheWriter(BasePredictionWriter):
         start = time.perf_counter()
         checksum = sha256_file(final)
         self.seconds["sha256"] = time.perf_counter() - start
+        embedding = {}
+        if self.layout.embeddings:
+            path = self.directory / EMBEDDINGS_NAME
+            commit(self._embeddings_partial, path)
+            stored = np.load(path, mmap_mode="r", allow_pickle=False)
+            embedding = {"embedding_dtype": self.embedding_dtype.name, "embedding_shape": list(stored.shape),
+                         "embedding_sha256": sha256_file(path), "embedding_bytes": path.stat().st_size}
+            del stored
         Manifest(**self.manifest_fields, **asdict(self.layout), dtype=self.format.value_dtype, shape=list(self.shape),
-                 array_sha256=checksum, array_bytes=final.stat().st_size).write(self.directory)
+                 array_sha256=checksum, array_bytes=final.stat().st_size, **embedding).write(self.directory)

@@ -10,7 +10,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from distill.arguments import ArgumentsError, accepted_kwargs, check_kwargs
-from distill.losses.base import LOSSES, TEACHER_FEATURES, TEACHER_LOGITS, DistillLoss, LossOutput, Progress
+from distill.losses.base import (
+    LOSSES,
+    TEACHER_BANK,
+    TEACHER_EMBEDDINGS,
+    TEACHER_FEATURES,
+    TEACHER_LOGITS,
+    DistillLoss,
+    LossOutput,
+    Progress,
+)
+from distill.losses.contrastive import CRDLoss, contrast_logits, log_normalizer, nce_loss
 from distill.losses.feature import AttentionLoss, FitNetsLoss, attention_map, attention_transfer
 from distill.losses.logit import (
     CrossEntropy,
@@ -20,6 +30,7 @@ from distill.losses.logit import (
     DKPPLoss,
     KDLoss,
     LogitLoss,
+    binary_log_split,
     cwtm_weights,
     dist_terms,
     dkd_terms,
@@ -31,6 +42,7 @@ from distill.losses.logit import (
     pearson,
     standardize,
 )
+from distill.losses.relational import EmbeddingLoss, PKTLoss, RKDLoss, SPLoss, pkt_loss, rkd_terms, sp_loss
 
 # kd keys passed to a loss whose constructor takes them; set with --kd.alpha etc., not in init_args.
 KD_KEYS = ("alpha", "temperature", "standardize")
@@ -79,8 +91,10 @@ def build_loss(generation: int, variant: str, alpha: float | None = None, temper
     return LOSSES.get(variant)(**loss_arguments(variant, alpha, temperature, init_args, standardize))
 
 
-__all__ = ["KD_KEYS", "LOSSES", "TEACHER_FEATURES", "TEACHER_LOGITS", "AttentionLoss", "CWTMLoss", "CrossEntropy",
-           "DISTLoss", "DKDLoss", "DKPPLoss", "DistillLoss", "FitNetsLoss", "KDLoss", "LogitLoss", "LossOutput",
-           "Progress", "attention_map", "attention_transfer", "build_loss", "cwtm_weights", "dist_terms", "dkd_terms",
-           "dkpp_permute", "kd_combine", "kd_kl", "kd_per_sample", "kd_terms", "loss_arguments", "pearson",
+__all__ = ["KD_KEYS", "LOSSES", "TEACHER_BANK", "TEACHER_EMBEDDINGS", "TEACHER_FEATURES", "TEACHER_LOGITS",
+           "AttentionLoss", "CRDLoss", "CWTMLoss", "CrossEntropy", "DISTLoss", "DKDLoss", "DKPPLoss", "DistillLoss",
+           "EmbeddingLoss", "FitNetsLoss", "KDLoss", "LogitLoss", "LossOutput", "PKTLoss", "Progress", "RKDLoss",
+           "SPLoss", "attention_map", "attention_transfer", "binary_log_split", "build_loss", "contrast_logits",
+           "cwtm_weights", "dist_terms", "dkd_terms", "dkpp_permute", "kd_combine", "kd_kl", "kd_per_sample",
+           "kd_terms", "log_normalizer", "loss_arguments", "nce_loss", "pearson", "pkt_loss", "rkd_terms", "sp_loss",
            "standardize"]

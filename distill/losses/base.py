@@ -12,10 +12,12 @@ DKD's ``tckd`` and ``nckd``, ...) with the ``weights`` that make the total, ``to
 The engine logs each term as ``train/<name>`` beside ``train/loss``.
 
 It declares in :attr:`DistillLoss.needs` what the teacher must serve -- ``{"teacher_logits"}`` (every cache mode
-serves it) or ``{"teacher_features"}`` (only a teacher run online) -- and in :meth:`DistillLoss.feature_names` which
-named features of student and teacher it reads. A loss that owns parameters (a FitNets regressor, say) says so with
-:attr:`DistillLoss.has_parameters`; the engine then calls :meth:`DistillLoss.bind` with one batch's outputs, where it
-creates them from their shapes; they train with the student and are saved in its checkpoint under ``loss.``.
+serves it), ``{"teacher_embeddings"}`` (the pre-logit embedding: a cache built with ``cache.embeddings``, or a
+teacher run online) or ``{"teacher_features"}`` (only a teacher run online) -- and in
+:meth:`DistillLoss.feature_names` which named features of student and teacher it reads. A loss that owns parameters
+(a FitNets regressor, say) says so with :attr:`DistillLoss.has_parameters`; the engine then calls
+:meth:`DistillLoss.bind` with one batch's outputs, where it creates them from their shapes; they train with the
+student and are saved in its checkpoint under ``loss.``.
 
 The engine builds a generation's loss once, from the generation's resolved :class:`~distill.spec.LossSpec` (its class
 and complete constructor arguments), and hands that one instance to preflight, the teacher source and the task.
@@ -35,6 +37,8 @@ from distill.registry import Registry
 
 TEACHER_LOGITS = "teacher_logits"
 TEACHER_FEATURES = "teacher_features"
+TEACHER_EMBEDDINGS = "teacher_embeddings"
+TEACHER_BANK = "teacher_embedding_bank"  # every training sample's teacher embedding by index: a cache with embeddings
 
 
 @dataclass(frozen=True)

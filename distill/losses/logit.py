@@ -113,6 +113,19 @@ def dkpp_permute(teacher: torch.Tensor, generator: torch.Generator | None = None
     return out
 
 
+def binary_log_split(logits: torch.Tensor, hot: torch.Tensor) -> torch.Tensor:
+    """``[log p_y, log(1 - p_y)]`` of ``p = softmax(logits)``, shape ``(B, 2)``, computed in log space.
+
+    ``log p_y = z_y - LSE(z)`` and ``log(1 - p_y) = LSE(z_{c != y}) - LSE(z)``, with ``LSE(z) = logaddexp(z_y,
+    LSE(z_{c != y}))``: no probability is formed, so neither term rounds to 0 when the model is confident (in float32,
+    ``1 - p_y`` is 0 once ``p_y`` rounds to 1, and its log -inf) and the gradient of each stays exact.
+    """
+    target = logits[hot]
+    rest = torch.logsumexp(logits.masked_fill(hot, float("-inf")), dim=1)
+    total = torch.logaddexp(target, rest)
+    return torch.stack([target - total, rest - total], dim=1)
+
+
 def dkd_terms(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoupled KD (Zhao et al., CVPR 2022): ``(TCKD, NCKD)``, each ``T^2`` times a batch-mean KL.
@@ -124,16 +137,19 @@ def dkd_terms(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor
       target removed), i.e. the distribution among the non-target classes.
 
     Classic KD equals ``TCKD + (1 - p^t_y) * NCKD``; DKD weights the two parts freely.
+
+    Both are computed from log-probabilities only (:func:`binary_log_split`, ``log_softmax``), with no clamp: the
+    reference code's ``log`` of the float32 probability ``1 - p_y`` is ``-inf`` (or, clamped, a wrong value with a zero
+    gradient) once a confident student's ``p_y`` rounds to 1; here value and gradient stay exact.
     """
     b, c = student.shape
     hot = F.one_hot(target, c).bool()
-    p_s, p_t = F.softmax(student / temperature, dim=1), F.softmax(teacher / temperature, dim=1)
-    bin_s = torch.stack([p_s[hot], 1 - p_s[hot]], dim=1).clamp_min(1e-12)
-    bin_t = torch.stack([p_t[hot], 1 - p_t[hot]], dim=1).clamp_min(1e-12)
-    tckd = (bin_t * (bin_t.log() - bin_s.log())).sum(1).mean()
-    rest_s = F.log_softmax(student[~hot].view(b, c - 1) / temperature, dim=1)
-    rest_t = F.log_softmax(teacher[~hot].view(b, c - 1) / temperature, dim=1)
-    nckd = (rest_t.exp() * (rest_t - rest_s)).sum(1).mean()
+    s, t = student / temperature, teacher / temperature
+    log_bin_s, log_bin_t = binary_log_split(s, hot), binary_log_split(t, hot)
+    tckd = F.kl_div(log_bin_s, log_bin_t, reduction="none", log_target=True).sum(1).mean()
+    rest_s = F.log_softmax(s[~hot].view(b, c - 1), dim=1)
+    rest_t = F.log_softmax(t[~hot].view(b, c - 1), dim=1)
+    nckd = F.kl_div(rest_s, rest_t, reduction="none", log_target=True).sum(1).mean()
     return temperature**2 * tckd, temperature**2 * nckd
 
 
