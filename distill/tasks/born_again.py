@@ -91,9 +91,10 @@ class GenerationModule(Task):
     def __init__(self, student: nn.Module, loss: DistillLoss, teacher: TeacherSource | None, num_classes: int,
                  optimizer: OptimizerConfig, max_epochs: int, generation: int = 0) -> None:
         super().__init__()
-        # Plain values only, so checkpoints load with torch.load(weights_only=True).
+        # Plain values only, so checkpoints load with torch.load(weights_only=True). Not logged: the engine gives the
+        # loggers the whole recipe instead (distill.user_logs.log_recipe).
         self.save_hyperparameters({"num_classes": num_classes, "max_epochs": max_epochs, "generation": generation,
-                                   "optimizer": asdict(optimizer)})
+                                   "optimizer": asdict(optimizer)}, logger=False)
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"{type(loss).__name__} needs a teacher")
         self.student = student
