@@ -98,14 +98,14 @@ def test_a_bug_is_not_turned_into_exit_2(bug: type, monkeypatch, capsys) -> None
 
 
 def test_unknown_command_is_a_user_error(capsys) -> None:
-    assert run_cli("frobnicat") == 2
+    assert run_cli("zzz") == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: unknown command 'frobnicat' (known: inspect, meta, run, sweep)"
+    assert err == "error: unknown command 'zzz' (known: export, inspect, meta, predict, run, sweep)"
 
 
 def test_commands_import_the_plumbing_not_each_other_nor_the_entry_point() -> None:
     command_modules = {m.__name__ for m in distill.cli.COMMAND_MODULES}
-    assert set(COMMANDS.names()) == {"run", "inspect", "meta", "sweep"}
+    assert set(COMMANDS.names()) == {"run", "inspect", "meta", "sweep", "export", "predict"}
     assert {inspect.getmodule(COMMANDS.get(n)).__name__ for n in COMMANDS.names()} == command_modules
     for name in command_modules:
         tree = ast.parse(Path(sys.modules[name].__file__).read_text())
