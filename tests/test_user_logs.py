@@ -157,3 +157,54 @@ def test_bad_logger_is_one_line_exit_2(case, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def _image_folder(root: Path) -> Path:
+    """Three classes of random 10x12 RGB images with train/, val/ and test/ splits."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 3), ("test", 3)):
+        for c in ("cat", "dog", "owl"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    return root
+
+
+def test_validation_acc_nll_ece_reach_the_users_logger_every_epoch(tmp_path):
+    folder, out = _image_folder(tmp_path / "images"), tmp_path / "run"
+    data = json.dumps({"name": "imagefolder", "root": str(folder), "batch_size": 4, "eval_batch_size": 5})
+    assert run_cli("run", RECIPE, "--out", str(out), "--data", data, "--generations", "1", "--trainer.max_epochs",
+                   "2", "--trainer.enable_progress_bar", "false", "--trainer.logger", "TensorBoardLogger") == 0
+    for k in (0, 1):
+        events = EventAccumulator(str(out / f"gen-{k}" / "lightning_logs" / "version_0"))
+        events.Reload()
+        for tag in ("val/acc", "val/loss", "val/ece"):  # val/loss is the mean cross-entropy: the NLL
+            values = [e.value for e in events.Scalars(tag)]
+            assert len(values) == 2 and all(math.isfinite(v) for v in values), (tag, values)
+        # 9 validation images: accuracy is a multiple of 1/9, and ECE (15 bins) lies in [0, 1]
+        assert all(abs(e.value * 9 - round(e.value * 9)) < 1e-5 for e in events.Scalars("val/acc"))
+        assert all(0 <= e.value <= 1 for e in events.Scalars("val/ece"))
+        with open(out / f"gen-{k}" / "logs" / "metrics.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r["val/ece"]]
+        assert [float(r["val/ece"]) for r in rows] == pytest.approx([e.value for e in events.Scalars("val/ece")])
+        assert events.Scalars("val/ece")[-1].value == pytest.approx(_val_ece(out, k), abs=1e-5)
+
+
+def _val_ece(out: Path, k: int) -> float:
+    """The final network's L1 ECE over 15 equal-width confidence bins on the validation images, worked out here."""
+    import torch
+
+    from distill.generations import BornAgainRun
+
+    spec = load_recipe(str(out / "config.yaml"), []).run
+    run = BornAgainRun(spec, out, "x", dm=build_datamodule(spec.data))  # reads gen-k/model.ckpt of the finished run
+    network = run.network(run.specs[k]).eval()
+    with torch.no_grad():
+        batches = [(network(x).double().softmax(1).numpy(), y.numpy()) for x, y, *_ in run.dm.val_dataloader()]
+    probs, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    confidence, correct = probs.max(1), probs.argmax(1) == labels
+    bins = np.clip(np.ceil(confidence * 15).astype(int) - 1, 0, 14)
+    return float(sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
+                     for b in range(15) if (bins == b).any()))

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from distill.callbacks import ThrottledProgressBar
 from distill.losses import CrossEntropy, DistillLoss, Progress
+from distill.metrics import ECE_BINS
 from distill.models import create_backbone
 from distill.optim import OptimizerConfig, build_optimizer
 from distill.outputs import FeatureTap, ModelOutput
@@ -105,6 +106,7 @@ class GenerationModule(Task):
         self._train_acc_logged = False
         self._lr_rescale = 1.0
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_ece = MulticlassCalibrationError(num_classes=num_classes, n_bins=ECE_BINS, norm="l1")  # as the test's
         names = loss.feature_names()[0]
         self._tap = FeatureTap(student, names) if names else None  # plain callable: the student appears once
 
@@ -199,6 +201,8 @@ class GenerationModule(Task):
         self.val_acc(logits, y)
         self.log("val/loss", nn.functional.cross_entropy(logits, y), sync_dist=True)  # mean over DDP ranks
         self.log("val/acc", self.val_acc, prog_bar=True)
+        self.val_ece(logits.float().softmax(dim=1), y)
+        self.log("val/ece", self.val_ece)
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self.student(batch[0]).float()
