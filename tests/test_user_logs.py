@@ -127,6 +127,8 @@ def test_full_class_path_spelling_is_kept_as_written():
     written = {"class_path": TB, "init_args": {"save_dir": "somewhere", "comment": "x"}}
     recipe = load_recipe(RECIPE, ["--trainer.logger", json.dumps(written)])
     assert [json.loads(json.dumps(e, default=dict)) for e in recipe.specs[0].loggers] == [written]
+    appended = load_recipe(RECIPE, ["--trainer.logger+", "CSVLogger", "--trainer.logger+", json.dumps(written)])
+    assert [json.loads(json.dumps(e, default=dict)) for e in appended.specs[0].loggers] == ["CSVLogger", written]
 
 
 def test_forwarded_summarywriter_options_are_accepted_and_typos_refused():
