@@ -32,6 +32,7 @@ from benchmarks import (
     prompt_results_page,
     quickstart_page,
     results_page,
+    steps_per_call_page,
     suite_page,
     teacher_example_page,
 )
@@ -89,6 +90,8 @@ SECTIONS: list[Section] = [
             prompt_results_page.results),
     Section("datasets-speed", "docs/datasets.md", "docs/data/data-pipeline.json", "benchmarks.data_pipeline",
             data_pipeline_page.speed),
+    Section("speed-steps-per-call", "docs/concepts.md", "docs/data/steps-per-call.json", "benchmarks.steps_per_call",
+            steps_per_call_page.timing),
     Section("dk-runs", "docs/dark-knowledge.md", DARK, "benchmarks.dark_knowledge", dark_knowledge_page.runs),
     Section("dk-asymmetry", "docs/dark-knowledge.md", DARK, "benchmarks.dark_knowledge", dark_knowledge_page.asymmetry),
     Section("dk-pairs", "docs/dark-knowledge.md", DARK, "benchmarks.dark_knowledge", dark_knowledge_page.pairs),

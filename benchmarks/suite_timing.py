@@ -35,8 +35,11 @@ from distill.spec import thaw
 from distill.speed import SpeedConfig, apply_speed
 from distill.tasks.born_again import GenerationModule
 
+#: ``speed.steps_per_call`` values timed beside our K = 1 epoch (variants ``ours_k{K}``)
+STEPS_PER_CALL = (4, 16)
 #: goals of the ratios (op, value); the others are reported without one
-GOALS = {"lightning_over_torch": (">=", 0.95), "cached_over_ce": ("<=", 1.03), "build_over_inference": (">=", 0.95)}
+GOALS = {"lightning_over_torch": (">=", 0.95), "cached_over_ce": ("<=", 1.03), "build_over_inference": (">=", 0.95),
+         **{f"lightning_k{k}_over_torch": (">=", 0.95) for k in STEPS_PER_CALL}}
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -123,6 +126,7 @@ def bare_epoch(profile: Profile, regime: Regime, dm: DistillDataModule, optimize
     L.seed_everything(0, workers=True, verbose=False)
     net = network(profile, regime, dm).train()
     opt, sched = build_optimizer(net.parameters(), optimizer, epochs)
+    dm.steps_per_call = 1  # one batch per item (an engine fit with speed.steps_per_call K leaves K here)
     loader = dm.train_dataloader()
 
     def epoch(e: int) -> None:
@@ -183,6 +187,7 @@ def plain_fit(profile: Profile, regime: Regime, dm: DistillDataModule, optimizer
     """
     L.seed_everything(0, workers=True, verbose=False)
     clock = EpochClock(profile.device)
+    dm.steps_per_call = 1
     trainer = L.Trainer(accelerator="gpu" if profile.device != "cpu" else "cpu", devices=1,
                         precision=profile.precision, max_epochs=epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
@@ -234,6 +239,9 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
            for mode in ("clean", "online")}
     runs = {name: engine_run(cfg[mode], work / name, dm) for name, mode in (
         ("ce", "clean"), ("cached", "clean"), ("online", "online"))}
+    for k in STEPS_PER_CALL:  # our CE epoch at speed.steps_per_call K
+        runs[f"ce_k{k}"] = engine_run(recipe(profile, regime.train, epochs, "--speed.steps_per_call", str(k),
+                                             regime=regime, progress_bar=True), work / f"ce_k{k}", dm)
     runs["build"] = engine_run(recipe(profile, regime.build_train, epochs, regime=regime, progress_bar=True),
                                work / "build", bdm)
     fit(runs["ce"], 0, profile.device)  # the teacher: generation 0, trained for the epochs of the timed fits
@@ -271,6 +279,7 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
     variants: dict[str, Callable[[], float]] = {
         "ours": lambda: fit(runs["ce"], 0, profile.device).epoch_seconds,
         "ours_stock_bar": lambda: fit(runs["ce"], 0, profile.device, [RichProgressBar(leave=True)]).epoch_seconds,
+        **{f"ours_k{k}": (lambda k=k: fit(runs[f"ce_k{k}"], 0, profile.device).epoch_seconds) for k in STEPS_PER_CALL},
         "torch": lambda: bare_epoch(profile, regime, dm, optimizer, epochs),
         "cached": lambda: fit(runs["cached"], 1, profile.device).epoch_seconds,
         "online": lambda: fit(runs["online"], 1, profile.device).epoch_seconds,
@@ -311,6 +320,8 @@ def regime_timing(profile: Profile, regime: Regime, work: Path) -> dict[str, Any
                      "timed_epoch": f"epoch {epochs} of {epochs}"},
         "seconds": {name: spread(v) for name, v in t.items()},
         "lightning_over_torch": ratio("lightning_over_torch", t["torch"], t["ours"]),
+        **{f"lightning_k{k}_over_torch": ratio(f"lightning_k{k}_over_torch", t["torch"], t[f"ours_k{k}"])
+           for k in STEPS_PER_CALL},
         "plain_over_torch": ratio("plain_over_torch", t["torch"], t["plain"]),
         "ours_over_plain": ratio("ours_over_plain", t["plain"], t["ours"]),
         "cached_over_ce": ratio("cached_over_ce", t["cached"], t["ours"]),

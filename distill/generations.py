@@ -46,6 +46,7 @@ from distill.outputs import check_features
 from distill.plan import RunLayout, Step, make_plan
 from distill.resolve import construct_loss
 from distill.spec import GenerationSpec, RunSpec, generation_seed, replay_seed, thaw
+from distill.speed import manual_trainer_kwargs
 from distill.state import RunState
 from distill.tasks import TASKS, TaskContext, parameter_counts
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
@@ -109,7 +110,7 @@ class BornAgainRun:
     def context(self, teacher: TeacherSource | None = None) -> TaskContext:
         """What a task needs from the data and the run besides its spec."""
         return TaskContext(self.dm.num_classes, self.dm.in_chans, self.dm.cache_set[0][0].unsqueeze(0), teacher,
-                           self.speed, self.dm.input_stats())
+                           self.speed, self.dm.input_stats(), self.dm.batch_size)
 
     def loss(self, spec: GenerationSpec) -> DistillLoss:
         """Generation ``spec.index``'s one loss, built from ``spec.loss`` on first use: preflight checks the instance
@@ -192,12 +193,13 @@ class BornAgainRun:
         layout = self.cache_layout(spec)
         replayed = layout.replay and isinstance(teacher, CachedTeacher)  # students see the cached views
         self.dm.set_views(layout.view_seed if replayed else None, layout.view_epochs)
+        self.dm.steps_per_call = self.speed.steps_per_call
         gen_dir, last = self.layout.gen_dir(k), self.layout.last_checkpoint(k)
         loggers, callbacks = self._user_objects(spec)
         bar = [] if any(isinstance(c, ProgressBar) for c in callbacks) else self._progress_bar(spec)
         every_epoch = ModelCheckpoint(dirpath=last.parent, filename=last.stem, save_top_k=1, every_n_epochs=1,
                                       enable_version_counter=False)
-        trainer = L.Trainer(**spec.trainer_kwargs(), default_root_dir=gen_dir,
+        trainer = L.Trainer(**manual_trainer_kwargs(spec.trainer_kwargs(), self.speed), default_root_dir=gen_dir,
                             logger=[CSVLogger(gen_dir, name="logs", version=""), *loggers],
                             callbacks=[*bar, EpochSeed(spec.seed), FiniteLossGuard(), every_epoch, *callbacks,
                                        *([ViewEpoch(teacher)] if replayed else [])],

@@ -45,7 +45,7 @@ from distill.spec import (
     generation_seed,
     thaw,
 )
-from distill.speed import SpeedConfig
+from distill.speed import SpeedConfig, steps_per_call_conflict
 from distill.tasks import TASKS
 
 LOGGER_MODULES = ("lightning.pytorch.loggers",)
@@ -76,7 +76,12 @@ def resolve_run(cfg: Namespace, parser: ArgumentParser | None = None) -> RunSpec
     """The :class:`RunSpec` of a parsed recipe: seed, data, speed and every generation (raises
     :class:`RecipeError`)."""
     speed = SpeedConfig(**cfg.speed.as_dict()) if "speed" in cfg else SpeedConfig()
-    return RunSpec(seed=cfg.seed, data=freeze(cfg.data), speed=speed, generations=resolve_specs(cfg, parser))
+    specs = resolve_specs(cfg, parser)
+    for spec in specs:
+        conflict = steps_per_call_conflict(speed.steps_per_call, spec.trainer)
+        if conflict:
+            raise RecipeError(f"{_where(cfg, spec.index)}{conflict}")
+    return RunSpec(seed=cfg.seed, data=freeze(cfg.data), speed=speed, generations=specs)
 
 
 def resolve_specs(cfg: Namespace, parser: ArgumentParser | None = None) -> tuple[GenerationSpec, ...]:

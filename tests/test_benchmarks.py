@@ -24,9 +24,9 @@ REGIME_KEYS = {"lightning_over_torch", "cached_over_ce", "online_over_ce", "stoc
                "floor_bound", "profile_ms_per_step", "load_average_per_round", "seconds", "settings", "data",
                "plain_over_torch", "ours_over_plain", "plain_floor_ms_per_step", "extra_ms_per_step",
                "above_floor_ms_per_step", "floor_python_calls_per_step", "plain_extra_ms_per_step",
-               "above_plain_ms_per_step"}
+               "above_plain_ms_per_step", "lightning_k4_over_torch", "lightning_k16_over_torch"}
 VARIANTS = {"ours", "ours_stock_bar", "torch", "cached", "online", "empty_step", "plain", "plain_empty", "data_only",
-            "build", "inference"}
+            "build", "inference", "ours_k4", "ours_k16"}
 HAVE_FASHION = (data_root() / "fashion-mnist").is_dir()
 
 

@@ -138,3 +138,20 @@ def test_spawning_strategies_are_refused_in_one_line(tmp_path, capsys):
                    "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp_spawn", "--trainer.devices", "2") == 2
     err = capsys.readouterr().err
     assert "--trainer.strategy ddp" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ddp_at_two_steps_per_call_trains_as_one(ddp_run, tmp_path):
+    """Each of the K backwards of a call synchronises the gradients: 2 ranks at K = 2 end with K = 1's weights (each
+    rank's 3 batches an epoch are a call of 2 and a short call of 1)."""
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in (*RANK_VARIABLES, "WORLD_SIZE", "DISTILL_FAULT")}
+    proc = subprocess.run([sys.executable, "-m", "distill.cli", "run", "recipes/digits-ban.yaml", "--out", str(out),
+                           *ARGS, *DDP, "--speed.steps_per_call", "2"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    for k in (0, 1):
+        one, two = (torch.load(run / f"gen-{k}" / "model.ckpt", map_location="cpu", weights_only=True)
+                    for run in (ddp_run[0], out))
+        assert one["global_step"] == two["global_step"] == math.ceil(SUBSET / 2 / BATCH)
+        for key, value in one["state_dict"].items():
+            torch.testing.assert_close(two["state_dict"][key], value, atol=1e-6, rtol=0, msg=key)

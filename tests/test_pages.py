@@ -43,6 +43,7 @@ STATED = {
     "docs/export.md": "0 1 2 8 16 255",
     "docs/benchmarks.md": "",
     "docs/cli.md": "",
+    "docs/concepts.md": "0 1 2 4 8 10 20 40 100 200 240 400 512 1000 2015 2017 2022 2024",
 }
 PAGES = list(dict.fromkeys(s.page for s in SECTIONS))
 NUMBER = re.compile(r"(?<![\w.\-])\d[\d,]*(?:\.\d+)?")

@@ -76,6 +76,10 @@ class DistillDataModule(L.LightningDataModule):
         num_workers: DataLoader workers; 0 keeps in-memory datasets in the main process (fastest for small data).
         train_subset: use only a fixed random subset of ``train_subset`` training samples (seed 0, kept in index
             order; after the fixed splits): for smoke tests and CPU-sized runs.
+
+    Attributes:
+        steps_per_call: batches per training call (``speed.steps_per_call``, set by the engine): the training loader
+            yields :attr:`train_call_size` samples at a time, K consecutive batches of the epoch's order in one.
     """
 
     name: str = "base"
@@ -94,10 +98,16 @@ class DistillDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.train_subset = train_subset
+        self.steps_per_call = 1
         self.train_set: Dataset | None = None
         self.cache_set: Dataset | None = None
         self.test_set: Dataset | None = None
         self.val_set: Dataset | None = None
+
+    @property
+    def train_call_size(self) -> int:
+        """Samples per training-loader item: ``batch_size`` x :attr:`steps_per_call` (the last one may be short)."""
+        return self.batch_size * self.steps_per_call
 
     @property
     def has_val(self) -> bool:
@@ -173,8 +183,8 @@ class DistillDataModule(L.LightningDataModule):
         """Shuffled training batches; the order of epoch e depends only on (seed in effect now, e) -- resumable."""
         self._require_setup()
         sampler = EpochShuffleSampler(len(self.train_set), seed=torch.initial_seed())
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+        return DataLoader(self.train_set, batch_size=self.train_call_size, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False)
 
     def cache_dataloader(self) -> DataLoader:
         """Un-augmented training samples in index order, for building the soft-label cache."""

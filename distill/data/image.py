@@ -212,10 +212,10 @@ class ImageDataModule(DistillDataModule):
         if self.pipeline_used == "memory":
             self.train_set.seed = seed  # for per-sample access; the loader's keys carry their own seed
             view_seed, view_epochs = self.views or (None, None)
-            sampler = EpochBatchSampler(len(self.train_set), self.batch_size, seed=seed, shuffle=True,
+            sampler = EpochBatchSampler(len(self.train_set), self.train_call_size, seed=seed, shuffle=True,
                                         view_seed=view_seed, view_epochs=view_epochs)
             return DataLoader(self.train_set, batch_size=None, sampler=sampler, collate_fn=passthrough)
         workers = self._workers()
         sampler = EpochShuffleSampler(len(self.train_set), seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, num_workers=workers,
+        return DataLoader(self.train_set, batch_size=self.train_call_size, sampler=sampler, num_workers=workers,
                           persistent_workers=workers > 0, drop_last=False)

@@ -41,9 +41,12 @@ class TaskContext:
         in_chans: input channels of the dataset.
         sample: one training input ``(1, C, H, W)`` (shapes for losses that build parameters from them).
         teacher: the teacher source of a student (None for generation 0 or a rebuilt module).
-        speed: the run's ``speed`` settings (channels_last, compile), applied to every network built.
+        speed: the run's ``speed`` settings (channels_last, compile, steps_per_call), applied to every network built
+            and to training.
         input_stats: ``(mean, std)`` per channel the data's tensors were normalised with (on ``[0, 1]`` pixels),
             None when the data module does not say (a prompted base re-normalises from them to its own).
+        batch_size: samples per optimizer step (``data.batch_size``): with ``speed.steps_per_call`` K > 1 the
+            training step receives K of them at once and splits them.
     """
 
     num_classes: int
@@ -52,6 +55,7 @@ class TaskContext:
     teacher: Any = None
     speed: Any = None
     input_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    batch_size: int | None = None
 
 
 class Task(L.LightningModule):

@@ -14,7 +14,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from distill.callbacks import ThrottledProgressBar
-from distill.losses import CrossEntropy, DistillLoss, Progress
+from distill.losses import CrossEntropy, DistillLoss, LossOutput, Progress
 from distill.metrics import ECE_BINS
 from distill.models import create_backbone
 from distill.optim import OptimizerConfig, build_optimizer
@@ -87,10 +87,16 @@ class GenerationModule(Task):
         optimizer: optimizer and schedule settings.
         max_epochs: schedule length (for the cosine schedule).
         generation: generation number (logged as a hyper-parameter).
+        steps_per_call: K optimizer steps per Lightning step (``speed.steps_per_call``); K > 1 switches to manual
+            optimization (:meth:`training_step` splits the call into batches of ``batch_size``).
+        batch_size: samples per optimizer step (needed when ``steps_per_call`` > 1).
+        gradient_clip: the recipe's ``(trainer.gradient_clip_val, trainer.gradient_clip_algorithm)``, applied per
+            optimizer step when ``steps_per_call`` > 1 (Lightning clips itself when it is 1).
     """
 
     def __init__(self, student: nn.Module, loss: DistillLoss, teacher: TeacherSource | None, num_classes: int,
-                 optimizer: OptimizerConfig, max_epochs: int, generation: int = 0) -> None:
+                 optimizer: OptimizerConfig, max_epochs: int, generation: int = 0, steps_per_call: int = 1,
+                 batch_size: int | None = None, gradient_clip: tuple[float | None, str | None] = (None, None)) -> None:
         super().__init__()
         # Plain values only, so checkpoints load with torch.load(weights_only=True). Not logged: the engine gives the
         # loggers the whole recipe instead (distill.user_logs.log_recipe).
@@ -98,6 +104,10 @@ class GenerationModule(Task):
                                    "optimizer": asdict(optimizer)}, logger=False)
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"{type(loss).__name__} needs a teacher")
+        if steps_per_call > 1 and not batch_size:
+            raise ValueError("steps_per_call > 1 needs the batch size to split each call into")
+        self.automatic_optimization = steps_per_call == 1  # K = 1: Lightning's own loop, unchanged
+        self.steps_per_call, self.batch_size, self.gradient_clip = steps_per_call, batch_size, gradient_clip
         self.student = student
         self.loss = loss
         self.teacher = teacher  # plain attribute (not an nn.Module): stays out of the module tree
@@ -129,7 +139,10 @@ class GenerationModule(Task):
     def _build(cls, spec: GenerationSpec, context: TaskContext, network: nn.Module,
                loss: DistillLoss) -> GenerationModule:
         module = cls(apply_speed(network, context.speed), loss, context.teacher if loss.needs_teacher else None,
-                     context.num_classes, spec.optimizer, max_epochs=spec.max_epochs, generation=spec.index)
+                     context.num_classes, spec.optimizer, max_epochs=spec.max_epochs, generation=spec.index,
+                     steps_per_call=context.speed.steps_per_call if context.speed is not None else 1,
+                     batch_size=context.batch_size,
+                     gradient_clip=(spec.trainer.get("gradient_clip_val"), spec.trainer.get("gradient_clip_algorithm")))
         if loss.has_parameters:  # shapes of one batch, for the loss's own parameters
             was_training = network.training
             network.eval()
@@ -151,19 +164,67 @@ class GenerationModule(Task):
         if self.teacher is not None:
             self.teacher.to(self.device)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y, index = batch
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                      batch_idx: int) -> torch.Tensor:
+        """One optimizer step on ``batch`` (K = 1), or ``steps_per_call`` of them on its consecutive slices."""
+        if self.automatic_optimization:
+            result = self._step_loss(*batch)
+            totals, terms = result.total, result.terms
+        else:
+            totals, terms = self._manual_steps(batch)
+        if self._step_is_shown():  # K > 1: once per call, the mean over its steps
+            self.log("train/loss", totals.mean() if totals.ndim else totals, prog_bar=True)
+            if len(terms) > 1:  # a lone term is the total itself
+                self.log_dict({f"train/{name}": value for name, value in terms.items()})
+        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's accuracy, computed once
+            self._log_train_acc()
+        if totals.ndim == 0:
+            return totals
+        bad = ~torch.isfinite(totals)  # the call's first non-finite step loss, else its last: no host sync
+        return totals.detach()[torch.where(bad.any(), bad.int().argmax(), len(totals) - 1)]
+
+    def _step_loss(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> LossOutput:
+        """The loss of one batch; counts the batch's training accuracy."""
         out = self.student_output(x)
         teacher = self.teacher(x, index) if self.loss.needs_teacher else None
         result = self.loss(out, y, teacher, Progress(self.current_epoch, self.global_step, self.hparams.max_epochs))
         self.train_acc.update(out.logits.detach(), y)  # accumulate only: the epoch value is logged once, at its end
-        if self._step_is_shown():
-            self.log("train/loss", result.total, prog_bar=True)
-            if len(result.terms) > 1:  # a lone term is the total itself
-                self.log_dict({f"train/{name}": value for name, value in result.terms.items()})
-        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's accuracy, computed once
-            self._log_train_acc()
-        return result.total
+        return result
+
+    def _manual_steps(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """K optimizer steps on consecutive slices (views) of ``batch``, as Lightning's automatic loop takes one.
+
+        The order of one step is Lightning's: forward and loss, ``zero_grad``, backward through the precision plugin
+        (which also prepares DDP's gradient synchronisation for each backward), then ``optimizer.step`` -- whose
+        precision plugin unscales and calls :meth:`on_before_optimizer_step`, where the gradients are clipped. Returns
+        the steps' detached losses ``(K,)`` and their terms averaged over the call.
+        """
+        opt = self.optimizers()
+        totals, terms = [], {}
+        for j, (x, y, index) in enumerate(zip(*(t.split(self.batch_size) for t in batch), strict=True)):
+            result = self._step_loss(x, y, index)
+            opt.zero_grad()
+            self.manual_backward(result.total)
+            opt.step()
+            self._step_schedulers("step", self.trainer.fit_loop.epoch_loop.batch_idx * self.steps_per_call + j)
+            totals.append(result.total.detach())
+            for name, value in result.terms.items():
+                terms.setdefault(name, []).append(value.detach())
+        return torch.stack(totals), {name: torch.stack(values).mean() for name, values in terms.items()}
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """K > 1: clip this optimizer step's (unscaled) gradients as ``trainer.gradient_clip_*`` asks."""
+        value, algorithm = self.gradient_clip
+        if not self.automatic_optimization and value:
+            self.configure_gradient_clipping(optimizer, gradient_clip_val=value,
+                                             gradient_clip_algorithm=algorithm or "norm")
+
+    def _step_schedulers(self, interval: str, index: int) -> None:
+        """K > 1: step the schedules of ``interval`` as Lightning's automatic loop does (``index`` counts from 0)."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval == interval and not config.reduce_on_plateau and (index + 1) % config.frequency == 0:
+                self.lr_scheduler_step(config.scheduler, None)
 
     def _log_train_acc(self) -> None:
         self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True, prog_bar=True)
@@ -194,6 +255,8 @@ class GenerationModule(Task):
             self._log_train_acc()
         self._train_acc_logged = False
         self.train_acc.reset()
+        if not self.automatic_optimization:
+            self._step_schedulers("epoch", self.current_epoch)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y, _ = batch
