@@ -11,6 +11,8 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from jsonargparse import ArgumentParser
+
 from distill.errors import UserError
 
 
@@ -23,11 +25,13 @@ def accepted_kwargs(fn: Callable[..., Any]) -> set[str] | None:
 
     For a class whose ``__init__`` takes ``**kwargs`` and passes them up (a subclass of a data module, say), the
     parents' parameters are collected too; the result is None only when no class in the MRO names its keywords.
+    A class that forwards ``**kwargs`` elsewhere (TensorBoardLogger to its SummaryWriter: ``comment``,
+    ``flush_secs``, ...) also takes the parameters jsonargparse finds there -- the ones LightningCLI accepts.
     """
     targets = [k.__init__ for k in fn.__mro__ if "__init__" in vars(k) and k is not object] \
         if inspect.isclass(fn) else [fn]
     names: set[str] = set()
-    open_ended = False
+    open_ended = forwards = False
     for target in targets:
         try:
             params = inspect.signature(target).parameters.values()
@@ -35,13 +39,26 @@ def accepted_kwargs(fn: Callable[..., Any]) -> set[str] | None:
             return None
         for p in params:
             if p.kind is p.VAR_KEYWORD:
-                open_ended = True
+                open_ended = forwards = True
             elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
                 names.add(p.name)
         if not open_ended:
             break
         open_ended = False
+    if forwards and inspect.isclass(fn):
+        names |= forwarded_kwargs(fn)
     return names or None
+
+
+def forwarded_kwargs(cls: type) -> set[str]:
+    """The keyword parameters of ``cls`` as LightningCLI's parser (jsonargparse) resolves them, including those its
+    ``__init__`` passes on through ``**kwargs``; empty when jsonargparse cannot read the class."""
+    parser = ArgumentParser(exit_on_error=False)
+    try:
+        parser.add_class_arguments(cls, "cls", fail_untyped=False, sub_configs=False)
+        return set(vars(parser.get_defaults().cls))
+    except (ValueError, TypeError, NameError, AttributeError):  # a signature jsonargparse cannot follow
+        return set()
 
 
 def check_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any], where: str, reserved: Iterable[str] = ()) -> None:

@@ -34,9 +34,10 @@ class RecipeError(UserError, ValueError):
 # user's ``logger`` and ``callbacks`` are free-form class_path/init_args entries added beside the engine's own.
 TRAINER_OWNED = {"logger", "callbacks", "default_root_dir", "enable_checkpointing", "plugins", "profiler"}
 OVERRIDABLE = {"task", "backbone", "kd", "optimizer", "trainer"}
-# A class name, a {class_path, init_args} mapping, or a list of them; typed Any so that jsonargparse hands the values
-# over as written (it would otherwise try to resolve class_path itself) -- distill.resolve checks them.
-ObjectList = Any
+# A class name, a {class_path, init_args} mapping, or a list of them, handed over as written -- distill.resolve checks
+# them. Not Any: jsonargparse resolves an importable class_path under Any and fills in every default, the options a
+# class forwards through **kwargs included (TensorBoardLogger's SummaryWriter ``comment``, ...).
+ObjectList = Optional[Union[bool, str, Dict[str, Any], List[Union[str, Dict[str, Any]]]]]
 
 
 def build_parser() -> ArgumentParser:
@@ -173,8 +174,20 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("backbone", "init_args"):
             out[key] = _deep_merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _plain(value)
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy with jsonargparse Namespaces as dicts: under ``per_generation``'s Any values, a ``class_path``
+    mapping (a logger) arrives resolved as a Namespace, which the typed key it merges into does not take."""
+    if isinstance(value, Namespace):
+        return value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def generation_config(cfg: Namespace, generation: int, parser: ArgumentParser | None = None) -> Namespace:

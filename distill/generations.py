@@ -21,7 +21,6 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from rich.console import Console
 
-from distill.arguments import ArgumentsError, build_object
 from distill.cache import (
     CacheError,
     CacheLayout,
@@ -45,12 +44,13 @@ from distill.metrics import agreement, ensemble_logits, evaluate
 from distill.models import BackboneError, check_output, create_backbone
 from distill.outputs import check_features
 from distill.plan import RunLayout, Step, make_plan
-from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES, construct_loss
+from distill.resolve import construct_loss
 from distill.spec import GenerationSpec, RunSpec, generation_seed, replay_seed, thaw
 from distill.speed import manual_trainer_kwargs
 from distill.state import RunState
 from distill.tasks import TASKS, TaskContext, parameter_counts
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
+from distill.user_logs import log_recipe, recipe_params, report, scalars, user_objects
 
 __all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "replay_seed"]
 
@@ -89,6 +89,7 @@ class BornAgainRun:
         self._loaded: dict[int, torch.nn.Module] = {}
         self._losses: dict[int, DistillLoss] = {}
         self.test_logits: dict[int, torch.Tensor] = {}
+        self._reports: dict[int, tuple[list, int]] = {}  # generation -> (the user's loggers, its last step)
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -177,14 +178,7 @@ class BornAgainRun:
 
     def _user_objects(self, spec: GenerationSpec) -> tuple[list, list]:
         """The user's loggers (``save_dir`` defaults to ``gen-k/``) and callbacks for generation ``spec.index``."""
-        gen_dir = str(self.layout.gen_dir(spec.index))
-        try:
-            loggers = [build_object(e, "trainer.logger", LOGGER_MODULES, {"save_dir": gen_dir})
-                       for e in thaw(spec.loggers)]
-            callbacks = [build_object(e, "trainer.callbacks", CALLBACK_MODULES) for e in thaw(spec.callbacks)]
-        except ArgumentsError as e:
-            raise RecipeError(str(e)) from None
-        return loggers, callbacks
+        return user_objects(spec, str(self.layout.gen_dir(spec.index)))
 
     def train(self, spec: GenerationSpec) -> tuple[L.LightningModule, float]:
         """Fit a generation from a fresh initialisation (or from its last end-of-epoch checkpoint when resuming).
@@ -212,6 +206,7 @@ class BornAgainRun:
                                        *([ViewEpoch(teacher)] if replayed else [])],
                             plugins=[AtomicCheckpointIO()])
         require_command_launcher(trainer)
+        log_recipe(trainer.loggers, recipe_params(self.run_spec, spec))  # the module's own hparams stay out of them
         val = self.dm.val_dataloader() if self.dm.has_val else None
         start = time.perf_counter()
         trainer.fit(module, train_dataloaders=self.dm.train_dataloader(), val_dataloaders=val,
@@ -219,6 +214,7 @@ class BornAgainRun:
         seconds = time.perf_counter() - start
         trainer.save_checkpoint(self.layout.checkpoint(k), weights_only=False)  # every rank calls; rank 0 writes
         self.layout.remove(last)
+        self._reports[k] = (loggers, trainer.global_step)
         return module, seconds
 
     def loaded_network(self, spec: GenerationSpec) -> torch.nn.Module:
@@ -292,14 +288,15 @@ class BornAgainRun:
         self._predict_trainer(spec, [gather], doing).predict(module, loader, return_predictions=False)
         return gather.outputs
 
+    def ensemble(self, k: int) -> dict[str, Any]:
+        """Test accuracy and NLL of the probability-average of generations 0..k."""
+        metrics = evaluate(ensemble_logits([self.test_logits[j] for j in range(k + 1)]),
+                           torch.as_tensor(self.dm.test_labels()), calibration=False)
+        return {"members": list(range(k + 1)), "test": {m: metrics[m] for m in ("acc", "nll")}}
+
     def ensembles(self) -> list[dict[str, Any]]:
-        """Test accuracy and NLL of the probability-average of generations 0..k, for every k >= 1."""
-        labels = torch.as_tensor(self.dm.test_labels())
-        out = []
-        for k in sorted(self.test_logits)[1:]:
-            metrics = evaluate(ensemble_logits([self.test_logits[j] for j in range(k + 1)]), labels, calibration=False)
-            out.append({"members": list(range(k + 1)), "test": {m: metrics[m] for m in ("acc", "nll")}})
-        return out
+        """:meth:`ensemble` of generations 0..k, for every k >= 1."""
+        return [self.ensemble(k) for k in sorted(self.test_logits)[1:]]
 
     def preflight(self) -> None:
         """Build the data and every generation's network, trainer, loggers and callbacks once, before any training:
@@ -393,8 +390,15 @@ class BornAgainRun:
             self.layout.write_json(self.layout.metrics(k), metrics)
             fault_point(f"trained:{k}")
         if step.build_cache:
-            state.mark_cache(k, self.build_cache(spec, module or self.restore(spec)))
+            module, start = module or self.restore(spec), time.perf_counter()
+            state.mark_cache(k, self.build_cache(spec, module))
+            metrics["cache_seconds"] = round(time.perf_counter() - start, 2)
+            self.layout.write_json(self.layout.metrics(k), metrics)
             fault_point(f"cached:{k}")
+        if step.action != "reuse":  # the user's loggers hear what metrics.json holds
+            loggers, last_step = self._reports.pop(k, None) or (self._user_objects(spec)[0], 0)
+            report(loggers, scalars(metrics, self.ensemble(k) if k else None), last_step,
+                   recipe_params(self.run_spec, spec))
         return {key: v for key, v in metrics.items() if key != "seed"}
 
     def _announce(self, step: Step) -> None:

@@ -252,6 +252,10 @@ def _check_objects(entries: tuple[Any, ...], key: str, modules: tuple[str, ...],
             check_kwargs(cls, init_args, f"{at}.init_args")
         except ArgumentsError as e:
             raise RecipeError(f"{where}{e}") from None
+        if getattr(cls, "__module__", "").split(".")[0] == "pytorch_lightning":  # a class, a function: both have one
+            same = "lightning.pytorch" + path.removeprefix("pytorch_lightning")
+            raise RecipeError(f"{where}{at}: {path!r} is from the standalone pytorch_lightning package, which the "
+                              f"engine's lightning.pytorch trainer does not accept; use {same!r}")
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise RecipeError(f"{where}{at}: {path!r} is not a Lightning {base.__name__}")
         if issubclass(cls, ModelCheckpoint):

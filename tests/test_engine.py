@@ -26,7 +26,8 @@ def test_summary_json_has_every_field(tiny_run):
     for g in (g0, g1):
         assert g["source"] == "trained"
         assert set(g) == {"generation", "backbone", "teacher", "source", "epochs", "train_seconds", "parameters",
-                          "test", "train", "agreement_with_teacher"}
+                          "test", "train", "agreement_with_teacher", "cache_seconds"}
+        assert g["cache_seconds"] > 0  # every generation built its cache (cache/gen-k)
         assert g["parameters"]["trainable"] == g["parameters"]["total"] > 0  # every small_cnn weight trains
         assert set(g["train"]) == {"acc", "nll"} and 0 <= g["train"]["acc"] <= 1
         assert g["backbone"] == "small_cnn" and g["epochs"] == 2 and g["train_seconds"] > 0

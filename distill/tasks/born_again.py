@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from distill.callbacks import ThrottledProgressBar
 from distill.losses import CrossEntropy, DistillLoss, LossOutput, Progress
+from distill.metrics import ECE_BINS
 from distill.models import create_backbone
 from distill.optim import OptimizerConfig, build_optimizer
 from distill.outputs import FeatureTap, ModelOutput
@@ -97,9 +98,10 @@ class GenerationModule(Task):
                  optimizer: OptimizerConfig, max_epochs: int, generation: int = 0, steps_per_call: int = 1,
                  batch_size: int | None = None, gradient_clip: tuple[float | None, str | None] = (None, None)) -> None:
         super().__init__()
-        # Plain values only, so checkpoints load with torch.load(weights_only=True).
+        # Plain values only, so checkpoints load with torch.load(weights_only=True). Not logged: the engine gives the
+        # loggers the whole recipe instead (distill.user_logs.log_recipe).
         self.save_hyperparameters({"num_classes": num_classes, "max_epochs": max_epochs, "generation": generation,
-                                   "optimizer": asdict(optimizer)})
+                                   "optimizer": asdict(optimizer)}, logger=False)
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"{type(loss).__name__} needs a teacher")
         if steps_per_call > 1 and not batch_size:
@@ -114,6 +116,7 @@ class GenerationModule(Task):
         self._train_acc_logged = False
         self._lr_rescale = 1.0
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_ece = MulticlassCalibrationError(num_classes=num_classes, n_bins=ECE_BINS, norm="l1")  # as the test's
         names = loss.feature_names()[0]
         self._tap = FeatureTap(student, names) if names else None  # plain callable: the student appears once
 
@@ -261,6 +264,8 @@ class GenerationModule(Task):
         self.val_acc(logits, y)
         self.log("val/loss", nn.functional.cross_entropy(logits, y), sync_dist=True)  # mean over DDP ranks
         self.log("val/acc", self.val_acc, prog_bar=True)
+        self.val_ece(logits.float().softmax(dim=1), y)
+        self.log("val/ece", self.val_ece)
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         return self.student(batch[0]).float()
