@@ -165,3 +165,26 @@ def test_predict_command_refusals_are_one_line(tiny_run, tmp_path, capsys):
         assert run_cli("predict", str(tiny_run), str(tmp_path / "bad.png"), *args) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("error: ") and expected in err[-1], err
+
+
+def test_image_file_preprocessing_is_the_data_modules_declared_form():
+    """A data module says how its samples read as image files; one that does not (the base default) is refused."""
+    from distill.data import DistillDataModule
+    from distill.data.digits import DigitsDataModule
+    from distill.errors import UserError
+    from distill.export.preprocess import preprocess_of
+
+    digits = preprocess_of(DigitsDataModule())
+    assert (digits.channels, digits.size) == (1, (8, 8))
+    # grey 0..255 pixels of an 8x8 image divided by 255 are the digits' 0..16 intensities divided by 16
+    bunch = __import__("sklearn.datasets", fromlist=["load_digits"]).load_digits()
+    pixels = torch.tensor(bunch.images[0] / 16.0, dtype=torch.float32)
+    normalised = digits.transform()((pixels * 255).round().to(torch.uint8).unsqueeze(0))
+    expected = (pixels - digits.mean[0]) / digits.std[0]
+    assert torch.allclose(normalised[0], expected, atol=1 / 255 / digits.std[0])
+
+    class Tabular(DistillDataModule):
+        name = "tabular"
+
+    with pytest.raises(UserError, match="'tabular' .* does not read image files"):
+        preprocess_of(Tabular())

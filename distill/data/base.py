@@ -7,7 +7,7 @@ teacher, so every training dataset must return it and it must be stable (the pos
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import lightning as L
 import numpy as np
@@ -56,6 +56,22 @@ class TensorIndexedDataset(Dataset):
         if self.transform is not None:
             x = self.transform(x)
         return x, self.labels[i], i
+
+
+class ImageFileForm(NamedTuple):
+    """How one sample reads as an image file: what ``distill predict`` and an export's ``pretrained_cfg`` need.
+
+    Attributes:
+        channels: 1 (grey) or 3 (RGB): what an image file is converted to.
+        size: ``(height, width)`` the network takes.
+        mean: per-channel mean the ``[0, 1]`` pixels are normalised with.
+        std: per-channel standard deviation.
+    """
+
+    channels: int
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 class DistillDataModule(L.LightningDataModule):
@@ -129,6 +145,11 @@ class DistillDataModule(L.LightningDataModule):
 
         A prompted base re-normalises from them to its own, and ``distill inspect`` un-normalises images to show them.
         """
+        return None
+
+    def image_file_form(self) -> ImageFileForm | None:
+        """How a sample reads as an image file (``distill predict``, exports); None: the inputs are not images read
+        from files, so there is nothing to export or predict with."""
         return None
 
     def check_views(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from distill.data.base import DATASETS, DistillDataModule, TensorIndexedDataset, subset_indices
+from distill.data.base import DATASETS, DistillDataModule, ImageFileForm, TensorIndexedDataset, subset_indices
 
 # Pixel statistics of the digits images scaled to [0, 1] (intensities 0..16 divided by 16), measured on all 1,797.
 DIGITS_MEAN, DIGITS_STD = 0.3053, 0.3760
@@ -32,6 +32,11 @@ class DigitsDataModule(DistillDataModule):
     def __init__(self, test_fraction: float = 0.3, **kwargs) -> None:
         super().__init__(**kwargs)
         self.test_fraction = test_fraction
+
+    def image_file_form(self) -> ImageFileForm:
+        """The digits are 8x8 grey intensities 0..16 divided by 16: as image files, grey 8x8 images whose 0..255
+        pixels divided by 255 give the same ``[0, 1]`` values."""
+        return ImageFileForm(1, (8, 8), (DIGITS_MEAN,), (DIGITS_STD,))
 
     def transform_description(self) -> str:
         return f"pixels/16, normalize(mean={DIGITS_MEAN}, std={DIGITS_STD})"

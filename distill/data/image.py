@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from distill.data.base import DataError, DistillDataModule, subset_indices
+from distill.data.base import DataError, DistillDataModule, ImageFileForm, subset_indices
 from distill.data.defaults import AugmentSpec, resolve_spec
 from distill.data.memory import EpochBatchSampler, EpochShuffleSampler, MemoryImageSet, passthrough
 from distill.data.sources import PerSampleSet, Split, build_transform
@@ -104,6 +104,11 @@ class ImageDataModule(DistillDataModule):
     def input_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The resolved normalisation ``(mean, std)`` per channel (:attr:`spec`)."""
         return tuple(float(m) for m in self.spec.mean), tuple(float(s) for s in self.spec.std)
+
+    def image_file_form(self) -> ImageFileForm:
+        """Image files are decoded to :attr:`in_chans` channels at the trained size and normalised with :attr:`spec`."""
+        mean, std = self.input_stats()
+        return ImageFileForm(int(self.in_chans), (int(self.image_hw[0]), int(self.image_hw[1])), mean, std)
 
     def fingerprint(self) -> dict[str, Any]:
         fp = super().fingerprint()

@@ -21,13 +21,11 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from distill.data import AugmentSpec, DistillDataModule, ImageDataModule
-from distill.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataModule
+from distill.data import AugmentSpec, DistillDataModule
 from distill.data.sources import ImageLoader, build_transform
 from distill.errors import UserError
 
 MODES = {1: "L", 3: "RGB"}
-DIGITS_SIZE = (8, 8)
 
 
 class PreprocessError(UserError, ValueError):
@@ -80,19 +78,14 @@ class Preprocess:
 
 
 def preprocess_of(dm: DistillDataModule) -> Preprocess:
-    """The evaluation transform of a run's data module, for image files.
-
-    Image data modules (folders, CIFAR, MNIST, Fashion-MNIST) decode ``uint8`` pixels and normalise them with their
-    resolved ``spec``. The bundled digits are 8x8 grey intensities 0..16 divided by 16: as image files, grey 8x8
-    images whose 0..255 pixels divided by 255 give the same ``[0, 1]`` values.
+    """The evaluation transform of a run's data module, for image files (its declared
+    :meth:`~distill.data.DistillDataModule.image_file_form`).
 
     Raises:
-        PreprocessError: a data module that is neither (its inputs are not images read from files).
+        PreprocessError: a data module whose inputs are not images read from files.
     """
-    if isinstance(dm, ImageDataModule):
-        return Preprocess(int(dm.in_chans), tuple(int(s) for s in dm.image_hw), tuple(dm.spec.mean),
-                          tuple(dm.spec.std))
-    if isinstance(dm, DigitsDataModule):
-        return Preprocess(1, DIGITS_SIZE, (DIGITS_MEAN,), (DIGITS_STD,))
-    raise PreprocessError(f"dataset {dm.name!r} ({type(dm).__name__}) does not read image files, so its inputs "
-                          "have no image-file preprocessing to export or predict with")
+    form = dm.image_file_form()
+    if form is None:
+        raise PreprocessError(f"dataset {dm.name!r} ({type(dm).__name__}) does not read image files, so its inputs "
+                              "have no image-file preprocessing to export or predict with")
+    return Preprocess(form.channels, tuple(form.size), tuple(form.mean), tuple(form.std))
