@@ -44,7 +44,9 @@ STATED = {
     "docs/benchmarks.md": "",
     "docs/cache-scale.md": "",
     "docs/cli.md": "",
-    "docs/concepts.md": "0 1 2 4 8 10 20 40 100 200 240 400 512 1000 2015 2017 2022 2024",
+    "docs/concepts.md": "0 1 2 4 8 10 20 40 100 200 240 400 512 1000 2015 2017 2022 2024 "
+                        # the relational/contrastive losses' defaults and citations, an embedding's bytes (512 x 2)
+                        "0.07 0.5 0.8 1,024 128 16384 2018 2019 2020 25 3000 30000 50",
 }
 PAGES = list(dict.fromkeys(s.page for s in SECTIONS))
 NUMBER = re.compile(r"(?<![\w.\-])\d[\d,]*(?:\.\d+)?")
