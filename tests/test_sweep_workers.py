@@ -1,0 +1,140 @@
+"""Several sweep workers (separate processes started at the same moment) on one study, on SQLite and journal
+storage: each value runs exactly once, nothing is left running or waiting, every worker writes the same complete
+outputs; TPE's ``--trials`` counts the study; patience reads the finished values in order; a worker killed mid-trial
+loses nothing (its trial is failed after the grace and run again once)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from distill.sweep import storage_for
+
+WORKER = """
+import json, os, signal, sys, time
+from pathlib import Path
+from distill.sweep import SweepSpec, run_sweep, write_outputs
+
+out, storage, calls, go, spec = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
+spec = SweepSpec(**json.loads(spec))
+kill = os.environ.get("KILL_AT")
+while not go.exists():  # start together
+    time.sleep(0.02)
+
+def objective(value, where):
+    with open(calls, "a") as f:
+        f.write(f"{value} {os.getpid()}\\n")
+    if kill is not None and value == float(kill) and not (calls.parent / "killed").exists():
+        (calls.parent / "killed").write_text("")
+        os.kill(os.getpid(), signal.SIGKILL)  # mid-trial
+    time.sleep(0.4)
+    score = -(value - 3.5) ** 2 if spec.values is None else {1: .5, 2: .6, 3: .58, 4: .59, 5: .7, 6: .55}[value]
+    return {"objective": score, "config": f"x: {value}\\n"}
+
+study = run_sweep(spec, objective, out, storage, "s", heartbeat=float(os.environ.get("BEAT", "20")))
+write_outputs(study, "x", out, "val/acc")
+"""
+
+
+def storage_url(kind: str, tmp: Path) -> str:
+    return f"sqlite:///{tmp / 'study.db'}" if kind == "sqlite" else f"journal:{tmp / 'study.journal'}"
+
+
+def workers(tmp: Path, kind: str, n: int, spec: str, shared: bool, env: dict | None = None,
+            started: list | None = None) -> list[subprocess.CompletedProcess]:
+    """Start ``n`` workers at once (each its own ``--out`` unless ``shared``), wait for all; their results."""
+    script = tmp / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    go = tmp / "go"
+    go.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd()), "OMP_NUM_THREADS": "1", **(env or {})}
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp / ("out" if shared else f"out{i}")),
+                               storage_url(kind, tmp), str(tmp / "calls.txt"), str(go), spec],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(n)]
+    time.sleep(0.2)
+    go.write_text("")
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate()) for p in procs]
+
+
+def trials(tmp: Path, kind: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="s", storage=storage_for(storage_url(kind, tmp))).get_trials()
+
+
+def calls(tmp: Path) -> list[tuple[float, str]]:
+    return [(float(v), pid) for v, pid in (line.split() for line in (tmp / "calls.txt").read_text().splitlines())]
+
+
+def outputs(out: Path) -> tuple[str, str, str]:
+    return tuple((out / name).read_text() for name in ("sweep.csv", "best.json", "best.yaml"))
+
+
+GRID = '{"key": "x", "values": [1, 2, 3, 4, 5, 6], "order": "given"}'
+State = optuna.trial.TrialState
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+@pytest.mark.parametrize(("n", "shared"), [(2, False), (3, True)])
+def test_workers_run_each_value_of_the_grid_once(tmp_path, kind, n, shared) -> None:
+    done = workers(tmp_path, kind, n, GRID, shared)
+    assert all(p.returncode == 0 for p in done), [p.stderr[-2000:] for p in done]
+    ran = calls(tmp_path)
+    assert sorted(v for v, _ in ran) == [1, 2, 3, 4, 5, 6]  # each value run once, by one worker
+    assert len({pid for _, pid in ran}) > 1  # the grid was split between the workers
+    found = trials(tmp_path, kind)
+    complete = collections.Counter(t.user_attrs["value"] for t in found if t.state == State.COMPLETE)
+    assert complete == dict.fromkeys((1, 2, 3, 4, 5, 6), 1)
+    assert not [t for t in found if t.state in (State.RUNNING, State.WAITING)]
+    outs = [tmp_path / "out"] if shared else [tmp_path / f"out{i}" for i in range(n)]
+    first = outputs(outs[0])
+    assert all(outputs(o) == first for o in outs)  # every worker wrote the complete outputs
+    assert first[0].count("\n") == 7 and first[2] == "x: 5\n"  # six rows; best value 5 (0.7)
+    run_dirs = [t.user_attrs["run_dir"] for t in found if t.state == State.COMPLETE]
+    assert len(set(run_dirs)) == 6  # one run directory per value, never two trials in one (a shared --out too)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_tpe_trials_count_the_whole_study(tmp_path, kind) -> None:
+    done = workers(tmp_path, kind, 2, '{"key": "x", "low": 1.0, "high": 6.0, "trials": 6}', False)
+    assert all(p.returncode == 0 for p in done), [p.stderr[-2000:] for p in done]
+    found = trials(tmp_path, kind)
+    assert sum(t.state == State.COMPLETE for t in found) == 6 and len(calls(tmp_path)) == 6
+    assert not [t for t in found if t.state in (State.RUNNING, State.WAITING)]
+
+
+def test_patience_reads_the_finished_values_in_order(tmp_path) -> None:
+    """Scores 1: .5, 2: .6, 3: .58, 4: .59, 5: .7: with patience 2 the finished values 1..4 stop the sweep (3 and
+    4 do not beat 2). Two workers each take the next value while the finished prefix has not stopped, so at most
+    one value past the stop (5, taken while 4 was running) is run as well; 6 never is."""
+    spec = '{"key": "x", "values": [1, 2, 3, 4, 5, 6], "patience": 2}'
+    done = workers(tmp_path, "journal", 2, spec, False)
+    assert all(p.returncode == 0 for p in done), [p.stderr[-2000:] for p in done]
+    ran = sorted(v for v, _ in calls(tmp_path))
+    assert ran[:4] == [1, 2, 3, 4] and ran[4:] in ([], [5])
+    assert not [t for t in trials(tmp_path, "journal") if t.state in (State.RUNNING, State.WAITING)]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, kind) -> None:
+    """Worker A is SIGKILLed inside the trial of 3; B finishes the rest, waits for A's trial, fails it when its
+    heartbeat is past the grace (3 beats of 1 s) and runs 3 once more. A restarted: nothing left to run."""
+    done = workers(tmp_path, kind, 2, GRID, False, env={"KILL_AT": "3", "BEAT": "1"})
+    assert sorted(p.returncode for p in done) == [-9, 0], [p.stderr[-2000:] for p in done]
+    ran = calls(tmp_path)
+    assert sorted(v for v, _ in ran) == [1, 2, 3, 3, 4, 5, 6]  # 3: killed once, run once more
+    found = trials(tmp_path, kind)
+    assert collections.Counter(t.user_attrs["value"] for t in found if t.state == State.COMPLETE) == \
+        dict.fromkeys((1, 2, 3, 4, 5, 6), 1)
+    assert not [t for t in found if t.state in (State.RUNNING, State.WAITING)]
+    killed = next(i for i, p in enumerate(done) if p.returncode == -9)
+    (tmp_path / "calls.txt").write_text("")
+    again = workers(tmp_path, kind, 1, GRID, False)  # worker 0's command again (the killed one or the other)
+    assert again[0].returncode == 0 and (tmp_path / "calls.txt").read_text() == ""
+    assert outputs(tmp_path / "out0") == outputs(tmp_path / f"out{1 - killed}")
