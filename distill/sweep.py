@@ -116,22 +116,42 @@ def trial_dir(out: Path, key: str, value: Any, number: int | None = None) -> Pat
 
 def storage_for(url: str, heartbeat: float = 20.0) -> optuna.storages.BaseStorage:
     """The storage a URL names: ``journal:PATH``, Optuna's journal in a file (no database server; safe on a shared
-    file system where SQLite is not), else an RDB storage (SQLite, PostgreSQL, MySQL URL). The sweep's workers
-    write their own heartbeat on the trials they run (:mod:`distill.sweep_claim`) in either."""
+    file system where SQLite is not), else an RDB storage (SQLite, PostgreSQL, MySQL URL; ``postgresql://`` uses
+    psycopg 3, the ``sweep`` extra's driver). The sweep's workers write their own heartbeat on the trials they run
+    (:mod:`distill.sweep_claim`) in either.
+
+    Raises:
+        SweepError: the driver is not installed, or the server cannot be reached (naming the fix).
+    """
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
 
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as e:
+        fix = ('pip install "distill[sweep]" (psycopg 3)' if parsed.drivername == "postgresql+psycopg"
+               else f"install the module {e.name or e} (the sweep extra brings only PostgreSQL's psycopg 3)")
+        raise SweepError(f"--storage {parsed.drivername}: its driver is not installed: {fix}") from None
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
-            if attempt == 4:  # (workers started at once on a new database all create its tables: retry)
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+            return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False))
+        except sqlalchemy.exc.IntegrityError:  # workers started at once on a new database all create its tables
+            pass
+        except sqlalchemy.exc.OperationalError as e:
+            if "already exists" not in str(e):
+                where = f"{parsed.host or 'localhost'}:{parsed.port or 'default port'}"
+                first = str(e.orig or e).strip().splitlines()[0]
+                raise SweepError(f"--storage: cannot open the database at {where} ({first}); start the server "
+                                 "or fix the URL") from None
+        time.sleep(0.2 * (attempt + 1))
+    return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False))
 
 
 def question_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -150,8 +170,9 @@ def open_study(spec: SweepSpec, out: Path, storage: str | None = None, study_nam
     Raises:
         SweepError: the storage holds a study of another question and ``force`` is not set (names the difference).
     """
+    rdb = storage_for(storage, heartbeat) if storage else None  # a server that cannot be reached: before any folder
     out.mkdir(parents=True, exist_ok=True)
-    rdb = storage_for(storage or f"sqlite:///{(out / 'study.db').resolve()}", heartbeat)
+    rdb = rdb or storage_for(f"sqlite:///{(out / 'study.db').resolve()}", heartbeat)
     question = question or spec.question()
     base = study_name or f"sweep-{spec.key}"
     existing = set(optuna.get_all_study_names(rdb))
