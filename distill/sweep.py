@@ -8,17 +8,22 @@ Strategies:
 * a fixed list, ``--order given``: every value in the order written (``--patience`` still applies if set);
 * a continuous key (``--low A --high B [--log] --trials N``): Optuna's TPE sampler.
 
-A sweep is a study that outlives its trials. It lives in ``--storage`` (default ``sqlite:///OUT/study.db``) and
-records the question it answers (the resolved recipe, the key, the metric, the range) and every value list it was
-given; running it again with another question is refused naming the difference (``force``: a new study beside it, in
-``OUT/<study>/``). A list value is claimed as an enqueued trial (:meth:`optuna.Study.enqueue_trial`, the value a user
-attribute, so a later, longer list never meets Optuna's fixed categorical choices) and run; a trial that fails
-(:class:`TrialFailed`: the run exited non-zero, the objective is not finite) is recorded as failed with its reason and
-the sweep goes on; it is tried again only with ``retry_failed``. A trial killed mid-run (no heartbeat for a minute) is
-marked failed without a reason and run again (its run directory continued with ``distill run --resume``).
-Each trial is a run into ``OUT/trials/<key>=<value>`` (TPE: ``OUT/trials/trial-<n>``); after every trial and at the
-end the sweep writes ``sweep.csv`` (every value, complete or failed with its reason), ``sweep.png`` and ``best.yaml``
-(the best trial's recipe) from whatever finished.
+A sweep is a study that outlives its trials. It lives in ``--storage`` (default ``sqlite:///OUT/study.db``; a
+PostgreSQL URL or ``journal:PATH`` for several machines) and records the question it answers (the resolved recipe,
+the key, the metric, the range) and every value list it was given; running it again with another question is refused
+naming the difference (``force``: a new study beside it, in ``OUT/<study>/``).
+
+Any number of workers (the same command, on one machine or many) share a study: the values are enqueued as WAITING
+trials (the value a user attribute, so a later, longer list never meets Optuna's fixed categorical choices) and each
+worker claims one through the storage and runs it (:mod:`distill.sweep_claim`), so each value runs once. A trial that
+fails (:class:`TrialFailed`: the run exited non-zero, the objective is not finite) is recorded as failed with its
+reason and the sweep goes on; it is tried again only with ``retry_failed``. A trial whose worker was killed is
+continued by that worker restarted with the same command (``distill run --resume``), or failed after three silent
+heartbeats and claimed again by any worker. Each trial is a run into ``OUT/trials/<key>=<value>`` (one live trial per
+value, so workers sharing one ``OUT`` never meet in a directory; TPE: ``OUT/trials/trial-<n>``). ``sweep.csv``
+(every value, complete or failed with its reason, the host and directory it ran in), ``sweep.png``, ``best.yaml``
+(the best trial's recipe, kept on the trial) and ``best.json`` are written from the study, so every worker writes the
+same complete outputs once nothing is left running.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from distill.errors import UserError
 from distill.io import atomic_write_bytes, atomic_write_json, atomic_writer
 from distill.state import config_diff
 from distill.sweep_claim import beating, claim_waiting, fail_stale, own, owned, worker_id
+from distill.sweep_plot import plot_sweep
 
 Objective = Callable[[Any, Path], dict[str, Any]]  # (value, trial run directory) -> {"objective": float, ...}
 AfterTrial = Callable[[optuna.Study], None]
@@ -380,7 +386,7 @@ def write_outputs(study: optuna.Study, key: str, out: Path, metric: str) -> dict
     complete = [r for r in rows if r["state"] == "complete"]
     if not complete:
         return None
-    _plot(complete, [r["value"] for r in rows if r["state"] == "failed"], key, out / "sweep.png", metric)
+    plot_sweep(complete, [r["value"] for r in rows if r["state"] == "failed"], key, out / "sweep.png", metric)
     best = max(complete, key=lambda r: r["objective"])
     config = outcomes(study, key)[best["value"]].user_attrs.get("config")  # kept on the trial: any worker has it
     if config is None and (Path(best["run_dir"]) / "config.yaml").is_file():  # studies of earlier versions
@@ -389,28 +395,3 @@ def write_outputs(study: optuna.Study, key: str, out: Path, metric: str) -> dict
         atomic_write_bytes(out / "best.yaml", config.encode())
     atomic_write_json(out / "best.json", best, default=str)
     return best
-
-
-def _plot(rows: list[dict[str, Any]], failed: list[Any], key: str, path: Path, metric: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    numeric = all(isinstance(r["value"], (int, float)) for r in rows)
-    xs = [r["value"] for r in rows] if numeric else list(range(len(rows)))
-    ax.plot(xs, [100 * r["objective"] for r in rows], "o-")
-    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
-        ax.set_xscale("log", base=2)
-    if not numeric:
-        ax.set_xticks(xs, [str(r["value"]) for r in rows])
-    if failed:
-        ax.set_title(f"failed: {', '.join(map(str, failed))}", fontsize=9)
-    ax.set_xlabel(key)
-    ax.set_ylabel(f"{metric} (%)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_writer(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
