@@ -57,18 +57,35 @@ def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     return study._storage
 
 
+@contextlib.contextmanager
+def _exclusive(storage: optuna.storages.BaseStorage) -> Iterator[None]:
+    """Around a claim in SQLite, whose ``SELECT ... FOR UPDATE`` locks nothing (two processes could both read a
+    trial WAITING and both switch it to RUNNING): a lock file beside the database (SQLite's database is local to
+    one machine, where ``flock`` works). PostgreSQL's row lock and the journal's file lock need none."""
+    url = storage.engine.url if isinstance(storage, optuna.storages.RDBStorage) else None
+    if url is None or url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        yield
+        return
+    with open(f"{url.database}.claim-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def claim_waiting(study: optuna.Study, worker: str) -> optuna.Trial | None:
     """Claim one WAITING trial (lowest number first) for ``worker``: the storage hands each to one caller only.
     None when no trial is waiting."""
     storage = storage_of(study)
-    for t in study.get_trials(deepcopy=False, states=(WAITING,)):
-        try:
-            if not storage.set_trial_state_values(t._trial_id, state=RUNNING):
+    with _exclusive(storage):
+        for t in study.get_trials(deepcopy=False, states=(WAITING,)):
+            try:
+                if not storage.set_trial_state_values(t._trial_id, state=RUNNING):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
                 continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        return own(study, t._trial_id, worker)
-    return None
+            break
+        else:
+            return None
+    return own(study, t._trial_id, worker)
 
 
 def own(study: optuna.Study, trial_id: int, worker: str) -> optuna.Trial:
