@@ -28,15 +28,14 @@ import json, os, signal, sys, time
 from pathlib import Path
 from distill.sweep import SweepSpec, run_sweep, write_outputs
 
-out, storage, calls, go, spec = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
-spec = SweepSpec(**json.loads(spec))
+out, storage, calls, go, specs = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
 kill = os.environ.get("KILL_AT")
 while not go.exists():  # start together
     time.sleep(0.02)
 
 def objective(value, where):
     with open(calls, "a") as f:
-        f.write(f"{value} {os.getpid()}\\n")
+        f.write(f"{value} {os.getpid()} {spec.key}\\n")
     if kill is not None and value == float(kill) and not (calls.parent / "killed").exists():
         (calls.parent / "killed").write_text("")
         os.kill(os.getpid(), signal.SIGKILL)  # mid-trial
@@ -44,8 +43,9 @@ def objective(value, where):
     score = -(value - 3.5) ** 2 if spec.values is None else {1: .5, 2: .6, 3: .58, 4: .59, 5: .7, 6: .55}[value]
     return {"objective": score, "config": f"x: {value}\\n"}
 
-study = run_sweep(spec, objective, out, storage, "s", heartbeat=float(os.environ.get("BEAT", "20")))
-write_outputs(study, "x", out, "val/acc")
+for spec in map(lambda s: SweepSpec(**s), json.loads(specs)):  # one study each (startup is the slow part)
+    study = run_sweep(spec, objective, out / spec.key, storage, spec.key, float(os.environ.get("BEAT", "20")))
+    write_outputs(study, spec.key, out / spec.key, "val/acc")
 """
 
 
@@ -116,25 +116,28 @@ def workers(tmp: Path, url: str, n: int, spec: str, shared: bool, env: dict | No
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate()) for p in procs]
 
 
-def trials(url: str) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name="s", storage=storage_for(url)).get_trials()
+def trials(url: str, key: str = "x") -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=key, storage=storage_for(url)).get_trials()
 
 
-def calls(tmp: Path) -> list[tuple[float, str]]:
-    return [(float(v), pid) for v, pid in (line.split() for line in (tmp / "calls.txt").read_text().splitlines())]
+def calls(tmp: Path, key: str = "x") -> list[tuple[float, str]]:
+    lines = [line.split() for line in (tmp / "calls.txt").read_text().splitlines()]
+    return [(float(v), pid) for v, pid, k in lines if k == key]
 
 
 def outputs(out: Path) -> tuple[str, str, str]:
     return tuple((out / name).read_text() for name in ("sweep.csv", "best.json", "best.yaml"))
 
 
-GRID = '{"key": "x", "values": [1, 2, 3, 4, 5, 6], "order": "given"}'
+GRID = '[{"key": "x", "values": [1, 2, 3, 4, 5, 6], "order": "given"}]'
+TPE = '{"key": "t", "low": 1.0, "high": 6.0, "trials": 6}'
 State = optuna.trial.TrialState
 
 
 @pytest.mark.parametrize(("n", "shared"), [(2, False), (3, True)])
 def test_workers_run_each_value_of_the_grid_once(tmp_path, storage, n, shared) -> None:
-    done = workers(tmp_path, storage, n, GRID, shared)
+    """And, in the same two worker processes after the grid, TPE with ``trials: 6``: six trials in the study."""
+    done = workers(tmp_path, storage, n, GRID if n == 3 else f"[{GRID[1:-1]}, {TPE}]", shared)
     assert all(p.returncode == 0 for p in done), [p.stderr[-2000:] for p in done]
     ran = calls(tmp_path)
     assert sorted(v for v, _ in ran) == [1, 2, 3, 4, 5, 6]  # each value run once, by one worker
@@ -143,20 +146,16 @@ def test_workers_run_each_value_of_the_grid_once(tmp_path, storage, n, shared) -
     complete = collections.Counter(t.user_attrs["value"] for t in found if t.state == State.COMPLETE)
     assert complete == dict.fromkeys((1, 2, 3, 4, 5, 6), 1)
     assert not [t for t in found if t.state in (State.RUNNING, State.WAITING)]
-    outs = [tmp_path / "out"] if shared else [tmp_path / f"out{i}" for i in range(n)]
+    outs = [tmp_path / "out" / "x"] if shared else [tmp_path / f"out{i}" / "x" for i in range(n)]
     first = outputs(outs[0])
     assert all(outputs(o) == first for o in outs)  # every worker wrote the complete outputs
     assert first[0].count("\n") == 7 and first[2] == "x: 5\n"  # six rows; best value 5 (0.7)
     run_dirs = [t.user_attrs["run_dir"] for t in found if t.state == State.COMPLETE]
     assert len(set(run_dirs)) == 6  # one run directory per value, never two trials in one (a shared --out too)
-
-
-def test_tpe_trials_count_the_whole_study(tmp_path, storage) -> None:
-    done = workers(tmp_path, storage, 2, '{"key": "x", "low": 1.0, "high": 6.0, "trials": 6}', False)
-    assert all(p.returncode == 0 for p in done), [p.stderr[-2000:] for p in done]
-    found = trials(storage)
-    assert sum(t.state == State.COMPLETE for t in found) == 6 and len(calls(tmp_path)) == 6
-    assert not [t for t in found if t.state in (State.RUNNING, State.WAITING)]
+    if n == 2:  # TPE: --trials counts the whole study, not each worker's share
+        found = trials(storage, "t")
+        assert sum(t.state == State.COMPLETE for t in found) == 6 and len(calls(tmp_path, "t")) == 6
+        assert not [t for t in found if t.state in (State.RUNNING, State.WAITING)]
 
 
 @pytest.mark.parametrize("storage", ["journal"], indirect=True)
@@ -164,7 +163,7 @@ def test_patience_reads_the_finished_values_in_order(tmp_path, storage) -> None:
     """Scores 1: .5, 2: .6, 3: .58, 4: .59, 5: .7: with patience 2 the finished values 1..4 stop the sweep (3 and
     4 do not beat 2). A worker takes the next value only while the finished prefix has not stopped, so a value past
     4 runs only if it was claimed before 4 finished (while 4 was running on the other worker)."""
-    spec = '{"key": "x", "values": [1, 2, 3, 4, 5, 6], "patience": 2}'
+    spec = '[{"key": "x", "values": [1, 2, 3, 4, 5, 6], "patience": 2}]'
     done = workers(tmp_path, storage, 2, spec, False)
     assert all(p.returncode == 0 for p in done), [p.stderr[-2000:] for p in done]
     assert sorted(v for v, _ in calls(tmp_path))[:4] == [1, 2, 3, 4]
@@ -189,7 +188,7 @@ def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, storage) -> None:
     (tmp_path / "calls.txt").write_text("")
     again = workers(tmp_path, storage, 1, GRID, False)  # worker 0's command again (the killed one or the other)
     assert again[0].returncode == 0 and (tmp_path / "calls.txt").read_text() == ""
-    assert outputs(tmp_path / "out0") == outputs(tmp_path / f"out{1 - killed}")
+    assert outputs(tmp_path / "out0" / "x") == outputs(tmp_path / f"out{1 - killed}" / "x")
 
 
 def free_port() -> int:
