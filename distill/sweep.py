@@ -8,24 +8,31 @@ Strategies:
 * a fixed list, ``--order given``: every value in the order written (``--patience`` still applies if set);
 * a continuous key (``--low A --high B [--log] --trials N``): Optuna's TPE sampler.
 
-A sweep is a study that outlives its trials. It lives in ``--storage`` (default ``sqlite:///OUT/study.db``) and
-records the question it answers (the resolved recipe, the key, the metric, the range) and every value list it was
-given; running it again with another question is refused naming the difference (``force``: a new study beside it, in
-``OUT/<study>/``). A list value is claimed as an enqueued trial (:meth:`optuna.Study.enqueue_trial`, the value a user
-attribute, so a later, longer list never meets Optuna's fixed categorical choices) and run; a trial that fails
-(:class:`TrialFailed`: the run exited non-zero, the objective is not finite) is recorded as failed with its reason and
-the sweep goes on; it is tried again only with ``retry_failed``. A trial killed mid-run (no heartbeat for a minute) is
-marked failed without a reason and run again (its run directory continued with ``distill run --resume``).
-Each trial is a run into ``OUT/trials/<key>=<value>`` (TPE: ``OUT/trials/trial-<n>``); after every trial and at the
-end the sweep writes ``sweep.csv`` (every value, complete or failed with its reason), ``sweep.png`` and ``best.yaml``
-(the best trial's recipe) from whatever finished.
+A sweep is a study that outlives its trials. It lives in ``--storage`` (default ``sqlite:///OUT/study.db``; a
+PostgreSQL URL or ``journal:PATH`` for several machines) and records the question it answers (the resolved recipe,
+the key, the metric, the range) and every value list it was given; running it again with another question is refused
+naming the difference (``force``: a new study beside it, in ``OUT/<study>/``).
+
+Any number of workers (the same command, on one machine or many) share a study: the values are enqueued as WAITING
+trials (the value a user attribute, so a later, longer list never meets Optuna's fixed categorical choices) and each
+worker claims one through the storage and runs it (:mod:`distill.sweep_claim`), so each value runs once. A trial that
+fails (:class:`TrialFailed`: the run exited non-zero, the objective is not finite) is recorded as failed with its
+reason and the sweep goes on; it is tried again only with ``retry_failed``. A trial whose worker was killed is
+continued by that worker restarted with the same command (``distill run --resume``), or failed after three silent
+heartbeats and claimed again by any worker. Each trial is a run into ``OUT/trials/<key>=<value>`` (one live trial per
+value, so workers sharing one ``OUT`` never meet in a directory; TPE: ``OUT/trials/trial-<n>``). ``sweep.csv``
+(every value, complete or failed with its reason, the host and directory it ran in), ``sweep.png``, ``best.yaml``
+(the best trial's recipe, kept on the trial) and ``best.json`` are written from the study, so every worker writes the
+same complete outputs once nothing is left running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
-import warnings
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +43,15 @@ import optuna
 from distill.errors import UserError
 from distill.io import atomic_write_bytes, atomic_write_json, atomic_writer
 from distill.state import config_diff
+from distill.sweep_claim import beating, claim_waiting, fail_stale, own, owned, worker_id
+from distill.sweep_plot import plot_sweep
 
 Objective = Callable[[Any, Path], dict[str, Any]]  # (value, trial run directory) -> {"objective": float, ...}
 AfterTrial = Callable[[optuna.Study], None]
+Waiting = Callable[[list[optuna.trial.FrozenTrial]], None]  # the trials other workers are running
 ORDERS = ("ascending", "given")
 TrialState = optuna.trial.TrialState
-COMPLETE, FAIL, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING
+COMPLETE, FAIL, RUNNING, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING
 
 
 class SweepError(UserError, ValueError):
@@ -110,14 +120,44 @@ def trial_dir(out: Path, key: str, value: Any, number: int | None = None) -> Pat
     return out / "trials" / name.replace("/", "_")
 
 
-def storage_for(url: str, heartbeat: float = 20.0) -> optuna.storages.RDBStorage:
-    """An RDB storage (SQLite, PostgreSQL, MySQL URL) whose running trials send a heartbeat every ``heartbeat``
-    seconds: a trial silent for three heartbeats (its process was killed) is marked failed when a sweep (re)starts,
-    while the live trials of other machines sharing the study keep beating and are left alone."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
-        return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, int(heartbeat)),
-                                          grace_period=max(1, int(3 * heartbeat)))
+def storage_for(url: str, heartbeat: float = 20.0) -> optuna.storages.BaseStorage:
+    """The storage a URL names: ``journal:PATH``, Optuna's journal in a file (no database server; safe on a shared
+    file system where SQLite is not), else an RDB storage (SQLite, PostgreSQL, MySQL URL; ``postgresql://`` uses
+    psycopg 3, the ``sweep`` extra's driver). The sweep's workers write their own heartbeat on the trials they run
+    (:mod:`distill.sweep_claim`) in either.
+
+    Raises:
+        SweepError: the driver is not installed, or the server cannot be reached (naming the fix).
+    """
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as e:
+        fix = ('pip install "distill[sweep]" (psycopg 3)' if parsed.drivername == "postgresql+psycopg"
+               else f"install the module {e.name or e} (the sweep extra brings only PostgreSQL's psycopg 3)")
+        raise SweepError(f"--storage {parsed.drivername}: its driver is not installed: {fix}") from None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False))
+        except sqlalchemy.exc.IntegrityError:  # workers started at once on a new database all create its tables
+            pass
+        except sqlalchemy.exc.OperationalError as e:
+            if "already exists" not in str(e):
+                where = f"{parsed.host or 'localhost'}:{parsed.port or 'default port'}"
+                first = str(e.orig or e).strip().splitlines()[0]
+                raise SweepError(f"--storage: cannot open the database at {where} ({first}); start the server "
+                                 "or fix the URL") from None
+        time.sleep(0.2 * (attempt + 1))
+    return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False))
 
 
 def question_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -136,8 +176,9 @@ def open_study(spec: SweepSpec, out: Path, storage: str | None = None, study_nam
     Raises:
         SweepError: the storage holds a study of another question and ``force`` is not set (names the difference).
     """
+    rdb = storage_for(storage, heartbeat) if storage else None  # a server that cannot be reached: before any folder
     out.mkdir(parents=True, exist_ok=True)
-    rdb = storage_for(storage or f"sqlite:///{(out / 'study.db').resolve()}", heartbeat)
+    rdb = rdb or storage_for(f"sqlite:///{(out / 'study.db').resolve()}", heartbeat)
     question = question or spec.question()
     base = study_name or f"sweep-{spec.key}"
     existing = set(optuna.get_all_study_names(rdb))
@@ -156,13 +197,17 @@ def open_study(spec: SweepSpec, out: Path, storage: str | None = None, study_nam
     if changed and not force:
         raise SweepError(f"{out} holds the study {seen!r} of another command: {'; '.join(changed)}; run the same "
                          "command as before, or add --force to start a new study beside it")
-    study = optuna.create_study(study_name=name, storage=rdb, sampler=sampler, direction="maximize")
-    return _asked(study, spec, question), out if name == base else out / name
+    study = optuna.create_study(study_name=name, storage=rdb, sampler=sampler, direction="maximize",
+                                load_if_exists=True)  # another worker started at the same moment may create it too
+    study = _asked(study, spec, question)
+    if question_diff(study.user_attrs["question"], question):
+        raise SweepError(f"another command created the study {name!r} at the same moment: run it again")
+    return study, out if name == base else out / name
 
 
 def _asked(study: optuna.Study, spec: SweepSpec, question: dict[str, Any]) -> optuna.Study:
     """Record the question (once) and this invocation's value list (or trial count) among the ones the study was
-    given; mark the trials of a killed sweep failed (they run again)."""
+    given."""
     if "question" not in study.user_attrs:
         study.set_user_attr("question", question)
     asked = {"values": list(spec.values) if spec.values is not None else None, "order": spec.order,
@@ -170,9 +215,6 @@ def _asked(study: optuna.Study, spec: SweepSpec, question: dict[str, Any]) -> op
     history = study.user_attrs.get("asked", [])
     if not history or history[-1] != asked:
         study.set_user_attr("asked", [*history, asked])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # trials of a killed sweep: run again
     return study
 
 
@@ -199,24 +241,109 @@ def run_sweep(spec: SweepSpec, objective: Objective, out: Path, storage: str | N
               force: bool = False, retry_failed: bool = False, after_trial: AfterTrial | None = None) -> optuna.Study:
     """Run (or resume) the sweep (:func:`open_study`, :func:`run_study`)."""
     study, where = open_study(spec, out, storage, study_name, heartbeat, question, force)
-    return run_study(spec, objective, study, where, retry_failed, after_trial)
+    return run_study(spec, objective, study, where, retry_failed, after_trial, heartbeat)
 
 
 def run_study(spec: SweepSpec, objective: Objective, study: optuna.Study, out: Path, retry_failed: bool = False,
-              after_trial: AfterTrial | None = None) -> optuna.Study:
-    """Run the trials the study still needs; each calls ``objective(value, run_dir)``, which returns the trial's
-    result (the study maximises ``result["objective"]``, the other entries are kept as trial attributes) or raises
-    :class:`TrialFailed`. ``after_trial(study)`` runs after every trial, failed ones too."""
+              after_trial: AfterTrial | None = None, heartbeat: float = 20.0,
+              waiting: Waiting | None = None) -> optuna.Study:
+    """Run the trials the study still needs, as one of any number of workers sharing it; each calls
+    ``objective(value, run_dir)``, which returns the trial's result (the study maximises ``result["objective"]``,
+    the other entries are kept as trial attributes) or raises :class:`TrialFailed`. ``after_trial(study)`` runs
+    after every trial, failed ones too.
 
-    def trial_objective(trial: optuna.Trial) -> float:
-        if spec.values is not None:
-            value = trial.user_attrs["value"]  # the value this trial claimed when it was enqueued
-            where = trial_dir(out, spec.key, value)
-        else:
-            value = trial.suggest_float(spec.key, spec.low, spec.high, log=spec.log)
-            trial.set_user_attr("value", value)
-            where = trial_dir(out, spec.key, value, trial.number)
-        trial.set_user_attr("run_dir", str(where))
+    The worker claims trials through the storage (:mod:`distill.sweep_claim`): first a trial it owned before a
+    restart, then a WAITING one; when none waits it enqueues the values still needed (all of them; with
+    ``patience``, the next one only, and none once the finished values read in order from the first have had
+    ``patience`` in a row without improvement) or, for a range, asks a new TPE trial while the study holds fewer
+    than ``spec.trials``. A trial whose value another worker holds under a lower trial number is pruned unrun (two
+    workers enqueued it at once). With nothing left to claim the worker waits for the trials others are running
+    (``waiting(running)`` each second; a dead worker's trial is failed after the grace and claimed again), then
+    returns: every worker returns with the same, finished study.
+    """
+    retry = {v for v, t in outcomes(study, spec.key).items() if t.state == FAIL} if retry_failed else set()
+    with worker_id(out) as worker:
+        while True:
+            trial = owned(study, worker)
+            if trial is None:
+                fail_stale(study, heartbeat)
+                trial = claim_waiting(study, worker) or _new_trial(spec, study, worker, retry)
+            if trial is None:
+                running = study.get_trials(deepcopy=False, states=(RUNNING,))
+                if not running:
+                    return study
+                if waiting is not None:
+                    waiting(running)
+                time.sleep(min(1.0, heartbeat))
+                continue
+            if _surplus(spec, study, trial):
+                continue
+            _run_trial(spec, objective, study, trial, out, heartbeat)
+            if after_trial is not None:
+                after_trial(study)
+
+
+def _new_trial(spec: SweepSpec, study: optuna.Study, worker: str, retry: set[Any]) -> optuna.Trial | None:
+    """Enqueue the values still needed and claim one, or ask a new TPE trial; None when the study needs none."""
+    if spec.values is None:
+        counted = [t for t in study.get_trials(deepcopy=False) if _counts(t)]
+        return own(study, study.ask()._trial_id, worker) if len(counted) < spec.trials else None
+    busy = {value_of(t, spec.key) for t in study.get_trials(deepcopy=False, states=(WAITING, RUNNING))}
+    found = outcomes(study, spec.key)
+    todo, best, since, prefix = [], -math.inf, 0, True
+    for value in spec.ordered():
+        trial = found.get(value)
+        done = trial is not None and not (trial.state == FAIL and value in retry)
+        if done and prefix:  # the finished values read in order from the first: patience reads these
+            score = trial.value if trial.state == COMPLETE else -math.inf
+            best, since = (score, 0) if score > best else (best, since + 1)
+            if spec.patience is not None and since >= spec.patience:
+                return None
+        if done:
+            continue
+        prefix = False
+        if value not in busy:
+            todo.append(value)
+    for value in todo[:1] if spec.patience is not None else todo:
+        study.enqueue_trial({}, user_attrs={"value": value})
+        retry.discard(value)
+    return claim_waiting(study, worker) if todo else None
+
+
+def _counts(trial: optuna.trial.FrozenTrial) -> bool:
+    """A TPE trial that counts towards ``--trials``: finished (complete or failed with a reason), running, waiting."""
+    return trial.state in (COMPLETE, RUNNING, WAITING) or (trial.state == FAIL and "reason" in trial.user_attrs)
+
+
+def _surplus(spec: SweepSpec, study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Prune ``trial`` unrun when another trial already has its value (a lower-numbered waiting, running or complete
+    one: two workers enqueued the value at once) or, for a range, when it is past ``spec.trials`` (two workers
+    asked the last one at once). True when pruned."""
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+    if spec.values is None:
+        surplus = sum(map(_counts, trials)) >= spec.trials
+    else:
+        value = trial.user_attrs.get("value")
+        surplus = any(value_of(t, spec.key) == value and t.state in (WAITING, RUNNING, COMPLETE) for t in trials)
+    if surplus:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            study.tell(trial, state=TrialState.PRUNED)
+    return surplus
+
+
+def _run_trial(spec: SweepSpec, objective: Objective, study: optuna.Study, trial: optuna.Trial, out: Path,
+               heartbeat: float) -> None:
+    """Run one claimed trial and record its outcome (a trial another worker failed meanwhile as stale is left)."""
+    if spec.values is not None:
+        value = trial.user_attrs["value"]  # the value this trial claimed when it was enqueued
+        where = trial_dir(out, spec.key, value)  # one live trial per value: never two runs in one directory
+    else:
+        value = trial.suggest_float(spec.key, spec.low, spec.high, log=spec.log)
+        trial.set_user_attr("value", value)
+        where = trial_dir(out, spec.key, value, trial.number)
+    trial.set_user_attr("run_dir", str(where))
+    trial.set_user_attr("host", socket.gethostname())
+    with beating(study, trial._trial_id, heartbeat), contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         try:
             result = objective(value, where)
             score = float(result["objective"])
@@ -224,54 +351,21 @@ def run_study(spec: SweepSpec, objective: Objective, study: optuna.Study, out: P
                 raise TrialFailed(f"the objective is {score}")
         except TrialFailed as e:
             trial.set_user_attr("reason", str(e))
+            study.tell(trial, state=FAIL)
+            return
+        except BaseException:
+            study.tell(trial, state=FAIL)  # interrupted: no reason, the value runs again
             raise
         for k, v in result.items():
             trial.set_user_attr(k, v)
-        return score
-
-    callbacks = [lambda s, _t: after_trial(s)] if after_trial else []
-
-    def run(n: int) -> None:
-        study.optimize(trial_objective, n_trials=n, catch=(TrialFailed,), callbacks=callbacks)
-
-    if spec.values is None:
-        finished = [t for t in study.get_trials(deepcopy=False, states=(COMPLETE, FAIL))
-                    if t.state == COMPLETE or "reason" in t.user_attrs]
-        if spec.trials > len(finished):
-            run(spec.trials - len(finished))
-        return study
-    best, since = -math.inf, 0
-    for value in spec.ordered():
-        trial = outcomes(study, spec.key).get(value)
-        if trial is None or (trial.state == FAIL and retry_failed):
-            _claim_and_run(study, spec.key, value, run)
-            trial = outcomes(study, spec.key).get(value)
-        score = trial.value if trial is not None and trial.state == COMPLETE else -math.inf
-        if score > best:
-            best, since = score, 0
-        else:
-            since += 1
-        if spec.patience is not None and since >= spec.patience:
-            break
-    return study
-
-
-def _claim_and_run(study: optuna.Study, key: str, value: Any, run: Callable[[int], None]) -> None:
-    """Enqueue ``value`` and run the next waiting trial until one for it has run (a trial a killed sweep enqueued
-    but never started is waiting ahead of it: it runs first, for its own value)."""
-    before = len(study.get_trials(deepcopy=False))
-    study.enqueue_trial({}, user_attrs={"value": value})
-    for _ in range(len(study.get_trials(deepcopy=False, states=(WAITING,)))):
-        run(1)
-        if any(value_of(t, key) == value for t in study.get_trials(deepcopy=False)[before:] if t.state.is_finished()):
-            return
+        study.tell(trial, score)
 
 
 def results(study: optuna.Study, key: str) -> list[dict[str, Any]]:
     """Every value's outcome (:func:`outcomes`) in the order of the values: value, state (``complete`` or
     ``failed``), objective (None when failed), the reason a trial failed and the objective's extra results."""
     rows = [{"value": value, "state": "complete" if t.state == COMPLETE else "failed", "objective": t.value,
-             **{k: v for k, v in t.user_attrs.items() if k != "value"}}
+             **{k: v for k, v in t.user_attrs.items() if k not in ("value", "config")}}
             for value, t in outcomes(study, key).items()]
     return sorted(rows, key=lambda r: (isinstance(r["value"], str), r["value"] if not isinstance(r["value"], str)
                                        else 0, str(r["value"])))
@@ -292,35 +386,12 @@ def write_outputs(study: optuna.Study, key: str, out: Path, metric: str) -> dict
     complete = [r for r in rows if r["state"] == "complete"]
     if not complete:
         return None
-    _plot(complete, [r["value"] for r in rows if r["state"] == "failed"], key, out / "sweep.png", metric)
+    plot_sweep(complete, [r["value"] for r in rows if r["state"] == "failed"], key, out / "sweep.png", metric)
     best = max(complete, key=lambda r: r["objective"])
-    config = Path(best["run_dir"]) / "config.yaml"
-    if config.is_file():
-        atomic_write_bytes(out / "best.yaml", config.read_bytes())
+    config = outcomes(study, key)[best["value"]].user_attrs.get("config")  # kept on the trial: any worker has it
+    if config is None and (Path(best["run_dir"]) / "config.yaml").is_file():  # studies of earlier versions
+        config = (Path(best["run_dir"]) / "config.yaml").read_text()
+    if config is not None:
+        atomic_write_bytes(out / "best.yaml", config.encode())
     atomic_write_json(out / "best.json", best, default=str)
     return best
-
-
-def _plot(rows: list[dict[str, Any]], failed: list[Any], key: str, path: Path, metric: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    numeric = all(isinstance(r["value"], (int, float)) for r in rows)
-    xs = [r["value"] for r in rows] if numeric else list(range(len(rows)))
-    ax.plot(xs, [100 * r["objective"] for r in rows], "o-")
-    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 8:
-        ax.set_xscale("log", base=2)
-    if not numeric:
-        ax.set_xticks(xs, [str(r["value"]) for r in rows])
-    if failed:
-        ax.set_title(f"failed: {', '.join(map(str, failed))}", fontsize=9)
-    ax.set_xlabel(key)
-    ax.set_ylabel(f"{metric} (%)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_writer(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)

@@ -127,6 +127,7 @@ def run_objective(recipe: str | None, overrides: Sequence[str], key: str, metric
         last = summary["generations"][-1]
         return {"objective": metric_of(where, metric), "test_acc": last["test"]["acc"],
                 "train_seconds": sum(g["train_seconds"] for g in summary["generations"]),
-                "trainable": (last.get("parameters") or {}).get("trainable")}
+                "trainable": (last.get("parameters") or {}).get("trainable"),
+                "config": (where / "config.yaml").read_text()}  # on the trial: best.yaml from any worker
 
     return objective

@@ -142,6 +142,9 @@ def test_sigkill_mid_sweep_then_the_same_command_loses_no_finished_trial(tmp_pat
     assert (tmp_path / "calls.txt").read_text().split() == ["1", "2", "3", "3", "4"]  # 1, 2 not run again
     study = optuna.load_study(study_name="sweep-x", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert [(r["value"], r["objective"]) for r in results(study, "x")] == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
+    # The restarted worker (same host and --out: the same worker id) continued the trial it owned: none is left
+    # running, and 3 has one trial, complete (not a second copy beside a trial left RUNNING for ever).
+    assert [t.state for t in study.get_trials() if t.user_attrs["value"] == 3] == [optuna.trial.TrialState.COMPLETE]
 
 
 REAL = ["sweep", "recipes/digits-ban.yaml", "--key", "optimizer.lr", "--order", "given", "--metric", "test",

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="val", choices=("val", "test"),
                    help="objective: last generation's final val/acc (default; needs a validation split) or test acc")
     p.add_argument("--out", help="sweep directory (default: runs/sweep-<recipe>-<key>)")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
+    p.add_argument("--storage", help="Optuna storage: a database URL (default: sqlite:///OUT/study.db; "
+                   "postgresql://user@host:port/db for several machines) or journal:PATH (a file, no server)")
     p.add_argument("--study", help="study name (default: sweep-<key>)")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--retry-failed", action="store_true", help="run the trials that failed before again")
@@ -64,7 +65,17 @@ def sweep_command(argv: list[str]) -> int:
     study, where = open_study(spec, out, args.storage, args.study, question=question, force=args.force)
     metric = f"{args.metric}/acc"
     objective = run_objective(args.recipe, overrides, args.key, args.metric, COMMANDS.get("run"))
-    run_study(spec, objective, study, where, args.retry_failed, lambda s: write_outputs(s, args.key, where, metric))
+    console, shown = Console(stderr=True, highlight=False, soft_wrap=True), []
+
+    def waiting(running: list[Any]) -> None:  # a line each time the set changes (trials print their own bars)
+        numbers = ", ".join(f"#{t.number} {args.key}={t.user_attrs.get('value', '?')} on "
+                            f"{t.user_attrs.get('worker', '?')}" for t in running)
+        if shown[-1:] != [numbers]:
+            shown.append(numbers)
+            console.print(f"waiting for trials other workers are running: {escape(numbers)}")
+
+    run_study(spec, objective, study, where, args.retry_failed, lambda s: write_outputs(s, args.key, where, metric),
+              waiting=waiting)
     return _report(study, args.key, where, args.metric)
 
 
@@ -102,7 +113,11 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():
         raise SweepError(f"--out {out} exists and is not a directory")
-    if args.storage:
+    if args.storage and args.storage.startswith("journal:"):
+        journal = Path(args.storage.removeprefix("journal:"))
+        if not journal.name or not journal.parent.is_dir():
+            raise SweepError(f"--storage {args.storage}: the journal file's folder {journal.parent} does not exist")
+    elif args.storage:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
@@ -110,7 +125,7 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
             make_url(args.storage)
         except ArgumentError:
             raise SweepError(f"--storage {args.storage!r} is not a database URL (e.g. sqlite:///study.db, "
-                             "postgresql://user@host/db)") from None
+                             "postgresql://user@host/db) nor journal:PATH") from None
     return {**spec.question(dump_config(base.cfg)), "metric": args.metric}
 
 
