@@ -134,7 +134,11 @@ TPE = '{"key": "t", "low": 1.0, "high": 6.0, "trials": 6}'
 State = optuna.trial.TrialState
 
 
-@pytest.mark.parametrize(("n", "shared"), [(2, False), (3, True)])
+# Two workers with their own --out on every storage, three sharing one --out on PostgreSQL and the journal run by
+# default; SQLite with three (the same claim path, guarded by its file lock) is marked slow for the suite's budget.
+@pytest.mark.parametrize(("storage", "n", "shared"), [
+    ("postgresql", 2, False), ("sqlite", 2, False), ("journal", 2, False), ("postgresql", 3, True),
+    ("journal", 3, True), pytest.param("sqlite", 3, True, marks=pytest.mark.slow)], indirect=["storage"])
 def test_workers_run_each_value_of_the_grid_once(tmp_path, storage, n, shared) -> None:
     """And, in the same two worker processes after the grid, TPE with ``trials: 6``: six trials in the study."""
     done = workers(tmp_path, storage, n, GRID if n == 3 else f"[{GRID[1:-1]}, {TPE}]", shared)
@@ -173,6 +177,9 @@ def test_patience_reads_the_finished_values_in_order(tmp_path, storage) -> None:
     assert all(t.datetime_start < four.datetime_complete for t in found if t.user_attrs["value"] > 4)
 
 
+# One storage by default (the journal, which has no built-in heartbeat: ours is what is tested); the others slow.
+@pytest.mark.parametrize("storage", ["journal", pytest.param("postgresql", marks=pytest.mark.slow),
+                                     pytest.param("sqlite", marks=pytest.mark.slow)], indirect=True)
 def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, storage) -> None:
     """Worker A is SIGKILLed inside the trial of 3; B finishes the rest, waits for A's trial, fails it when its
     heartbeat is past the grace (3 beats of 1 s) and runs 3 once more. A restarted: nothing left to run."""
