@@ -204,6 +204,9 @@ def validate(cfg: Namespace, parser: ArgumentParser) -> None:
         if gen in seen:
             raise RecipeError(f"{where}.generation {gen} appears twice")
         seen.add(gen)
+        if gen == 0 and "kd" in override:
+            raise RecipeError(f"{where}.kd: generation 0 learns from the labels with cross-entropy and has no "
+                              "teacher, so a kd override there would change nothing; remove it")
         extra = sorted(set(override) - OVERRIDABLE - {"generation"})
         if extra:
             raise RecipeError(f"{where}.{extra[0]} cannot be overridden per generation "
