@@ -11,10 +11,12 @@ recipe into one frozen :class:`~distill.spec.GenerationSpec` per generation.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import lightning as L
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from jsonargparse.typing import NonNegativeInt
 
@@ -88,10 +90,53 @@ def parse_recipe(recipe: str | None, overrides: list[str], parser: ArgumentParse
     return cfg
 
 
+_OBJECT_KEYS = ("--trainer.logger", "--trainer.callbacks")
+
+
+def fold_object_options(args: list[str]) -> list[str]:
+    """LightningCLI's short form ``--trainer.logger CSVLogger --trainer.logger.save_dir DIR`` (or
+    ``--trainer.logger.init_args.save_dir DIR``) as one ``{class_path, init_args}`` value: the parser would otherwise
+    replace the class name with ``{save_dir: DIR}``. An option with no class named before it on the command line is
+    left as it is (and refused when the recipe is resolved)."""
+    out: list[str] = []
+    last: dict[str, int] = {}  # option -> index in ``out`` of its value
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, inline = arg.partition("=")
+        value, step = (inline, 1) if eq else (args[i + 1] if i + 1 < len(args) else None, 2)
+        base = next((k for k in _OBJECT_KEYS if name.startswith(k + ".")), None)
+        if name in _OBJECT_KEYS and value is not None:
+            out += [name, value]
+            last[name] = len(out) - 1
+            i += step
+            continue
+        if base is not None and value is not None and base in last:
+            key = name[len(base) + 1:]
+            key = key[len("init_args."):] if key.startswith("init_args.") else key
+            try:
+                current = yaml.safe_load(out[last[base]])
+            except yaml.YAMLError:
+                current = None
+            if isinstance(current, str):
+                current = {"class_path": current}
+            if isinstance(current, dict) and isinstance(current.get("class_path"), str) and "." not in key:
+                current.setdefault("init_args", {})
+                current["init_args"] = {**(current["init_args"] or {}), key: yaml.safe_load(value)}
+                out[last[base]] = json.dumps(current)
+                i += step
+                continue
+        if name.rstrip("+") in _OBJECT_KEYS:  # an appended entry: the short form would not say which one
+            last.pop(name.rstrip("+"), None)
+        out.append(arg)
+        i += 1
+    return out
+
+
 def parse_with(parser: ArgumentParser, recipe: str | None, overrides: list[str]) -> Namespace:
     """``parser`` on a recipe file plus dotted overrides, every file or parse problem as one :class:`RecipeError`
     line (a directory, a missing, unreadable or empty file, malformed YAML, an unknown key, a wrong type)."""
-    args = list(overrides)
+    args = fold_object_options(list(overrides))
     if recipe is not None:
         if Path(recipe).is_dir():
             raise RecipeError(f"recipe {recipe} is a directory, not a YAML file")
@@ -159,6 +204,9 @@ def validate(cfg: Namespace, parser: ArgumentParser) -> None:
         if gen in seen:
             raise RecipeError(f"{where}.generation {gen} appears twice")
         seen.add(gen)
+        if gen == 0 and "kd" in override:
+            raise RecipeError(f"{where}.kd: generation 0 learns from the labels with cross-entropy and has no "
+                              "teacher, so a kd override there would change nothing; remove it")
         extra = sorted(set(override) - OVERRIDABLE - {"generation"})
         if extra:
             raise RecipeError(f"{where}.{extra[0]} cannot be overridden per generation "

@@ -40,6 +40,8 @@ BAD_OVERRIDES = {
     "override of a fixed key": (["--per_generation", '[{"generation": 1, "seed": 3}]'], "per_generation[0].seed"),
     "override out of range": (["--per_generation", '[{"generation": 7}]'], "per_generation[0].generation"),
     "bad override value": (["--per_generation", '[{"generation": 1, "kd": {"alpha": 2}}]'], "kd.alpha"),
+    "kd override of generation 0": (["--per_generation", '[{"generation": 0, "kd": {"variant": "rkd"}}]'],
+                                    "per_generation[0].kd: generation 0 learns from the labels"),
 }
 
 

@@ -131,6 +131,19 @@ def test_full_class_path_spelling_is_kept_as_written():
     assert [json.loads(json.dumps(e, default=dict)) for e in appended.specs[0].loggers] == ["CSVLogger", written]
 
 
+def test_lightningcli_short_form_options_keep_the_class():
+    """``--trainer.logger CSVLogger --trainer.logger.save_dir D`` (and ``.init_args.KEY``) add init_args to the class
+    named before them; the parser alone replaced the class name with ``{save_dir: D}`` and the run was refused."""
+    recipe = load_recipe(RECIPE, ["--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", "somewhere",
+                                  "--trainer.logger.init_args.name=n", "--trainer.callbacks=LearningRateMonitor",
+                                  "--trainer.callbacks.logging_interval", "epoch"])
+    spec = recipe.specs[0]
+    assert [json.loads(json.dumps(e, default=dict)) for e in spec.loggers] == [
+        {"class_path": "CSVLogger", "init_args": {"save_dir": "somewhere", "name": "n"}}]
+    assert [json.loads(json.dumps(e, default=dict)) for e in spec.callbacks] == [
+        {"class_path": "LearningRateMonitor", "init_args": {"logging_interval": "epoch"}}]
+
+
 def test_forwarded_summarywriter_options_are_accepted_and_typos_refused():
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
