@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -28,56 +28,36 @@ from distill.analysis.noise import Suspects, label_noise_suspects
 from distill.analysis.run import InspectableRun, InspectError, load_run
 from distill.analysis.similarity import class_similarity, cluster_order, most_similar_pairs, neighbours, soften
 from distill.analysis.taxonomy import chance_taxonomy_score, taxonomy_score
-from distill.commands.base import register_command
-from distill.errors import UsageError
+from distill.commands.base import CommandParser, checked, register_command
 from distill.io import atomic_write_json, atomic_writer
 
 DRIFT_ROWS = 20  # classes shown in the drift table (all of them are in drift.json)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing usage and exiting, so mistakes become one ``error:`` line."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"distill inspect: {message}")
-
-
-def _checked(kind: Callable[[str], Any], ok: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``distill inspect`` argument parser."""
-    p = _Parser(prog="distill inspect", description="Dark-knowledge inspection of a finished run (no retraining).")
+    p = CommandParser(prog="distill inspect",
+                      description="Dark-knowledge inspection of a finished run (no retraining).")
     p.add_argument("run", metavar="RUN", help="run directory written by `distill run`")
-    p.add_argument("--generation", type=_checked(int, lambda v: v >= 0, "an integer >= 0"), default=None,
+    p.add_argument("--generation", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=None,
                    metavar="K", help="inspect only generation K (default: every finished generation)")
-    p.add_argument("--temperature", type=_checked(float, lambda v: math.isfinite(v) and v > 0, "a number > 0"),
+    p.add_argument("--temperature", type=checked(float, lambda v: math.isfinite(v) and v > 0, "a number > 0"),
                    default=None, metavar="T", help="softening temperature (default: the recipe's kd.temperature)")
-    p.add_argument("--top-k", type=_checked(int, lambda v: v >= 1, "an integer >= 1"), default=3, metavar="K",
+    p.add_argument("--top-k", type=checked(int, lambda v: v >= 1, "an integer >= 1"), default=3, metavar="K",
                    help="neighbours listed per class (default: 3)")
-    p.add_argument("--pairs", type=_checked(int, lambda v: v >= 0, "an integer >= 0"), default=10, metavar="N",
+    p.add_argument("--pairs", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=10, metavar="N",
                    help="most similar class pairs listed (default: 10)")
     p.add_argument("--grouping", default=None, metavar="FILE.json",
                    help='class grouping {"group": ["class", ...]} for the taxonomy score (default: built-in one '
                         "for cifar100, cifar10, fashion_mnist, if any)")
-    p.add_argument("--threshold", type=_checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]"), default=0.9,
+    p.add_argument("--threshold", type=checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]"), default=0.9,
                    metavar="P", help="teacher confidence (T = 1) from which a disagreement is a suspect (default: 0.9)")
-    p.add_argument("--suspects", type=_checked(int, lambda v: v >= 0, "an integer >= 0"), default=16, metavar="N",
+    p.add_argument("--suspects", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=16, metavar="N",
                    help="suspects shown in the table and image grid (default: 16; the CSV has all)")
-    p.add_argument("--bins", type=_checked(int, lambda v: v >= 1, "an integer >= 1"), default=15, metavar="N",
+    p.add_argument("--bins", type=checked(int, lambda v: v >= 1, "an integer >= 1"), default=15, metavar="N",
                    help="confidence bins of the reliability diagram (default: 15)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: RUN/inspect)")
-    p.add_argument("--jobs", type=_checked(int, lambda v: v >= 1, "an integer >= 1"), default=None, metavar="N",
+    p.add_argument("--jobs", type=checked(int, lambda v: v >= 1, "an integer >= 1"), default=None, metavar="N",
                    help="processes drawing the figures (default: CPU count, at most 4; 1 draws them in-process)")
     return p
 

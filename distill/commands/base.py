@@ -9,12 +9,13 @@ training that failed).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -92,6 +93,30 @@ def check_recipe_command(recipe: str | None, command: str, run_dir: str | None =
                                  "--resume`")
             raise UsageError(f"{recipe} is a `distill {other}` recipe (it sets {', '.join(sorted(keys & marks))}), "
                              f"not a `distill {command}` one: use `distill {other} {recipe}`")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that raises :class:`~distill.errors.UsageError` instead of printing usage and exiting, so a mistake
+    in a command's options is one ``error:`` line (exit 2) like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def checked(kind: Callable[[str], Any], ok: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that converts with ``kind`` and accepts only values where ``ok`` holds; otherwise the
+    error names ``rule`` (e.g. ``checked(int, lambda v: v >= 1, "an integer >= 1")``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return value
+
+    return parse
 
 
 class OutputError(UserError, OSError):

@@ -10,16 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from distill.commands.base import register_command, writing_to
-from distill.errors import UsageError
+from distill.commands.base import CommandParser, checked, register_command, writing_to
 from distill.export.bundle import export_run
 from distill.export.formats import FORMATS, ExportError
 from distill.export.predict import (
@@ -36,29 +33,9 @@ __all__ = ["export_command", "export_parser", "predict_command", "predict_parser
 GENERATION_HELP = "K (default: the last generation), ensemble (generations 0..last as one module) or ensemble:K"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing usage and exiting, so mistakes become one ``error:`` line."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _checked(kind: Callable[[str], Any], ok: Callable[[Any], bool], rule: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
-        return value
-
-    return parse
-
-
 def export_parser() -> argparse.ArgumentParser:
     """The ``distill export`` argument parser."""
-    p = _Parser(prog="distill export", description="Export a generation (or the ensemble) of a finished run as a "
+    p = CommandParser(prog="distill export", description="Export a generation (or the ensemble) of a finished run as a "
                 "timm folder, ONNX or TorchScript, with its config.json and a README.md model card. The exported "
                 "file is read back by its own runtime and compared with PyTorch on real test images of the run "
                 "before the folder is kept.",
@@ -70,9 +47,9 @@ def export_parser() -> argparse.ArgumentParser:
                    help="timm: config.json + model.safetensors (timm.create_model('local-dir:DIR')); onnx: "
                         "model.onnx (dynamic batch); torchscript: model.pt (traced). Default: timm")
     p.add_argument("--generation", default=None, metavar="K", help=GENERATION_HELP)
-    p.add_argument("--samples", type=_checked(int, lambda v: v >= 3, "an integer >= 3"), default=64, metavar="N",
+    p.add_argument("--samples", type=checked(int, lambda v: v >= 3, "an integer >= 3"), default=64, metavar="N",
                    help="test images of the run the export is checked on (default: 64)")
-    p.add_argument("--tolerance", type=_checked(float, lambda v: math.isfinite(v) and v > 0, "a number > 0"),
+    p.add_argument("--tolerance", type=checked(float, lambda v: math.isfinite(v) and v > 0, "a number > 0"),
                    default=1e-4, metavar="T",
                    help="largest difference of a probability accepted between the export and PyTorch (default: 1e-4)")
     return p
@@ -80,7 +57,7 @@ def export_parser() -> argparse.ArgumentParser:
 
 def predict_parser() -> argparse.ArgumentParser:
     """The ``distill predict`` argument parser."""
-    p = _Parser(prog="distill predict", description="Classify image files with a run's generation (or ensemble) "
+    p = CommandParser(prog="distill predict", description="Classify image files with a run's generation (or ensemble) "
                 "or an exported folder, using the run's own evaluation transform; batched, with a progress bar. "
                 "Unreadable images are named and skipped.",
                 epilog="exit codes: 0 done (skipped images are listed), 2 bad input (source, option, no readable "
@@ -88,9 +65,9 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help="a run directory or a folder written by `distill export`")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
     p.add_argument("--generation", default=None, metavar="K", help=f"with a run: {GENERATION_HELP}")
-    p.add_argument("--top-k", type=_checked(int, lambda v: v >= 1, "an integer >= 1"), default=5, metavar="K",
+    p.add_argument("--top-k", type=checked(int, lambda v: v >= 1, "an integer >= 1"), default=5, metavar="K",
                    help="classes reported per image (default: 5)")
-    p.add_argument("--batch-size", type=_checked(int, lambda v: v >= 1, "an integer >= 1"), default=64,
+    p.add_argument("--batch-size", type=checked(int, lambda v: v >= 1, "an integer >= 1"), default=64,
                    metavar="N", help="images per forward pass (default: 64)")
     p.add_argument("--out", default=None, metavar="FILE",
                    help="write FILE.csv or FILE.jsonl (default: print a table)")

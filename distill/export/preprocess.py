@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torchvision.transforms import v2
 
-from distill.data import AugmentSpec, DistillDataModule
+from distill.data import AugmentSpec, DistillDataModule, ImageFileForm
 from distill.data.sources import ImageLoader, build_transform
 from distill.errors import UserError
 
@@ -32,21 +31,10 @@ class PreprocessError(UserError, ValueError):
     """A run whose data has no image-file form, or an exported ``config.json`` without its preprocessing."""
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    """The evaluation transform of one run, for image files.
-
-    Attributes:
-        channels: 1 (grey) or 3 (RGB): what images are converted to.
-        size: ``(height, width)`` the network was trained on; images of another size are resized to it.
-        mean: per-channel mean the ``[0, 1]`` pixels are normalised with.
-        std: per-channel standard deviation.
+class Preprocess(ImageFileForm):
+    """The evaluation transform of one run, for image files: a data module's declared
+    :class:`~distill.data.ImageFileForm` (channels, size, mean, std) with what turns a file into the network's input.
     """
-
-    channels: int
-    size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
 
     def loader(self) -> ImageLoader:
         """Decode one file to uint8 ``(C, H, W)`` (raises :class:`~distill.data.DataError` naming the file)."""
