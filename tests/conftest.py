@@ -57,3 +57,16 @@ class SevenLogits(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.flatten(1))
+
+
+class TensorBank:
+    """An embedding bank held in a tensor (what a cached teacher serves, without the cache)."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __call__(self, index: torch.Tensor) -> torch.Tensor:
+        return self.table[index]

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY_RUN_ARGS, run_cli
+from conftest import TINY_RUN_ARGS, TensorBank, run_cli
 
 from distill.losses import LOSSES, CrossEntropy, DKDLoss, KDLoss, Progress, build_loss, dkd_terms, kd_kl
 from distill.outputs import EMBEDDING, ModelOutput
@@ -37,19 +37,8 @@ def _outputs(seed: int = 0) -> tuple[ModelOutput, torch.Tensor, ModelOutput]:
     index = torch.arange(B) * 3
     teacher = ModelOutput(3 * torch.randn(B, C, generator=g, dtype=torch.float64),
                           {"g": torch.randn(B, 4, 4, 4, generator=g, dtype=torch.float64), EMBEDDING: bank[index]},
-                          bank=_Bank(bank), index=index)
+                          bank=TensorBank(bank), index=index)
     return student, torch.randint(0, C, (B,), generator=g), teacher
-
-
-class _Bank:
-    def __init__(self, table: torch.Tensor) -> None:
-        self.table = table
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def __call__(self, index: torch.Tensor) -> torch.Tensor:
-        return self.table[index]
 
 
 def _weighted_sum(out) -> float:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TensorBank
 
 from distill.losses import CRDLoss, PKTLoss, Progress, RKDLoss, SPLoss, nce_loss, pkt_loss, rkd_terms, sp_loss
 from distill.outputs import EMBEDDING, ModelOutput
@@ -146,19 +147,6 @@ def test_each_relational_loss_teaches_a_linear_student_the_teachers_geometry(los
         opt.step()
     after = _loss_value(loss, head(x), teacher, y).item()
     assert after < 0.2 * before, (before, after)
-
-
-class TensorBank:
-    """An embedding bank held in a tensor (what a cached teacher serves, without the cache)."""
-
-    def __init__(self, table: torch.Tensor) -> None:
-        self.table = table
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def __call__(self, index: torch.Tensor) -> torch.Tensor:
-        return self.table[index]
 
 
 def ref_nce(scores: np.ndarray, n_data: int, eps: float = 1e-7) -> float:
