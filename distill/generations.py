@@ -50,7 +50,7 @@ from distill.speed import manual_trainer_kwargs
 from distill.state import RunState
 from distill.tasks import TASKS, TaskContext, parameter_counts
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
-from distill.user_logs import log_recipe, recipe_params, report, scalars, user_objects
+from distill.user_logs import check_monitors, log_recipe, recipe_params, report, scalars, user_objects
 
 __all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "replay_seed"]
 
@@ -326,7 +326,9 @@ class BornAgainRun:
             if spec.members:  # the features its loss reads exist in both networks and fit the loss
                 check_features(self.loss(spec), networks[spec.index], networks[spec.members[0]],
                                sample.unsqueeze(0), f"kd.init_args.pairs (generation {spec.index}")
-            self._user_objects(spec)
+            callbacks = self._user_objects(spec)[1]
+            if spec.load is None:  # a monitor the generation does not log every epoch
+                check_monitors(callbacks, TASKS.get(spec.task).monitorable_metrics(self.dm.has_val), spec.index)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
                 trainer = L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
                                        "enable_progress_bar": False})
