@@ -91,7 +91,7 @@ def _write(path: Path, text: str) -> str:
 
 
 @pytest.mark.parametrize("case", ["no input", "prompt later", "empty csv", "label-less csv", "unknown source",
-                                  "no tokenizer"])
+                                  "no tokenizer", "unknown base"])
 def test_text_mistakes_exit_2_before_the_run_directory(tmp_path, left_base, capsys, case):
     data = {"name": "text", "source": "countryinfo", "batch_size": 16}
     backbone = {"name": "test_padding_probe", "init_args": {"base": MINILM, "padding": "right"}}
@@ -102,9 +102,12 @@ def test_text_mistakes_exit_2_before_the_run_directory(tmp_path, left_base, caps
         "label-less csv": ({**data, "source": _write(tmp_path / "l.csv", "text\na\n")}, "no 'label' column"),
         "unknown source": ({**data, "source": "countryinf"}, "neither a text source"),
         "no tokenizer": (data, "text data needs a tokenizer"),
+        "unknown base": (data, "no installed package 'no_such_model_package'"),
     }[case]
     if case == "no tokenizer":
         backbone = {"name": "token_bag", "init_args": {"vocab_size": 30522}}
+    if case == "unknown base":
+        backbone = {"name": "token_bag", "init_args": {"base": "package:no_such_model_package"}}
     out = tmp_path / "run"
     recipe = _recipe(tmp_path, left_base, data=data, backbone=backbone, per_generation=[])
     assert run_cli("run", recipe, "--out", str(out)) == 2
