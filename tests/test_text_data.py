@@ -172,3 +172,16 @@ def test_unknown_source_missing_file_and_bad_task(tmp_path):
 
 def test_the_package_tokenizer_is_minilms():
     assert text_data.load_tokenizer(MINILM).name_or_path == str(minilm_folder())
+
+
+def test_truncation_to_max_length_and_to_the_models_positions():
+    tokenizer = load_tokenizer(MINILM)
+    assert tokenize_len(tokenise(tokenizer, "{input} is a long text", ["France"], max_length=3)) == 3
+    with pytest.raises(DataError, match="no token left in the input span"):
+        tokenise(tokenizer, "a b c {input}", ["France"], max_length=4)
+    long_text = " ".join(["word"] * 600)
+    assert tokenize_len(tokenise(tokenizer, "{input}", [long_text])) == 512  # MiniLM's model_max_length
+
+
+def tokenize_len(x: torch.Tensor) -> int:
+    return int(x.shape[2])
