@@ -89,7 +89,12 @@ class PromptedModule(GenerationModule):
         super().on_load_checkpoint(checkpoint)
 
     def on_train_start(self) -> None:
-        """Initialise the prompt from data (``init: sample | kmeans``) once, then the parent's learning-rate fix."""
+        """:meth:`prepare_prompt`, then the parent's learning-rate fix."""
+        self.prepare_prompt()
+        super().on_train_start()
+
+    def prepare_prompt(self) -> None:
+        """Initialise the prompt from data (``init: sample | kmeans``) once."""
         network = self.network
         if not bool(network.data_initialised):
             images, seen = [], 0
@@ -102,7 +107,6 @@ class PromptedModule(GenerationModule):
             if dist.is_available() and dist.is_initialized():  # every rank starts from rank 0's prompt
                 for tensor in network.prompt.state_dict().values():
                     dist.broadcast(tensor, 0)
-        super().on_train_start()
 
     def configure_optimizers(self):
         params = [p for p in [*self.student.parameters(), *self.loss.parameters()] if p.requires_grad]
