@@ -149,10 +149,12 @@ def storage_for(url: str, heartbeat: float = 20.0) -> optuna.storages.BaseStorag
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False))
-        except sqlalchemy.exc.IntegrityError:  # workers started at once on a new database all create its tables
-            pass
-        except sqlalchemy.exc.OperationalError as e:
-            if "already exists" not in str(e):
+        except sqlalchemy.exc.DBAPIError as e:
+            # workers started at once on a new database all create its tables and (PostgreSQL) enum types: the
+            # losers get a duplicate row, table or type, and find them made on the next try
+            if not (isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)):
+                if not isinstance(e, sqlalchemy.exc.OperationalError):
+                    raise
                 where = f"{parsed.host or 'localhost'}:{parsed.port or 'default port'}"
                 first = str(e.orig or e).strip().splitlines()[0]
                 raise SweepError(f"--storage: cannot open the database at {where} ({first}); start the server "

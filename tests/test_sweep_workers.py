@@ -247,3 +247,34 @@ def test_the_benchmark_reads_ratios_to_one_worker_and_says_what_a_machine_cannot
     assert two_cores["2"]["verdict"] == "met" and two_cores["2"]["wall_seconds"]["median"] == 62.5
     assert two_cores["4"]["verdict"] == "not measurable here (2 cores < 4 workers)"
     assert summary(runs, [1, 2, 4], 4)["4"]["verdict"] == "within noise"
+
+
+def test_workers_opening_a_new_database_at_once_all_get_the_storage(monkeypatch) -> None:
+    """Optuna creates its tables and PostgreSQL enum types on first use: workers started together race, and the
+    losers get "already exists" (a duplicate type is a ProgrammingError, a duplicate row an IntegrityError); they
+    try again and find them made. Any other database error is not swallowed."""
+    import sqlalchemy.exc
+
+    import distill.sweep as sweep
+
+    duplicate = sqlalchemy.exc.ProgrammingError("CREATE TYPE studydirection", {},
+                                                Exception('type "studydirection" already exists'))
+    other = sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("permission denied for table studies"))
+    for first, expected in ((duplicate, "made"), (other, None)):
+        tries = []
+
+        def rdb(url, first=first, tries=tries):
+            tries.append(url)
+            if len(tries) == 1:
+                raise first
+            return "made"
+
+        monkeypatch.setattr(sweep.optuna.storages, "RDBStorage", rdb)
+        monkeypatch.setattr(sweep.time, "sleep", lambda s: None)
+        if expected is None:
+            with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
+                storage_for("sqlite:///x.db")
+            assert len(tries) == 1
+        else:
+            assert storage_for("sqlite:///x.db") == expected and len(tries) == 2
+
