@@ -22,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "trial.",
                                 epilog="Other --KEY VALUE arguments override the recipe in every trial. Running the "
                                 "same command again resumes the study (finished trials are kept; more --values may be "
-                                "added). Exit codes: 0 every trial finished, 1 a trial failed (the others ran; "
-                                "sweep.csv gives its reason), 2 bad input.")
+                                "added). Exit codes: 0 every trial finished, 1 a trial of --values failed (the others "
+                                "ran; sweep.csv gives its reason), 2 bad input.")
     p.add_argument("recipe", help="the recipe YAML")
     p.add_argument("--key", required=True, help="dotted recipe key, e.g. backbone.init_args.prompt.length")
     p.add_argument("--values", help="comma-separated values (a list sweep, each value an enqueued Optuna trial)")
@@ -70,7 +70,7 @@ def sweep_command(argv: list[str]) -> int:
     waiting = WaitLine(Console(stderr=True, highlight=False, soft_wrap=True), study, args.key)
     run_study(spec, objective, study, where, args.retry_failed, lambda s: write_outputs(s, args.key, where, metric),
               waiting=waiting)
-    return _report(study, args.key, where, args.metric)
+    return _report(study, args.key, where, args.metric, spec.values)
 
 
 class WaitLine:
@@ -175,20 +175,27 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
     return {**spec.question(dump_config(base.cfg)), "metric": args.metric}
 
 
-def _report(study: Any, key: str, where: Path, metric: str) -> int:
-    """Write the outputs once more, print the best value and every failed one; 1 when a trial failed."""
+def _report(study: Any, key: str, where: Path, metric: str, values: tuple[Any, ...] | None) -> int:
+    """Write the outputs once more (every value the study holds), print the best value and every failed one of
+    ``values`` (this command's ``--values``; None: a range, every trial); 1 when one of those failed. A failed value
+    of an earlier command that this one no longer asks for stays in ``sweep.csv`` and is named in a note only."""
     from distill.sweep import results, write_outputs
 
     best = write_outputs(study, key, where, f"{metric}/acc")
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     failed = [r for r in results(study, key) if r["state"] == "failed"]
-    for row in failed:
+    asked = [r for r in failed if values is None or r["value"] in values]
+    for row in asked:
         console.print(f"[bold red]error:[/] trial {escape(key)}={escape(str(row['value']))} failed: "
                       f"{escape(str(row['reason']))}")
+    if len(asked) < len(failed):
+        others = ", ".join(str(r["value"]) for r in failed if r not in asked)
+        console.print(f"note: {escape(key)}={escape(others)} failed in an earlier command and is not in --values; "
+                      "sweep.csv keeps its row")
     if best is None:
         console.print(f"[bold red]error:[/] no trial finished; {escape(str(where))}/sweep.csv lists the failures")
         return 1
-    retry = f"; {len(failed)} trial(s) failed (add --retry-failed to run them again)" if failed else ""
+    retry = f"; {len(asked)} trial(s) failed (add --retry-failed to run them again)" if asked else ""
     Console().print(f"best {key} = {best['value']} ({metric} acc {100 * best['objective']:.2f}%); "
                     f"{where}/sweep.csv, sweep.png, best.yaml{retry}")
-    return 1 if failed else 0
+    return 1 if asked else 0
