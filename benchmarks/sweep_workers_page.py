@@ -41,4 +41,21 @@ def timing(d: dict[str, Any]) -> str:
         f"running or waiting, and every worker wrote the same `sweep.csv`. A trial took {trial:.1f} s (median; "
         f"{train:.1f} s of it training), and each worker process also pays its start-up (imports, recipe checks) "
         f"before its first trial.",
+        "",
+        _reading(d),
     ])
+
+
+def _reading(d: dict[str, Any]) -> str:
+    """What this machine can show: workers beyond its cores share them, and a load above the cores means other jobs
+    took part of them too (decided from the JSON)."""
+    cores, counts = d["provenance"]["cores"], [int(n) for n in d["by_workers"]]
+    over = [n for n in counts if n > cores]
+    text = (f"This machine has {cores} cores, so at most {cores} workers run at once; "
+            + (f"{' and '.join(map(str, over))} workers share them, and their target is for a machine with a core "
+               f"per worker: not measurable here. " if over else "every worker count had a core of its own. "))
+    if d["load_1min"]["max"] > cores:
+        text += (f"The 1-minute load average reached {d['load_1min']['max']} on {cores} cores: other jobs took part "
+                 "of the cores during the measurement, so these ratios say less than an idle machine's would about "
+                 "what the workers themselves gain.")
+    return text
