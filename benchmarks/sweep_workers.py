@@ -101,15 +101,17 @@ def measure(server: Server, n: int, epochs: int, work: Path, name: str) -> dict[
 
 
 def summary(runs: list[dict[str, Any]], counts: list[int], cores: int) -> dict[str, Any]:
-    """Per worker count: wall seconds (min, median, max) and the ratio to one worker (of medians; per round),
-    with the target's verdict (``not measurable here`` when the count exceeds ``cores``)."""
+    """Per worker count: wall seconds (min, median, max), the ratio to one worker (of medians; per round) with
+    the target's verdict, and a trial's seconds (the median of the rounds' medians); the verdict is ``not
+    measurable here`` when the count exceeds ``cores``."""
     wall = {n: [r["wall_seconds"] for r in sorted(runs, key=lambda r: r["round"]) if r["workers"] == n]
             for n in counts}
     out = {}
     for n in counts:
         rounds = [a / b for a, b in zip(wall[n], wall[1], strict=True)]
         row = {"wall_seconds": spread(wall[n]), "ratio": statistics.median(wall[n]) / statistics.median(wall[1]),
-               "ratio_rounds": rounds, "goal": GOALS.get(n), "verdict": "-"}
+               "ratio_rounds": rounds, "goal": GOALS.get(n), "verdict": "-",
+               "trial_seconds": statistics.median(r["trial_seconds"] for r in runs if r["workers"] == n)}
         if n in GOALS:
             row["verdict"] = (f"not measurable here ({cores} cores < {n} workers)" if cores < n
                               else verdict([row["ratio"], *rounds], "<=", GOALS[n]))

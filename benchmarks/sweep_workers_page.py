@@ -23,9 +23,8 @@ def timing(d: dict[str, Any]) -> str:
                            for r in sorted(runs, key=lambda r: r["round"]) if str(r["workers"]) == n)
         goal = f"<= {row['goal']}x" if row["goal"] is not None else "-"
         rows.append([n, _seconds(row["wall_seconds"]), f"{row['ratio']:.2f}x",
-                     f"{min(row['ratio_rounds']):.2f} … {max(row['ratio_rounds']):.2f}", split, goal, row["verdict"]])
-    trial = sorted(r["trial_seconds"] for r in runs)[len(runs) // 2]
-    train = sorted(r["train_seconds"] for r in runs)[len(runs) // 2]
+                     f"{min(row['ratio_rounds']):.2f} … {max(row['ratio_rounds']):.2f}", split,
+                     f"{row['trial_seconds']:.1f}", goal, row["verdict"]])
     n_values = len(d["values"])
     return "\n".join([
         f"Measured by `python -m benchmarks.sweep_workers` ({stamp(d['provenance'])}). Server: {d['server']}, "
@@ -35,15 +34,24 @@ def timing(d: dict[str, Any]) -> str:
         f"runs was {d['load_1min']['min']} to {d['load_1min']['max']} (the machine is shared).",
         "",
         *table(["workers", "wall s to the complete outputs, median (min … max)", "ratio to 1 worker (of medians)",
-                "per round (min … max)", "trials each worker ran, per round", "target", "verdict"], rows),
+                "per round (min … max)", "trials each worker ran, per round", "s per trial (median)", "target",
+                "verdict"], rows),
         "",
         f"In every measurement each of the {n_values} values was COMPLETE exactly once in the storage, none was left "
-        f"running or waiting, and every worker wrote the same `sweep.csv`. A trial took {trial:.1f} s (median; "
-        f"{train:.1f} s of it training), and each worker process also pays its start-up (imports, recipe checks) "
-        f"before its first trial.",
+        "running or waiting, and every worker wrote the same `sweep.csv`. A trial is a whole `distill run`; each "
+        "worker process also pays its start-up (imports, recipe checks) before its first trial."
+        + _slower(d),
         "",
         _reading(d),
     ])
+
+
+def _slower(d: dict[str, Any]) -> str:
+    """A sentence when a trial took longer with every added worker (decided from the JSON), else nothing."""
+    seconds = [row["trial_seconds"] for _, row in sorted(d["by_workers"].items(), key=lambda kv: int(kv[0]))]
+    if all(a < b for a, b in zip(seconds[:-1], seconds[1:], strict=True)):
+        return " A trial took longer with every added worker: the workers shared the cores."
+    return ""
 
 
 def _reading(d: dict[str, Any]) -> str:

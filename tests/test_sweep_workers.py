@@ -238,7 +238,7 @@ def test_the_benchmark_reads_ratios_to_one_worker_and_says_what_a_machine_cannot
     one over and one under 0.35 (within noise)."""
     from benchmarks.sweep_workers import summary
 
-    runs = [{"round": r, "workers": n, "wall_seconds": s}
+    runs = [{"round": r, "workers": n, "wall_seconds": s, "trial_seconds": s / 8 * n}
             for (r, n), s in {(0, 1): 100, (1, 1): 120, (0, 2): 55, (1, 2): 70, (1, 4): 30, (0, 4): 50}.items()]
     two_cores = summary(runs, [1, 2, 4], 2)
     assert two_cores["1"]["ratio"] == 1 and two_cores["1"]["verdict"] == "-"
