@@ -36,6 +36,7 @@ from benchmarks import (
     step_cost_page,
     steps_per_call_page,
     suite_page,
+    sweep_workers_page,
     teacher_example_page,
 )
 
@@ -118,6 +119,8 @@ SECTIONS: list[Section] = [
             cache_scale_page.scale),
     Section("export-card", "docs/export.md", "docs/data/export-card.json", "benchmarks.export_card",
             export_card_page.card),
+    Section("sweep-workers", "docs/distributed.md", "docs/data/sweep-workers.json", "benchmarks.sweep_workers",
+            sweep_workers_page.timing),
     *suite("docs/benchmarks.md", "docs/data/benchmarks.json"),
     *(Section(f"cli-{command.split()[-2]}", "docs/cli.md", CLI, "benchmarks.cli_reference",
               cli_reference_page.usage(command)) for command in cli_reference_page.COMMANDS),

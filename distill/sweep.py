@@ -48,7 +48,8 @@ from distill.sweep_plot import plot_sweep
 
 Objective = Callable[[Any, Path], dict[str, Any]]  # (value, trial run directory) -> {"objective": float, ...}
 AfterTrial = Callable[[optuna.Study], None]
-Waiting = Callable[[list[optuna.trial.FrozenTrial]], None]  # the trials other workers are running
+# the trials other workers are running, while this worker waits for them; called with [] once the wait is over
+Waiting = Callable[[list[optuna.trial.FrozenTrial]], None]
 ORDERS = ("ascending", "given")
 TrialState = optuna.trial.TrialState
 COMPLETE, FAIL, RUNNING, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING
@@ -148,10 +149,12 @@ def storage_for(url: str, heartbeat: float = 20.0) -> optuna.storages.BaseStorag
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False))
-        except sqlalchemy.exc.IntegrityError:  # workers started at once on a new database all create its tables
-            pass
-        except sqlalchemy.exc.OperationalError as e:
-            if "already exists" not in str(e):
+        except sqlalchemy.exc.DBAPIError as e:
+            # workers started at once on a new database all create its tables and (PostgreSQL) enum types: the
+            # losers get a duplicate row, table or type, and find them made on the next try
+            if not (isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)):
+                if not isinstance(e, sqlalchemy.exc.OperationalError):
+                    raise
                 where = f"{parsed.host or 'localhost'}:{parsed.port or 'default port'}"
                 first = str(e.orig or e).strip().splitlines()[0]
                 raise SweepError(f"--storage: cannot open the database at {where} ({first}); start the server "
@@ -258,22 +261,24 @@ def run_study(spec: SweepSpec, objective: Objective, study: optuna.Study, out: P
     ``patience`` in a row without improvement) or, for a range, asks a new TPE trial while the study holds fewer
     than ``spec.trials``. A trial whose value another worker holds under a lower trial number is pruned unrun (two
     workers enqueued it at once). With nothing left to claim the worker waits for the trials others are running
-    (``waiting(running)`` each second; a dead worker's trial is failed after the grace and claimed again), then
-    returns: every worker returns with the same, finished study.
+    (``waiting(running)`` each second, ``waiting([])`` once the wait is over; a dead worker's trial is failed after
+    the grace and claimed again), then returns: every worker returns with the same, finished study.
     """
     retry = {v for v, t in outcomes(study, spec.key).items() if t.state == FAIL} if retry_failed else set()
+    waited = False
     with worker_id(out) as worker:
         while True:
             trial = owned(study, worker)
             if trial is None:
                 fail_stale(study, heartbeat)
                 trial = claim_waiting(study, worker) or _new_trial(spec, study, worker, retry)
+            running = study.get_trials(deepcopy=False, states=(RUNNING,)) if trial is None else []
+            if waiting is not None and (running or waited):
+                waiting(running)  # [] once the wait is over: a trial to run (a dead worker's), or none left
+            waited = bool(running)
+            if trial is None and not running:
+                return study
             if trial is None:
-                running = study.get_trials(deepcopy=False, states=(RUNNING,))
-                if not running:
-                    return study
-                if waiting is not None:
-                    waiting(running)
                 time.sleep(min(1.0, heartbeat))
                 continue
             if _surplus(spec, study, trial):

@@ -41,6 +41,9 @@ STATED = {
     "docs/meta-learning.md": "0 0.01 0.1 0.4 1 2 3 4 5 8 10 17 20 25 28 32 40 48.07 48.70 63.11 63.15 90 95.8 98.7 "
                              "98.9 99.9 200 300 400 1,200 2017 2020",
     "docs/export.md": "0 1 2 8 16 255",
+    # DDP's examples (processes, GPUs, epochs, samples), sweeps' (values, workers, heartbeat s), PostgreSQL 15 on
+    # port 5432, optuna#1300, SQLAlchemy 2.1, optuna-dashboard 0.21.0
+    "docs/distributed.md": "0 0.21 1 2 2.1 3 4 5 6 15 20 300 1300 5432",
     "docs/benchmarks.md": "",
     "docs/cache-scale.md": "",
     "docs/cli.md": "",

@@ -181,6 +181,22 @@ def test_a_real_sweep_with_one_diverging_value_finishes_the_other_three(tmp_path
     assert {v: (Path(rows[v]["run_dir"]) / "summary.json").stat().st_mtime_ns for v in finished} == finished
 
 
+def test_a_failed_value_dropped_from_values_is_kept_in_the_table_but_no_longer_fails_the_command(tmp_path,
+                                                                                               capsys) -> None:
+    """The exit code and the error lines read this command's --values; sweep.csv is the study's record (every
+    value it holds), so the dropped failure keeps its row and is named in a note."""
+    out = tmp_path / "s"
+    assert run_cli(*REAL, "--values", "0.05,1e9", "--out", str(out)) == 1
+    capsys.readouterr()
+    assert run_cli(*REAL, "--values", "0.05", "--out", str(out)) == 0  # nothing runs: 0.05 is complete
+    err = capsys.readouterr().err
+    assert "error:" not in err and "note: optimizer.lr=1000000000.0 failed in an earlier command" in err, err
+    assert {v: r["state"] for v, r in rows_of(out / "sweep.csv").items()} == {"0.05": "complete",
+                                                                              "1000000000.0": "failed"}
+    assert run_cli(*REAL, "--values", "0.05,1e9", "--out", str(out)) == 1  # asked again: failed again, exit 1
+    assert "error: trial optimizer.lr=1000000000.0 failed" in capsys.readouterr().err
+
+
 def test_a_real_sweep_killed_mid_trial_resumes_with_the_same_command(tmp_path) -> None:
     out = tmp_path / "s"
     args = [*REAL, "--out", str(out)]

@@ -6,13 +6,9 @@ loses nothing (its trial is failed after the grace and run again once)."""
 from __future__ import annotations
 
 import collections
-import glob
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from benchmarks.postgres import Server, free_port, server_bin, throwaway_server
 from distill.sweep import storage_for
 
 WORKER = """
@@ -49,39 +46,15 @@ for spec in map(lambda s: SweepSpec(**s), json.loads(specs)):  # one study each 
 """
 
 
-def server_bin() -> Path | None:
-    """The folder of PostgreSQL's ``initdb``/``pg_ctl``: on PATH or the Debian package's versioned ``bin``."""
-    found = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1:]), None)
-    return Path(os.path.realpath(found)).parent if found else None
-
-
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server on a free port in a temporary folder (as root: run as the ``postgres`` user),
-    stopped at the end; its URL without a database."""
+def postgres() -> Iterator[Server]:
+    """A throwaway PostgreSQL server (:func:`benchmarks.postgres.throwaway_server`) for the module."""
     folder = server_bin()
     if folder is None:
         pytest.skip("no PostgreSQL server binary (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin")
     pytest.importorskip("psycopg", reason="psycopg 3 (the sweep extra's driver) is not installed")
-    root = Path(tempfile.mkdtemp(prefix="distill-pg-"))
-    as_user = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        shutil.chown(root, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
-    subprocess.run([*as_user, str(folder / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_user, str(folder / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                    f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*as_user, str(folder / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_server(folder) as server:
+        yield server
 
 
 @pytest.fixture(params=["postgresql", "sqlite", "journal"])
@@ -91,13 +64,7 @@ def storage(request, tmp_path) -> str:
         return f"sqlite:///{tmp_path / 'study.db'}"
     if request.param == "journal":
         return f"journal:{tmp_path / 'study.journal'}"
-    import psycopg
-
-    server = request.getfixturevalue("postgres")
-    name = f"t{os.getpid()}_{time.monotonic_ns()}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"{server}/{name}"
+    return request.getfixturevalue("postgres").database(f"t{os.getpid()}_{time.monotonic_ns()}")
 
 
 def workers(tmp: Path, url: str, n: int, spec: str, shared: bool, env: dict | None = None,
@@ -198,12 +165,6 @@ def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, storage) -> None:
     assert outputs(tmp_path / "out0" / "x") == outputs(tmp_path / f"out{1 - killed}" / "x")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_missing_driver_or_an_unreachable_server_is_one_line_before_any_folder(tmp_path, capsys,
                                                                                monkeypatch) -> None:
     from conftest import run_cli
@@ -223,3 +184,97 @@ def test_a_missing_driver_or_an_unreachable_server_is_one_line_before_any_folder
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and 'postgresql+psycopg: its driver is not installed' in err, err
     assert 'pip install "distill[sweep]"' in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_waiting_worker_names_the_trials_it_waits_on(tmp_path, terminal) -> None:
+    """Another worker holds the trial of 1 (claimed through the storage, finished by a thread 1.5 s later); this
+    worker runs 2, then waits: a live line on a terminal (redrawn each second with the seconds waited), plain lines
+    elsewhere, naming #0, its value and worker, then the line saying how it ended; ``waiting([])`` ends the wait."""
+    import io
+    import re
+    import threading
+
+    from rich.console import Console
+
+    from distill.commands.sweep import WaitLine
+    from distill.sweep import SweepSpec, open_study, run_study
+    from distill.sweep_claim import claim_waiting
+
+    url = f"journal:{tmp_path / 'study.journal'}"
+    spec = SweepSpec("x", (1, 2), "given")
+    study, where = open_study(spec, tmp_path / "out", url, "x")
+    study.enqueue_trial({}, user_attrs={"value": 1})
+    other = claim_waiting(study, "elsewhere:/out#0")
+
+    def finish() -> None:
+        time.sleep(2.5)
+        study.tell(other, 0.25)
+
+    threading.Thread(target=finish).start()
+    stream = io.StringIO()
+    line = WaitLine(Console(file=stream, force_terminal=terminal, width=300, highlight=False), study, "x")
+    seen = []
+
+    def waiting(running: list) -> None:
+        seen.append([t.number for t in running])
+        line(running)
+
+    run_study(spec, lambda value, where: {"objective": 0.5}, study, where, waiting=waiting)
+    assert seen[0] == [0] and seen[-1] == [] and [] not in seen[:-1] and len(seen) >= 3  # each second, then []
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue())  # the terminal's cursor moves and colours
+    waited = "waiting for trials other workers are running: #0 x=1 on elsewhere:/out#0"
+    assert "#0 x=1 on elsewhere:/out#0: complete, objective 0.2500\n" in text
+    if terminal:  # the live line, redrawn with the seconds waited
+        assert f"{waited} (0 s)" in text and f"{waited} (2 s)" in text
+    else:  # one plain line per change of the set: once here
+        assert text.count(waited) == 1 and f"{waited}\n" in text and "(0 s)" not in text
+
+
+def test_the_benchmark_reads_ratios_to_one_worker_and_says_what_a_machine_cannot_show() -> None:
+    """benchmarks/sweep_workers.py's summary on made-up wall times of 2 rounds: 1 worker 100 s and 120 s, 2 workers
+    55 and 70 (per round 0.55 and 0.583; of medians 62.5 / 110 = 0.568: target 0.6 met), 4 workers 50 and 30 on a
+    2-core machine (not measurable there); on a 4-core machine 4 workers 50 / 100 = 0.5 and 30 / 120 = 0.25 are
+    one over and one under 0.35 (within noise)."""
+    from benchmarks.sweep_workers import summary
+
+    runs = [{"round": r, "workers": n, "wall_seconds": s, "trial_seconds": s / 8 * n}
+            for (r, n), s in {(0, 1): 100, (1, 1): 120, (0, 2): 55, (1, 2): 70, (1, 4): 30, (0, 4): 50}.items()]
+    two_cores = summary(runs, [1, 2, 4], 2)
+    assert two_cores["1"]["ratio"] == 1 and two_cores["1"]["verdict"] == "-"
+    assert two_cores["2"]["ratio"] == pytest.approx(62.5 / 110)
+    assert two_cores["2"]["ratio_rounds"] == pytest.approx([0.55, 70 / 120])
+    assert two_cores["2"]["verdict"] == "met" and two_cores["2"]["wall_seconds"]["median"] == 62.5
+    assert two_cores["4"]["verdict"] == "not measurable here (2 cores < 4 workers)"
+    assert summary(runs, [1, 2, 4], 4)["4"]["verdict"] == "within noise"
+
+
+def test_workers_opening_a_new_database_at_once_all_get_the_storage(monkeypatch) -> None:
+    """Optuna creates its tables and PostgreSQL enum types on first use: workers started together race, and the
+    losers get "already exists" (a duplicate type is a ProgrammingError, a duplicate row an IntegrityError); they
+    try again and find them made. Any other database error is not swallowed."""
+    import sqlalchemy.exc
+
+    import distill.sweep as sweep
+
+    duplicate = sqlalchemy.exc.ProgrammingError("CREATE TYPE studydirection", {},
+                                                Exception('type "studydirection" already exists'))
+    other = sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("permission denied for table studies"))
+    for first, expected in ((duplicate, "made"), (other, None)):
+        tries = []
+
+        def rdb(url, first=first, tries=tries):
+            tries.append(url)
+            if len(tries) == 1:
+                raise first
+            return "made"
+
+        monkeypatch.setattr(sweep.optuna.storages, "RDBStorage", rdb)
+        monkeypatch.setattr(sweep.time, "sleep", lambda s: None)
+        if expected is None:
+            with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"):
+                storage_for("sqlite:///x.db")
+            assert len(tries) == 1
+        else:
+            assert storage_for("sqlite:///x.db") == expected and len(tries) == 2
+

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 
 from distill.commands.base import COMMANDS, check_recipe_command, register_command
 
@@ -20,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "trial.",
                                 epilog="Other --KEY VALUE arguments override the recipe in every trial. Running the "
                                 "same command again resumes the study (finished trials are kept; more --values may be "
-                                "added). Exit codes: 0 every trial finished, 1 a trial failed (the others ran; "
-                                "sweep.csv gives its reason), 2 bad input.")
+                                "added). Exit codes: 0 every trial finished, 1 a trial of --values failed (the others "
+                                "ran; sweep.csv gives its reason), 2 bad input.")
     p.add_argument("recipe", help="the recipe YAML")
     p.add_argument("--key", required=True, help="dotted recipe key, e.g. backbone.init_args.prompt.length")
     p.add_argument("--values", help="comma-separated values (a list sweep, each value an enqueued Optuna trial)")
@@ -65,18 +67,62 @@ def sweep_command(argv: list[str]) -> int:
     study, where = open_study(spec, out, args.storage, args.study, question=question, force=args.force)
     metric = f"{args.metric}/acc"
     objective = run_objective(args.recipe, overrides, args.key, args.metric, COMMANDS.get("run"))
-    console, shown = Console(stderr=True, highlight=False, soft_wrap=True), []
-
-    def waiting(running: list[Any]) -> None:  # a line each time the set changes (trials print their own bars)
-        numbers = ", ".join(f"#{t.number} {args.key}={t.user_attrs.get('value', '?')} on "
-                            f"{t.user_attrs.get('worker', '?')}" for t in running)
-        if shown[-1:] != [numbers]:
-            shown.append(numbers)
-            console.print(f"waiting for trials other workers are running: {escape(numbers)}")
-
+    waiting = WaitLine(Console(stderr=True, highlight=False, soft_wrap=True), study, args.key)
     run_study(spec, objective, study, where, args.retry_failed, lambda s: write_outputs(s, args.key, where, metric),
               waiting=waiting)
-    return _report(study, args.key, where, args.metric)
+    return _report(study, args.key, where, args.metric, spec.values)
+
+
+class WaitLine:
+    """What a worker with nothing left to claim shows while other workers finish their trials (the ``waiting``
+    callback of :func:`distill.sweep.run_study`): on a terminal, a live status line (rich's spinner, on stderr)
+    naming each trial it waits on (number, value, worker) and the seconds waited, redrawn as they finish; elsewhere
+    (a log file, a pipe), a plain line each time that set changes. Either way one line for each trial that finished
+    (complete with its objective, failed with its reason, or given back by a worker that died)."""
+
+    def __init__(self, console: Console, study: Any, key: str) -> None:
+        self.console, self.study, self.key = console, study, key
+        self.waited_on: dict[int, str] = {}  # trial number -> what it is, of the trials waited on now
+        self.status: Status | None = None
+        self.since = 0.0
+
+    def __call__(self, running: list[Any]) -> None:
+        """Show ``running`` (the trials waited on; [] once the wait is over)."""
+        now = {t.number: f"#{t.number} {self.key}={t.user_attrs.get('value', '?')} on "
+                         f"{t.user_attrs.get('worker', '?')}" for t in running}
+        gone = sorted(self.waited_on.keys() - now.keys())
+        if gone:
+            trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+            for number in gone:
+                self.console.print(f"{escape(self.waited_on[number])}: {escape(self._outcome(trials.get(number)))}")
+        changed, self.waited_on = now != self.waited_on, now
+        if not now:
+            if self.status is not None:
+                self.status.stop()
+                self.status = None
+            return
+        text = f"waiting for trials other workers are running: {'; '.join(now.values())}"
+        if not self.console.is_terminal:
+            if changed:
+                self.console.print(escape(text))
+            return
+        if self.status is None:
+            self.since = time.monotonic()
+            self.status = self.console.status("")
+            self.status.start()
+        self.status.update(f"{escape(text)} ({time.monotonic() - self.since:.0f} s)")
+
+    @staticmethod
+    def _outcome(trial: Any) -> str:
+        """How a trial that was running ended, in words."""
+        from distill.sweep import COMPLETE, FAIL
+
+        if trial is not None and trial.state == COMPLETE:
+            return f"complete, objective {trial.value:.4f}"
+        if trial is not None and trial.state == FAIL:
+            reason = trial.user_attrs.get("reason")
+            return f"failed: {reason}" if reason else "its worker stopped; the value runs again"
+        return f"ended ({trial.state.name.lower() if trial is not None else 'gone'})"
 
 
 def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[str, Any]:
@@ -129,20 +175,27 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
     return {**spec.question(dump_config(base.cfg)), "metric": args.metric}
 
 
-def _report(study: Any, key: str, where: Path, metric: str) -> int:
-    """Write the outputs once more, print the best value and every failed one; 1 when a trial failed."""
+def _report(study: Any, key: str, where: Path, metric: str, values: tuple[Any, ...] | None) -> int:
+    """Write the outputs once more (every value the study holds), print the best value and every failed one of
+    ``values`` (this command's ``--values``; None: a range, every trial); 1 when one of those failed. A failed value
+    of an earlier command that this one no longer asks for stays in ``sweep.csv`` and is named in a note only."""
     from distill.sweep import results, write_outputs
 
     best = write_outputs(study, key, where, f"{metric}/acc")
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     failed = [r for r in results(study, key) if r["state"] == "failed"]
-    for row in failed:
+    asked = [r for r in failed if values is None or r["value"] in values]
+    for row in asked:
         console.print(f"[bold red]error:[/] trial {escape(key)}={escape(str(row['value']))} failed: "
                       f"{escape(str(row['reason']))}")
+    if len(asked) < len(failed):
+        others = ", ".join(str(r["value"]) for r in failed if r not in asked)
+        console.print(f"note: {escape(key)}={escape(others)} failed in an earlier command and is not in --values; "
+                      "sweep.csv keeps its row")
     if best is None:
         console.print(f"[bold red]error:[/] no trial finished; {escape(str(where))}/sweep.csv lists the failures")
         return 1
-    retry = f"; {len(failed)} trial(s) failed (add --retry-failed to run them again)" if failed else ""
+    retry = f"; {len(asked)} trial(s) failed (add --retry-failed to run them again)" if asked else ""
     Console().print(f"best {key} = {best['value']} ({metric} acc {100 * best['objective']:.2f}%); "
                     f"{where}/sweep.csv, sweep.png, best.yaml{retry}")
-    return 1 if failed else 0
+    return 1 if asked else 0
