@@ -1,0 +1,1 @@
+"""Text models: prompted language models, their data and decoding (the ``text`` extra: transformers)."""
