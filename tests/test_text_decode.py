@@ -114,7 +114,7 @@ def test_greedy_equals_generate_and_a_plain_loop(model, batch) -> None:
     generated = model.generate(inputs_embeds=padded.embeds, attention_mask=padded.mask, max_new_tokens=steps,
                                min_new_tokens=steps, do_sample=False, pad_token_id=0)
     assert got == generated[:, -steps:].tolist()
-    for qa, tokens in zip(batch, got):
+    for qa, tokens in zip(batch, got, strict=True):
         mine: list[int] = []
         for _ in range(steps):
             mine.append(int(model(inputs_embeds=plain_row(model, prompt, qa, mine)).logits[0, -1].argmax()))
@@ -127,7 +127,7 @@ def test_greedy_stops_at_a_stop_token_and_exact_match_normalises(model, batch) -
     stop = free[0][1]  # the second token decoded for the first question
     stopped = decode.greedy(model, prompt, batch, 4, stop=[stop])
     assert stopped[0] == free[0][:1] or stopped[0] == [t for t in free[0][:1] if t != stop]
-    for full, cut in zip(free, stopped):
+    for full, cut in zip(free, stopped, strict=True):
         assert cut == (full[:full.index(stop)] if stop in full else full)
     assert decode.exact_match([" Paris. ", "LONDON", "Kyoto"], ["paris", "London", "Tokyo"]) == pytest.approx(2 / 3)
     assert decode.normalise("  Washington, D.C.\n") == "washington, d.c"

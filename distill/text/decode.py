@@ -129,7 +129,8 @@ def teacher_forced_logits(model: Any, prompt: Tensor, batch: Sequence[QA], side:
     """Per example, the logits ``(len(answer), V)`` that predict its answer tokens with the gold answer fed in."""
     padded = pad(rows(model, prompt, batch, lambda _i, qa: [_embed(model, qa.answer[:-1], prompt)]), side)
     states = hidden(model, padded)
-    picked = [states[i, cols[len(cols) - len(qa.answer):]] for i, (qa, cols) in enumerate(zip(batch, padded.columns))]
+    pairs = enumerate(zip(batch, padded.columns, strict=True))
+    picked = [states[i, cols[len(cols) - len(qa.answer):]] for i, (qa, cols) in pairs]
     return list(head(model, torch.cat(picked)).split([len(qa.answer) for qa in batch]))
 
 
@@ -290,6 +291,6 @@ def answer_length(batch: Sequence[QA]) -> int:
 
 
 __all__ = ["FEEDBACK", "QA", "Argmax", "ExpectedEmbedding", "Feedback", "GumbelStraightThrough", "Padded",
-           "PaddingSideError", "answer_length", "encode", "english_init", "exact_match", "head", "hidden", "last_logits",
-           "free_running_loss", "free_running_losses", "greedy", "nearest_tokens", "normalise", "pad",
+           "PaddingSideError", "answer_length", "encode", "english_init", "exact_match", "head", "hidden",
+           "last_logits", "free_running_loss", "free_running_losses", "greedy", "nearest_tokens", "normalise", "pad",
            "random_init", "rows", "teacher_forced_logits", "teacher_forced_loss", "vocab_init"]
