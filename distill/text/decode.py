@@ -120,11 +120,6 @@ def head(model: Any, states: Tensor) -> Tensor:
     return model.get_output_embeddings()(states)
 
 
-def last_logits(model: Any, padded: Padded) -> Tensor:
-    """The next-token logits ``(B, V)`` after each row's last real token."""
-    return head(model, hidden(model, padded)[torch.arange(len(padded.columns)), padded.last()])
-
-
 def teacher_forced_logits(model: Any, prompt: Tensor, batch: Sequence[QA], side: str = "left") -> list[Tensor]:
     """Per example, the logits ``(len(answer), V)`` that predict its answer tokens with the gold answer fed in."""
     padded = pad(rows(model, prompt, batch, lambda _i, qa: [_embed(model, qa.answer[:-1], prompt)]), side)
@@ -141,24 +136,39 @@ def teacher_forced_loss(model: Any, prompt: Tensor, batch: Sequence[QA], side: s
     return F.cross_entropy(torch.cat(logits).float(), target)
 
 
+def unroll(model: Any, prompt: Tensor, batch: Sequence[QA], steps: int, choose: Callable[[Tensor], Tensor],
+           side: str = "left") -> list[Tensor]:
+    """Run the model forward ``steps`` positions past each example's question, feeding back ``choose(logits)``
+    (the next input embedding, ``(B, d)``) at each step; return the next-token logits ``(B, V)`` of every step.
+
+    The rows (lead, prompt, question) run once; each later position is one new column for every row, with a
+    key/value cache. The new column is real in every row (its mask is 1, its position one past the row's last real
+    token), so the padding of the first pass -- either side -- stays out of view.
+    """
+    padded = pad(rows(model, prompt, batch, lambda _i, _qa: []), side)
+    out = model.base_model(inputs_embeds=padded.embeds, attention_mask=padded.mask, position_ids=padded.positions,
+                           use_cache=True)
+    logits = [head(model, out.last_hidden_state[torch.arange(len(batch)), padded.last()])]
+    mask, position = padded.mask, padded.positions[torch.arange(len(batch)), padded.last()]
+    for _ in range(steps - 1):
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        position = position + 1
+        out = model.base_model(inputs_embeds=choose(logits[-1])[:, None], attention_mask=mask,
+                               position_ids=position[:, None], cache=out.cache, use_cache=True)
+        logits.append(head(model, out.last_hidden_state[:, -1]))
+    return logits
+
+
 @torch.no_grad()
 def greedy(model: Any, prompt: Tensor, batch: Sequence[QA], max_new_tokens: int, stop: Sequence[int] = (),
            side: str = "left") -> list[list[int]]:
     """Greedy decoding: each example's answer tokens, up to (not including) its first ``stop`` token, at most
-    ``max_new_tokens``. The whole row is re-run at each step (no key/value cache: short answers, either padding)."""
-    out: list[list[int]] = [[] for _ in batch]
-    done = [False] * len(batch)
-    for _ in range(max_new_tokens):
-        padded = pad(rows(model, prompt, batch, lambda i, _qa: [_embed(model, out[i], prompt)]), side)
-        nxt = last_logits(model, padded).argmax(-1).tolist()
-        for i, token in enumerate(nxt):
-            if not done[i]:
-                done[i] = token in stop
-                if not done[i]:
-                    out[i].append(token)
-        if all(done):
-            break
-    return out
+    ``max_new_tokens`` (every row runs all the steps; what follows a stop is dropped)."""
+    table = model.get_input_embeddings().weight
+    logits = unroll(model, prompt, batch, max_new_tokens, lambda x: table[x.argmax(-1)].to(prompt.dtype), side)
+    tokens = torch.stack([x.argmax(-1) for x in logits], 1).tolist()
+    stops = set(stop)
+    return [row[:next((k for k, t in enumerate(row) if t in stops), len(row))] for row in tokens]
 
 
 def normalise(text: str) -> str:
@@ -234,20 +244,17 @@ def free_running_losses(model: Any, prompt: Tensor, batch: Sequence[QA], feedbac
     the direct path from each position to the prompt), so the difference of the two gradients is what flows through
     the fed-back outputs.
     """
-    steps = max(len(qa.answer) for qa in batch)
     embedding = model.get_input_embeddings().weight
-    fed: list[Tensor] = []  # each (B, d)
-    losses, valid = [], []
-    for t in range(steps):
-        padded = pad(rows(model, prompt, batch, lambda i, _qa: [f[i:i + 1] for f in fed]), side)
-        logits = last_logits(model, padded).float()
-        target = torch.tensor([qa.answer[t] if t < len(qa.answer) else -100 for qa in batch], device=logits.device)
-        losses.append(F.cross_entropy(logits, target, ignore_index=-100, reduction="none"))
-        valid.append(target != -100)
-        if t + 1 < steps:
-            nxt = feedback(logits, embedding).to(prompt.dtype)
-            fed.append(nxt.detach() if detach_feedback else nxt)
-    return torch.stack(losses, 1), torch.stack(valid, 1)
+
+    def choose(logits: Tensor) -> Tensor:
+        nxt = feedback(logits.float(), embedding).to(prompt.dtype)
+        return nxt.detach() if detach_feedback else nxt
+
+    logits = torch.stack(unroll(model, prompt, batch, answer_length(batch), choose, side), 1).float()  # (B, A, V)
+    target = torch.tensor([list(qa.answer) + [-100] * (logits.shape[1] - len(qa.answer)) for qa in batch],
+                          device=logits.device)
+    losses = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=-100, reduction="none")
+    return losses.view_as(target), target != -100
 
 
 def free_running_loss(model: Any, prompt: Tensor, batch: Sequence[QA], feedback: Feedback,
@@ -292,5 +299,5 @@ def answer_length(batch: Sequence[QA]) -> int:
 
 __all__ = ["FEEDBACK", "QA", "Argmax", "ExpectedEmbedding", "Feedback", "GumbelStraightThrough", "Padded",
            "PaddingSideError", "answer_length", "encode", "english_init", "exact_match", "head", "hidden",
-           "last_logits", "free_running_loss", "free_running_losses", "greedy", "nearest_tokens", "normalise", "pad",
+           "unroll", "free_running_loss", "free_running_losses", "greedy", "nearest_tokens", "normalise", "pad",
            "random_init", "rows", "teacher_forced_logits", "teacher_forced_loss", "vocab_init"]
