@@ -310,9 +310,11 @@ class BornAgainRun:
                 self.loss(spec)
         if self.dm is None:
             self.dm = build_datamodule(self.run_spec.data)
-        sample = self.dm.cache_set[0][0]
         networks: dict[int, torch.nn.Module] = {}
         for spec in self.specs:
+            self.dm.prepare_generation(spec)  # text: tokenised with this generation's tokenizer
+            sample = self.dm.cache_set[0][0]
+            self.check_teacher_inputs(spec)
             try:
                 model = self.loaded_network(spec) if spec.load is not None else \
                     create_backbone(thaw(spec.backbone), self.dm.num_classes, self.dm.in_chans)
@@ -323,7 +325,7 @@ class BornAgainRun:
             check_output(model, sample, self.dm.num_classes, spec.label)
             TASKS.get(spec.task).check_network(spec, model)  # what the task itself needs of it, as a RecipeError
             networks[spec.index] = model
-            if spec.members:  # the features its loss reads exist in both networks and fit the loss
+            if spec.members and self.same_inputs(spec):  # the features its loss reads exist in both and fit it
                 check_features(self.loss(spec), networks[spec.index], networks[spec.members[0]],
                                sample.unsqueeze(0), f"kd.init_args.pairs (generation {spec.index}")
             self._user_objects(spec)
@@ -337,6 +339,24 @@ class BornAgainRun:
                                   f"this trainer runs {trainer.world_size}: build the cache with trainer.devices 1")
         self.check_cache_settings()
         self._preflight_done = True
+
+    def same_inputs(self, spec: GenerationSpec) -> bool:
+        """Whether generation ``spec`` and all its teachers read the same inputs (text: the same tokenizer)."""
+        mine = self.dm.generation_inputs(spec)
+        return all(self.dm.generation_inputs(self.specs[j]) == mine for j in spec.members)
+
+    def check_teacher_inputs(self, spec: GenerationSpec) -> None:
+        """Refuse (one line) a teacher that would have to read a student's inputs it cannot: served online, or
+        asked for features, with another tokenizer. Through the cache (read by sample index) any teacher serves."""
+        if self.same_inputs(spec):
+            return
+        online = CACHE_MODES.get(spec.cache.mode).online
+        if online or self.loss(spec).feature_names() != ((), ()):
+            theirs = sorted({str(self.dm.generation_inputs(self.specs[j])) for j in spec.members})
+            raise RecipeError(f"generation {spec.index} reads inputs of {self.dm.generation_inputs(spec)}, its teacher "
+                              f"those of {', '.join(theirs)}: a teacher with another tokenizer cannot be "
+                              f"{'served online' if online else 'asked for features'}; use cache.mode clean (the "
+                              "cache is read by sample index)")
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
         if str(k) not in state.caches:
@@ -374,6 +394,7 @@ class BornAgainRun:
         """Do one generation's step: train, load, evaluate or reuse it, then (re)build its cache if needed."""
         spec, k = step.spec, step.spec.index
         self._announce(step)
+        self.dm.prepare_generation(spec)  # text: this generation's tokens for training, evaluation and its cache
         module = None
         if step.action == "reuse":
             metrics = json.loads(self.layout.metrics(k).read_text())

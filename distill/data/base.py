@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from distill.data.errors import DataError, DataNotFoundError
 from distill.data.memory import EpochShuffleSampler
 from distill.registry import Registry
+from distill.spec import GenerationSpec
 
 DATASETS: Registry[type[DistillDataModule]] = Registry("dataset")
 
@@ -165,6 +166,15 @@ class DistillDataModule(L.LightningDataModule):
         """
         if seed is not None:
             self.check_views()
+
+    def generation_inputs(self, spec: GenerationSpec) -> str | None:
+        """What identifies the inputs generation ``spec``'s network reads (text: its tokenizer's source); None: the
+        same inputs for every generation (images). Generations whose inputs differ cannot serve each other online."""
+        return None
+
+    def prepare_generation(self, spec: GenerationSpec) -> None:
+        """Make the sets yield generation ``spec``'s inputs (text: tokenised with its base's tokenizer); the engine
+        calls it before it builds the generation's TaskContext. Images: nothing to do."""
 
     def train_labels(self) -> np.ndarray:
         """Labels of the training set in index order."""
