@@ -66,9 +66,11 @@ def soft(d: dict[str, Any]) -> str:
     gain = statistics.mean(r["exact_match"] for r in english) - start if english else 0.0
     widest = max(spreads.values(), default=0.0)
     verdict = ("narrower than" if widest < _spread(zs) else "as wide as or wider than")
+    same = ("it is the first paraphrase, token for token" if d["setting"]["english_start_is_first_paraphrase"]
+            else "the first paraphrase's score; their tokens differ")
     return "\n".join([*table(["soft prompt init", "exact match % (mean ± std)", "per seed", "seed spread (points)",
                               "answer loss", "s / step", "nearest tokens at the end (first seed)"], rows), "",
-                      f"The English start scores {pct(start, 1)}% before training (it is the first paraphrase); "
+                      f"The English start scores {pct(start, 1)}% before training ({same}); "
                       f"trained, {pct(start + gain, 1)}% on average ({'+' if gain >= 0 else ''}{pct(gain, 1)} "
                       f"points). The widest spread across seeds of one initialisation ({pct(widest, 1)} points) is "
                       f"{verdict} the paraphrases' spread ({pct(_spread(zs), 1)} points)."])

@@ -26,11 +26,14 @@ def _run(init: str, objective: str, seed: int, em: float) -> dict:
 def test_the_renderer_decides_its_verdicts_from_the_data() -> None:
     zero = [{"template": t, "exact_match": em, "answer_loss": 1.0, "examples": [["France", "Paris", " Paris"]]}
             for t, em in (("a {country}", 0.40), ("b {country}", 0.30))]
-    narrow = {"zero_shot": zero, "runs": [_run("English", "teacher forcing", s, em) for s, em in ((0, 0.5), (1, 0.55))]}
+    setting = {"english_start_is_first_paraphrase": True}
+    narrow = {"setting": setting, "zero_shot": zero, "runs": [
+        _run("English", "teacher forcing", s, em) for s, em in ((0, 0.5), (1, 0.55))]}
     text = prompt_capital_page.soft(narrow)
     assert "narrower than the paraphrases' spread (10.0 points)" in text
     assert "scores 40.0% before training" in text and "52.5% on average (+12.5 points)" in text
-    wide = {"zero_shot": zero, "runs": [_run("random", "teacher forcing", s, em) for s, em in ((0, 0.1), (1, 0.6))]}
+    wide = {"setting": setting, "zero_shot": zero, "runs": [
+        _run("random", "teacher forcing", s, em) for s, em in ((0, 0.1), (1, 0.6))]}
     assert "as wide as or wider than" in prompt_capital_page.soft(wide)
     sampling = prompt_capital_page.sampling({"runs": narrow["runs"] + [_run("English", "argmax", 0, 0.2)]})
     assert [line.split(" | ")[0] for line in sampling.splitlines()[2:]] == ["| teacher forcing", "| argmax"]
