@@ -145,9 +145,11 @@ def train(model: Any, prompt: torch.Tensor, qas: list[QA], objective: str, steps
     return prompt.detach(), losses, (time.perf_counter() - start) / max(steps, 1)
 
 
-def cached(path: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A run's result: read from ``path`` when an earlier (interrupted) measurement wrote it, else made and written."""
+def cached(path: Path, make: Callable[[], dict[str, Any]], reused: list[str]) -> dict[str, Any]:
+    """A run's result: read from ``path`` when an earlier (interrupted) measurement wrote it (its name is added to
+    ``reused``), else made and written."""
     if path.is_file():
+        reused.append(path.name)
         return json.loads(path.read_text())
     began = time.perf_counter()
     result = make()
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--sampling-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--sampling-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-batch", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="use only this many test countries (a quick try)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "prompt-capital")
@@ -178,8 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     test_pairs = test_pairs[:args.limit] if args.limit else test_pairs
     score = Scorer(model, tokenizer, test_pairs, args.eval_batch)
     empty = model.get_input_embeddings().weight[:0].detach()
+    reused: list[str] = []
     zero_shot = [cached(args.out / f"zero-shot-{i}.json", lambda t=t: {"template": t, **score(
-        empty, lambda c, t=t: question(tokenizer, t, c))}) for i, t in enumerate(PARAPHRASES)]
+        empty, lambda c, t=t: question(tokenizer, t, c))}, reused) for i, t in enumerate(PARAPHRASES)]
     train_qas = [decode.encode(tokenizer, INPUT.format(country=c), " " + a, stop=score.stop_id)
                  for c, a in train_pairs]
     length = len(tokenizer(INIT_TEXT, add_special_tokens=False)["input_ids"])
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     plan += [("English", o, s) for o in ("argmax", "gumbel_st", "expected") for s in args.sampling_seeds]
     plan += [(init, "teacher forcing", s) for init in INITS if init != "English" for s in args.seeds]
     runs = [cached(args.out / f"soft-{init}-{objective.replace(' ', '_')}-seed{seed}.json",
-                   lambda i=init, o=objective, s=seed: soft(i, o, s)) for init, objective, seed in plan]
+                   lambda i=init, o=objective, s=seed: soft(i, o, s), reused) for init, objective, seed in plan]
     doc = {"provenance": at_start | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
            "setting": {"base": SOURCE, "sha256": base.reference.sha256, "load_seconds": load_seconds,
                        "train_countries": len(train_pairs), "test_countries": len(test_pairs),
@@ -212,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
                        "seeds": args.seeds, "sampling_seeds": args.sampling_seeds, "prompt_length": length,
                        "init_text": INIT_TEXT, "input": INPUT, "format": "plain",
                        "english_start_is_first_paraphrase": same_tokens},
-           "zero_shot": zero_shot, "runs": runs, "wall_seconds": time.perf_counter() - begin}
+           "zero_shot": zero_shot, "runs": runs, "wall_seconds": time.perf_counter() - begin,
+           "reused_runs": len(reused), "measured_runs": len(zero_shot) + len(runs) - len(reused)}
     atomic_write_json(args.out / "prompt_capital.json", doc)
     if not args.no_publish:
         print("rendered:", ", ".join(publish(DATA, doc)))

@@ -24,8 +24,10 @@ def setting(d: dict[str, Any]) -> str:
     dropped = ", ".join(s["dropped"]) or "none"
     return "\n".join([
         f"Measured on {stamp(p)}; load average at the end {', '.join(map(str, p['load_average_at_end']))}. "
-        f"The base (`{s['base']}`, sha256 `{s['sha256'][:16]}…`) loaded in {s['load_seconds']:.0f} s; the whole "
-        f"script took {d['wall_seconds'] / 60:.1f} min.", "",
+        f"The base (`{s['base']}`, sha256 `{s['sha256'][:16]}…`) loaded in {s['load_seconds']:.0f} s; the script took "
+        f"{d['wall_seconds'] / 60:.1f} min for {d['measured_runs']} runs"
+        + (f", reusing {d['reused_runs']} runs an earlier invocation had measured (each run's own seconds are in the "
+           f"tables)" if d.get("reused_runs") else "") + ".", "",
         f"Countries: {s['train_countries']} for training, {s['test_countries']} held out for every score below "
         f"(left out because their capital holds a full stop: {dropped}). Text format: {s['format']}. Soft prompts: "
         f"{s['prompt_length']} vectors (the token count of \"{s['init_text']}\"), followed by the input "
