@@ -62,7 +62,8 @@ def soft(d: dict[str, Any]) -> str:
         rows.append([init, mean_std(em, digits=1), ", ".join(pct(x, 1) for x in em), pct(spreads[init], 1),
                      f"{statistics.mean(r['answer_loss'] for r in runs):.2f}",
                      f"{statistics.mean(r['seconds_per_step'] for r in runs):.2f}",
-                     " ".join(repr(t) for t in runs[0]["nearest_tokens_end"])])
+                     " ".join(f"{t!r} ({c:.2f})" for t, c in zip(runs[0]["nearest_tokens_end"],
+                                                                 runs[0]["nearest_cosines_end"], strict=True))])
     english = _runs(d, "English", "teacher forcing")
     start = d["zero_shot"][0]["exact_match"]
     gain = statistics.mean(r["exact_match"] for r in english) - start if english else 0.0
@@ -71,7 +72,7 @@ def soft(d: dict[str, Any]) -> str:
     same = ("it is the first paraphrase, token for token" if d["setting"]["english_start_is_first_paraphrase"]
             else "the first paraphrase's score; their tokens differ")
     return "\n".join([*table(["soft prompt init", "exact match % (mean ± std)", "per seed", "seed spread (points)",
-                              "answer loss", "s / step", "nearest tokens at the end (first seed)"], rows), "",
+                              "answer loss", "s / step", "nearest token (cosine) at the end, first seed"], rows), "",
                       f"The English start scores {pct(start, 1)}% before training ({same}); "
                       f"trained, {pct(start + gain, 1)}% on average ({'+' if gain >= 0 else ''}{pct(gain, 1)} "
                       f"points). The widest spread across seeds of one initialisation ({pct(widest, 1)} points) is "

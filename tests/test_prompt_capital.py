@@ -20,7 +20,8 @@ def test_capitals_keep_the_held_out_split_and_drop_what_decoding_cannot_match() 
 
 def _run(init: str, objective: str, seed: int, em: float) -> dict:
     return {"init": init, "objective": objective, "seed": seed, "exact_match": em, "answer_loss": 1.0,
-            "train_losses": [2.0] * 6, "seconds_per_step": 1.5, "nearest_tokens_end": ["a"], "examples": []}
+            "train_losses": [2.0] * 6, "seconds_per_step": 1.5, "nearest_tokens_end": ["a"],
+            "nearest_cosines_end": [0.5], "examples": []}
 
 
 def test_the_renderer_decides_its_verdicts_from_the_data() -> None:
