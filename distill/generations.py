@@ -346,17 +346,13 @@ class BornAgainRun:
         return all(self.dm.generation_inputs(self.specs[j]) == mine for j in spec.members)
 
     def check_teacher_inputs(self, spec: GenerationSpec) -> None:
-        """Refuse (one line) a teacher that would have to read a student's inputs it cannot: served online, or
-        asked for features, with another tokenizer. Through the cache (read by sample index) any teacher serves."""
-        if self.same_inputs(spec):
-            return
-        online = CACHE_MODES.get(spec.cache.mode).online
-        if online or self.loss(spec).feature_names() != ((), ()):
+        """Refuse (one line) a teacher served online that reads other inputs than its student (text: another
+        tokenizer): it would be run on the student's batches. Through the cache (read by sample index) any serves."""
+        if CACHE_MODES.get(spec.cache.mode).online and not self.same_inputs(spec):
             theirs = sorted({str(self.dm.generation_inputs(self.specs[j])) for j in spec.members})
             raise RecipeError(f"generation {spec.index} reads inputs of {self.dm.generation_inputs(spec)}, its teacher "
-                              f"those of {', '.join(theirs)}: a teacher with another tokenizer cannot be "
-                              f"{'served online' if online else 'asked for features'}; use cache.mode clean (the "
-                              "cache is read by sample index)")
+                              f"those of {', '.join(theirs)}: a teacher with another tokenizer cannot be served "
+                              "online; use cache.mode clean (the cache is read by sample index)")
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
         if str(k) not in state.caches:

@@ -66,7 +66,7 @@ def _recipe(tmp_path: Path, left_base: str, **changes) -> str:
     return str(path)
 
 
-def test_two_generations_with_two_tokenizers_through_the_cache(tmp_path, left_base):
+def test_two_generations_with_two_tokenizers_through_the_cache(tmp_path, left_base, capsys):
     out = tmp_path / "run"
     assert run_cli("run", _recipe(tmp_path, left_base), "--out", str(out)) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -75,6 +75,11 @@ def test_two_generations_with_two_tokenizers_through_the_cache(tmp_path, left_ba
     assert manifest["dataset"]["template"] == "{prompt} {input} is in" and manifest["dataset"]["length"] == 175
     test_logits = [np.load(out / f"gen-{k}" / "test_logits.npy") for k in (0, 1)]
     assert all(t.shape == (75, 5) for t in test_logits)
+    for command in (["export", str(out), "--out", str(tmp_path / "export")], ["predict", str(out), str(tmp_path)]):
+        assert run_cli(*command) == 2  # no image files to export or predict with, said in one line
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "does not read image files" in err, err
+    assert not (tmp_path / "export").exists()
 
 
 def test_online_teacher_with_another_tokenizer_is_refused(tmp_path, left_base, capsys):
