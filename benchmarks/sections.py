@@ -30,6 +30,7 @@ from benchmarks import (
     meta_results_page,
     meta_sinusoid_page,
     methods_page,
+    prompt_capital_page,
     prompt_results_page,
     quickstart_page,
     results_page,
@@ -93,6 +94,10 @@ SECTIONS: list[Section] = [
             step_cost_page.cost),
     Section("prompt-results", "docs/prompts.md", "docs/data/prompt-results.json", "benchmarks.prompt_results",
             prompt_results_page.results),
+    *(Section(f"capital-{name}", "docs/prompt-results-lm.md", "docs/data/prompt_capital.json",
+              "benchmarks.prompt_capital", render) for name, render in (
+        ("setting", prompt_capital_page.setting), ("zero-shot", prompt_capital_page.zero_shot),
+        ("soft", prompt_capital_page.soft), ("sampling", prompt_capital_page.sampling))),
     Section("datasets-speed", "docs/datasets.md", "docs/data/data-pipeline.json", "benchmarks.data_pipeline",
             data_pipeline_page.speed),
     Section("speed-steps-per-call", "docs/concepts.md", "docs/data/steps-per-call.json", "benchmarks.steps_per_call",
