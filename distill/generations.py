@@ -30,10 +30,8 @@ from distill.cache import (
     SoftLabelCache,
     sha256_file,
 )
-from distill.cache.formats import build_format
-from distill.cache.replay import CACHE_MODES, build_loader, cache_layout, require_replay
+from distill.cache.replay import CACHE_MODES, build_loader, cache_layout
 from distill.callbacks import AtomicCheckpointIO, EpochSeed, FiniteLossGuard, ThrottledProgressBar, resumable_checkpoint
-from distill.config import RecipeError
 from distill.csv_log import ResumedCSVLogger
 from distill.data import DATASETS, DistillDataModule
 from distill.distributed import GatherPredictions, barrier, is_global_zero, require_command_launcher
@@ -41,16 +39,16 @@ from distill.faults import fault_point
 from distill.loaded import load_network, save_network
 from distill.losses import DistillLoss
 from distill.metrics import agreement, ensemble_logits, evaluate
-from distill.models import BackboneError, check_output, create_backbone
-from distill.outputs import check_features
+from distill.models import BackboneError, create_backbone
 from distill.plan import RunLayout, Step, make_plan
+from distill.preflight import check_cache_settings, check_generation, check_teacher_inputs, same_inputs
 from distill.resolve import construct_loss
 from distill.spec import GenerationSpec, RunSpec, generation_seed, replay_seed, thaw
 from distill.speed import manual_trainer_kwargs
 from distill.state import RunState
 from distill.tasks import TASKS, TaskContext, parameter_counts
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
-from distill.user_logs import check_monitors, log_recipe, recipe_params, report, scalars, user_objects
+from distill.user_logs import log_recipe, recipe_params, report, scalars, user_objects
 
 __all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "replay_seed"]
 
@@ -149,20 +147,6 @@ class BornAgainRun:
         replay = CACHE_MODES.get(c.mode).replay
         return cache_layout(c.mode, c.format, c.topk, c.epochs, self.run_spec.replay_seed,
                             self.dm.augmentation_description() if replay else None, c.embeddings)
-
-    def check_cache_settings(self) -> None:
-        """Fail before any training when a ``cache`` section cannot work with the data (DataError / CacheError)."""
-        for c in {spec.cache for spec in self.specs}:
-            if CACHE_MODES.get(c.mode).replay:
-                require_replay(self.dm)
-            build_format(c.format, self.dm.num_classes, c.dtype, c.topk)
-        for spec in self.specs:
-            c, cached = spec.cache, not CACHE_MODES.get(spec.cache.mode).online
-            if spec.members and cached and c.format == "topk" and c.topk < self.dm.num_classes \
-                    and spec.loss.cls.full_distribution:
-                raise RecipeError(f"kd.variant {spec.kd.variant!r} reads the teacher's whole non-target distribution, "
-                                  f"which cache.format topk with topk={c.topk} < {self.dm.num_classes} classes does "
-                                  "not keep (use cache.format full, or topk equal to the class count)")
 
     def teacher_source(self, spec: GenerationSpec, loss: DistillLoss) -> TeacherSource | None:
         """Where generation ``spec.index`` reads its teacher from: the members' caches, or their networks online
@@ -301,7 +285,7 @@ class BornAgainRun:
     def preflight(self) -> None:
         """Build the data and every generation's network, trainer, loggers and callbacks once, before any training:
         a backbone whose output does not fit the dataset, teacher weights that do not load or a callback that cannot
-        be built fails now (one line), not after hours of earlier generations.
+        be built fails now (one line), not after hours of earlier generations (the checks: :mod:`distill.preflight`).
         """
         if self._preflight_done:
             return
@@ -313,8 +297,7 @@ class BornAgainRun:
         networks: dict[int, torch.nn.Module] = {}
         for spec in self.specs:
             self.dm.prepare_generation(spec)  # text: tokenised with this generation's tokenizer
-            sample = self.dm.cache_set[0][0]
-            self.check_teacher_inputs(spec)
+            check_teacher_inputs(self.specs, self.dm, spec)
             try:
                 model = self.loaded_network(spec) if spec.load is not None else \
                     create_backbone(thaw(spec.backbone), self.dm.num_classes, self.dm.in_chans)
@@ -322,39 +305,12 @@ class BornAgainRun:
                 if isinstance(e, BackboneError):
                     raise
                 raise BackboneError(f"backbone {spec.label!r} cannot be built: {e}") from None
-            check_output(model, sample, self.dm.num_classes, spec.label)
-            TASKS.get(spec.task).check_network(spec, model)  # what the task itself needs of it, as a RecipeError
             networks[spec.index] = model
-            if spec.members and self.same_inputs(spec):  # the features its loss reads exist in both and fit it
-                check_features(self.loss(spec), networks[spec.index], networks[spec.members[0]],
-                               sample.unsqueeze(0), f"kd.init_args.pairs (generation {spec.index}")
-            callbacks = self._user_objects(spec)[1]
-            if spec.load is None:  # a monitor the generation does not log every epoch
-                check_monitors(callbacks, TASKS.get(spec.task).monitorable_metrics(self.dm.has_val), spec.index)
-            try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
-                trainer = L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
-                                       "enable_progress_bar": False})
-            except Exception as e:  # any rejection of the user's trainer settings, in one line
-                raise RecipeError(f"trainer (generation {spec.index}): {type(e).__name__}: {e}") from None
-            if spec.cache.embeddings and trainer.world_size > 1:
-                raise RecipeError(f"cache.embeddings (generation {spec.index}) is built by one process for now; "
-                                  f"this trainer runs {trainer.world_size}: build the cache with trainer.devices 1")
-        self.check_cache_settings()
+            teacher = networks[spec.members[0]] if spec.members and same_inputs(self.specs, self.dm, spec) else None
+            check_generation(spec, self.dm, model, teacher, self.loss(spec) if spec.members else None,
+                             self._user_objects(spec)[1])
+        check_cache_settings(self.specs, self.dm)
         self._preflight_done = True
-
-    def same_inputs(self, spec: GenerationSpec) -> bool:
-        """Whether generation ``spec`` and all its teachers read the same inputs (text: the same tokenizer)."""
-        mine = self.dm.generation_inputs(spec)
-        return all(self.dm.generation_inputs(self.specs[j]) == mine for j in spec.members)
-
-    def check_teacher_inputs(self, spec: GenerationSpec) -> None:
-        """Refuse (one line) a teacher served online that reads other inputs than its student (text: another
-        tokenizer): it would be run on the student's batches. Through the cache (read by sample index) any serves."""
-        if CACHE_MODES.get(spec.cache.mode).online and not self.same_inputs(spec):
-            theirs = sorted({str(self.dm.generation_inputs(self.specs[j])) for j in spec.members})
-            raise RecipeError(f"generation {spec.index} reads inputs of {self.dm.generation_inputs(spec)}, its teacher "
-                              f"those of {', '.join(theirs)}: a teacher with another tokenizer cannot be served "
-                              "online; use cache.mode clean (the cache is read by sample index)")
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
         if str(k) not in state.caches:
