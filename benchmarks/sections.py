@@ -30,6 +30,7 @@ from benchmarks import (
     meta_results_page,
     meta_sinusoid_page,
     methods_page,
+    prompt_region_page,
     prompt_results_page,
     quickstart_page,
     results_page,
@@ -74,6 +75,8 @@ DARK = "docs/data/dark-knowledge.json"
 META = "docs/meta-learning.md"
 METHODS = "docs/data/methods.json"
 CLI = "docs/data/cli.json"
+LM = "docs/language-models.md"
+REGION = "docs/data/prompt-region.json"
 
 SECTIONS: list[Section] = [
     Section("quickstart-readme", "README.md", QUICKSTART, "benchmarks.quickstart", quickstart_page.table),
@@ -90,6 +93,10 @@ SECTIONS: list[Section] = [
     Section("methods-cost", "docs/methods.md", METHODS, "benchmarks.methods", methods_page.cost),
     Section("methods-step-cost", "docs/methods.md", "docs/data/step-cost.json", "benchmarks.step_cost",
             step_cost_page.cost),
+    Section("lm-region-setting", LM, REGION, "benchmarks.prompt_region", prompt_region_page.setting),
+    Section("lm-region-table", LM, REGION, "benchmarks.prompt_region", prompt_region_page.methods),
+    Section("lm-region-size", LM, REGION, "benchmarks.prompt_region", prompt_region_page.size_claim),
+    Section("lm-region-generation", LM, REGION, "benchmarks.prompt_region", prompt_region_page.generation),
     Section("prompt-results", "docs/prompts.md", "docs/data/prompt-results.json", "benchmarks.prompt_results",
             prompt_results_page.results),
     Section("datasets-speed", "docs/datasets.md", "docs/data/data-pipeline.json", "benchmarks.data_pipeline",
