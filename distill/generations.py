@@ -50,7 +50,7 @@ from distill.speed import manual_trainer_kwargs
 from distill.state import RunState
 from distill.tasks import TASKS, TaskContext, parameter_counts
 from distill.teachers import CachedTeacher, OnlineTeacher, TeacherSource, ViewEpoch
-from distill.user_logs import log_recipe, recipe_params, report, scalars, user_objects
+from distill.user_logs import check_monitors, log_recipe, recipe_params, report, scalars, user_objects
 
 __all__ = ["BornAgainRun", "RunLayout", "build_datamodule", "generation_seed", "replay_seed"]
 
@@ -328,7 +328,9 @@ class BornAgainRun:
             if spec.members and self.same_inputs(spec):  # the features its loss reads exist in both and fit it
                 check_features(self.loss(spec), networks[spec.index], networks[spec.members[0]],
                                sample.unsqueeze(0), f"kd.init_args.pairs (generation {spec.index}")
-            self._user_objects(spec)
+            callbacks = self._user_objects(spec)[1]
+            if spec.load is None:  # a monitor the generation does not log every epoch
+                check_monitors(callbacks, TASKS.get(spec.task).monitorable_metrics(self.dm.has_val), spec.index)
             try:  # Lightning validates accelerator/devices/strategy/precision when a Trainer is made
                 trainer = L.Trainer(**{**spec.trainer_kwargs(), "logger": False, "enable_checkpointing": False,
                                        "enable_progress_bar": False})
@@ -346,17 +348,13 @@ class BornAgainRun:
         return all(self.dm.generation_inputs(self.specs[j]) == mine for j in spec.members)
 
     def check_teacher_inputs(self, spec: GenerationSpec) -> None:
-        """Refuse (one line) a teacher that would have to read a student's inputs it cannot: served online, or
-        asked for features, with another tokenizer. Through the cache (read by sample index) any teacher serves."""
-        if self.same_inputs(spec):
-            return
-        online = CACHE_MODES.get(spec.cache.mode).online
-        if online or self.loss(spec).feature_names() != ((), ()):
+        """Refuse (one line) a teacher served online that reads other inputs than its student (text: another
+        tokenizer): it would be run on the student's batches. Through the cache (read by sample index) any serves."""
+        if CACHE_MODES.get(spec.cache.mode).online and not self.same_inputs(spec):
             theirs = sorted({str(self.dm.generation_inputs(self.specs[j])) for j in spec.members})
             raise RecipeError(f"generation {spec.index} reads inputs of {self.dm.generation_inputs(spec)}, its teacher "
-                              f"those of {', '.join(theirs)}: a teacher with another tokenizer cannot be "
-                              f"{'served online' if online else 'asked for features'}; use cache.mode clean (the "
-                              "cache is read by sample index)")
+                              f"those of {', '.join(theirs)}: a teacher with another tokenizer cannot be served "
+                              "online; use cache.mode clean (the cache is read by sample index)")
 
     def _cache_is_valid(self, k: int, state: RunState) -> bool:
         if str(k) not in state.caches:

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from distill.arguments import ArgumentsError, build_object
@@ -21,7 +21,7 @@ from distill.config import RecipeError
 from distill.resolve import CALLBACK_MODULES, LOGGER_MODULES
 from distill.spec import GenerationSpec, RunSpec, thaw
 
-__all__ = ["log_recipe", "recipe_params", "report", "scalars", "user_objects"]
+__all__ = ["check_monitors", "log_recipe", "recipe_params", "report", "scalars", "user_objects"]
 
 
 def user_objects(spec: GenerationSpec, gen_dir: str) -> tuple[list[Logger], list[Callback]]:
@@ -36,6 +36,22 @@ def user_objects(spec: GenerationSpec, gen_dir: str) -> tuple[list[Logger], list
     except ArgumentsError as e:
         raise RecipeError(str(e)) from None
     return loggers, callbacks
+
+
+def check_monitors(callbacks: Iterable[Callback], logged: frozenset[str] | None, generation: int) -> None:
+    """Refuse, before training, an ``EarlyStopping`` or ``ModelCheckpoint`` of ``trainer.callbacks`` whose
+    ``monitor`` names a metric the generation does not log every epoch (Lightning would stop the run with a traceback
+    at the end of an epoch, after the run directory exists). ``logged`` is what the task logs per epoch (its
+    :meth:`~distill.tasks.base.Task.monitorable_metrics`); None accepts any name.
+    """
+    if logged is None:
+        return
+    for callback in callbacks:
+        if isinstance(callback, EarlyStopping | ModelCheckpoint) and callback.monitor is not None \
+                and callback.monitor not in logged:
+            raise RecipeError(f"trainer.callbacks (generation {generation}): {type(callback).__name__} monitors "
+                              f"{callback.monitor!r}, which this generation does not log every epoch; it can monitor "
+                              f"{', '.join(sorted(logged))}")
 
 
 def recipe_params(run: RunSpec, spec: GenerationSpec) -> dict[str, Any]:

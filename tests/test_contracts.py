@@ -76,7 +76,7 @@ def test_a_value_only_the_constructor_refuses_fails_in_preflight_before_the_data
 
 
 def test_tasks_derive_from_the_task_base():
-    assert TASKS.names() == ["born_again", "prompted"]
+    assert TASKS.names() == ["born_again", "prompted", "prompted_lm"]
     assert all(issubclass(TASKS.get(name), Task) for name in TASKS.names())
     spec = load_recipe(RECIPE, []).specs[1]
     assert Task.check_network(spec, nn.Linear(2, 2)) is None  # the default accepts any network

@@ -289,3 +289,12 @@ def test_bad_meta_input_is_one_line_and_exit_2_before_the_run_directory(tmp_path
     empty.write_text("")  # the engine's recipe-file checks apply to meta recipes too
     assert run_cli("meta", str(empty), "--out", str(out)) == 2
     assert f"recipe file {empty} is empty" in capsys.readouterr().err and not out.exists()
+
+
+def test_an_option_of_another_network_is_named_before_the_run_directory(tmp_path, capsys):
+    """The sinusoid recipe's mlp ``layers`` left over after ``--network.name conv4``: named with what conv4 takes."""
+    out = tmp_path / "run"
+    assert run_cli("meta", "recipes/meta/sinusoid-maml.yaml", "--out", str(out), "--network.name", "conv4") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("network.layers is not an option of conv4 (accepted: blocks, hidden)"), err
+    assert len(err.splitlines()) == 1 and not out.exists()

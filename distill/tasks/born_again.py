@@ -136,6 +136,12 @@ class GenerationModule(Task):
         return apply_speed(load_student(path, spec.backbone, context.num_classes, context.in_chans), context.speed)
 
     @classmethod
+    def monitorable_metrics(cls, has_val: bool) -> frozenset[str]:
+        """``train/acc``, and ``val/loss``, ``val/acc``, ``val/ece`` with a validation split. ``train/loss`` and the
+        loss's terms are logged on the shown steps only (``log_every_n_steps``), so an epoch may end without them."""
+        return frozenset({"train/acc"} | ({"val/loss", "val/acc", "val/ece"} if has_val else set()))
+
+    @classmethod
     def _build(cls, spec: GenerationSpec, context: TaskContext, network: nn.Module,
                loss: DistillLoss) -> GenerationModule:
         module = cls(apply_speed(network, context.speed), loss, context.teacher if loss.needs_teacher else None,

@@ -66,8 +66,12 @@ def parse_template(template: str) -> tuple[bool, str, str]:
     return has_prompt, prefix.lstrip() if has_prompt else prefix, suffix
 
 
+MODEL_MAX_UNSET = 1_000_000  # transformers' model_max_length when the tokenizer does not know it is ~1e30
+
+
 def tokenise(tokenizer: Any, template: str, texts: Sequence[str], max_length: int | None = None) -> torch.Tensor:
-    """``(N, 3, L)`` ids / attention mask / input-span mask of ``texts`` put in ``template``, padded to the longest.
+    """``(N, 3, L)`` ids / attention mask / input-span mask of ``texts`` put in ``template``, padded to the longest;
+    truncated to ``max_length`` tokens, or to the tokenizer's ``model_max_length`` when it states one.
 
     Raises:
         DataError: the tokenizer gives no character offsets (a slow, Python tokenizer), or ``max_length`` cuts every
@@ -75,6 +79,8 @@ def tokenise(tokenizer: Any, template: str, texts: Sequence[str], max_length: in
     """
     _, prefix, suffix = parse_template(template)
     full = [prefix + t + suffix for t in texts]
+    if max_length is None and tokenizer.model_max_length < MODEL_MAX_UNSET:
+        max_length = int(tokenizer.model_max_length)  # the positions the model has (MiniLM: 512)
     try:
         enc = tokenizer(full, add_special_tokens=True, return_offsets_mapping=True, truncation=max_length is not None,
                         max_length=max_length)
@@ -149,7 +155,8 @@ class TextDataModule(DistillDataModule):
         template: where the text goes: ``{input}`` required, ``{prompt}`` optional and only at the start.
         tokenizer: a base source whose tokenizer serves generations whose backbone names no ``init_args.base``
             (and tokenises the data outside a run); the generation's base wins when it has one.
-        max_length: truncate longer token sequences (None: keep every token).
+        max_length: truncate longer token sequences (None: to the tokenizer's ``model_max_length`` when it states
+            one, else keep every token).
         test_fraction: share of each class held out for testing (fixed split, see :mod:`distill.text.sources`).
         val_fraction: share of each class held out for validation.
         **kwargs: forwarded to :class:`DistillDataModule` (``batch_size``, ``eval_batch_size``, ``num_workers``,
