@@ -41,6 +41,7 @@ STATED = {
     "docs/meta-learning.md": "0 0.01 0.1 0.4 1 2 3 4 5 8 10 17 20 25 28 32 40 48.07 48.70 63.11 63.15 90 95.8 98.7 "
                              "98.9 99.9 200 300 400 1,200 2017 2020",
     "docs/export.md": "0 1 2 8 16 255",
+    "docs/language-models.md": "0 1 22.7 134.5",  # generation numbers; the two bases' sizes in millions
     "docs/benchmarks.md": "",
     "docs/cache-scale.md": "",
     "docs/cli.md": "",
