@@ -31,6 +31,7 @@ from benchmarks import (
     meta_sinusoid_page,
     methods_page,
     prompt_capital_page,
+    prompt_region_page,
     prompt_results_page,
     quickstart_page,
     results_page,
@@ -76,6 +77,8 @@ DARK = "docs/data/dark-knowledge.json"
 META = "docs/meta-learning.md"
 METHODS = "docs/data/methods.json"
 CLI = "docs/data/cli.json"
+LM = "docs/language-models.md"
+REGION = "docs/data/prompt-region.json"
 
 SECTIONS: list[Section] = [
     Section("quickstart-readme", "README.md", QUICKSTART, "benchmarks.quickstart", quickstart_page.table),
@@ -92,6 +95,10 @@ SECTIONS: list[Section] = [
     Section("methods-cost", "docs/methods.md", METHODS, "benchmarks.methods", methods_page.cost),
     Section("methods-step-cost", "docs/methods.md", "docs/data/step-cost.json", "benchmarks.step_cost",
             step_cost_page.cost),
+    Section("lm-region-setting", LM, REGION, "benchmarks.prompt_region", prompt_region_page.setting),
+    Section("lm-region-table", LM, REGION, "benchmarks.prompt_region", prompt_region_page.methods),
+    Section("lm-region-size", LM, REGION, "benchmarks.prompt_region", prompt_region_page.size_claim),
+    Section("lm-region-generation", LM, REGION, "benchmarks.prompt_region", prompt_region_page.generation),
     Section("prompt-results", "docs/prompts.md", "docs/data/prompt-results.json", "benchmarks.prompt_results",
             prompt_results_page.results),
     *(Section(f"capital-{name}", "docs/prompt-results-lm.md", "docs/data/prompt_capital.json",

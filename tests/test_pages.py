@@ -45,6 +45,7 @@ STATED = {
     # DDP's examples (processes, GPUs, epochs, samples), sweeps' (values, workers, heartbeat s), PostgreSQL 15 on
     # port 5432, optuna#1300, SQLAlchemy 2.1, optuna-dashboard 0.21.0
     "docs/distributed.md": "0 0.21 1 2 2.1 3 4 5 6 15 20 300 1300 5432",
+    "docs/language-models.md": "0 1 22.7 134.5",  # generation numbers; the two bases' sizes in millions
     "docs/benchmarks.md": "",
     "docs/cache-scale.md": "",
     "docs/cli.md": "",
