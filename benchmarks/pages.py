@@ -76,6 +76,15 @@ def publish(data: str, result: dict[str, Any]) -> list[str]:
     return render(names)
 
 
+def report(data: str, result: dict[str, Any], dry_run: bool = False) -> None:
+    """The end of a measuring script: print ``result`` as JSON (``dry_run``: nothing written) or :func:`publish` it
+    and say which sections were rendered."""
+    if dry_run:
+        print(json.dumps(result, indent=1))
+    else:
+        print("rendered:", ", ".join(publish(data, result)))
+
+
 def mismatches() -> list[str]:
     """Sections whose page text is not what their JSON renders to (or whose JSON or markers are missing)."""
     bad = []

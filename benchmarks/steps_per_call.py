@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 
 from benchmarks.machine import load_average, machine, provenance
-from benchmarks.pages import publish
+from benchmarks.pages import report
 from benchmarks.suite_common import PROFILES, Profile, datamodule, engine_run, recipe
 from benchmarks.suite_timing import STEPS_PER_CALL, as_terminal, bare_epoch, fit, plain_fit, ratio, spread
 from distill.optim import OptimizerConfig
@@ -86,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)
     result = json.loads(json.dumps(result, default=str))
-    if args.no_write:
-        print(json.dumps(result, indent=1))
-    else:
-        print("rendered:", ", ".join(publish(DATA, result)))
+    report(DATA, result, dry_run=args.no_write)
     return 0
 
 

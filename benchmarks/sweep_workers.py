@@ -40,7 +40,7 @@ import optuna
 
 from benchmarks import ROOT
 from benchmarks.machine import load_average, provenance
-from benchmarks.pages import publish
+from benchmarks.pages import report
 from benchmarks.postgres import Server, server_bin, throwaway_server
 from benchmarks.suite_timing import spread, verdict
 from distill.io import atomic_write_json
@@ -161,10 +161,7 @@ def main(argv: list[str] | None = None) -> int:
               "rounds": args.rounds, "server": done["server"],
               "runs": runs, "load_1min": {"min": min(loads), "max": max(loads)}, "load_average_at_end": load_average(),
               "by_workers": summary(runs, args.workers, prov["cores"])}
-    if args.no_write:
-        print(json.dumps(result, indent=1))
-    else:
-        print("rendered:", ", ".join(publish(DATA, result)))
+    report(DATA, result, dry_run=args.no_write)
     return 0
 
 

@@ -274,7 +274,7 @@ def test_checkpoint_round_trip_and_another_base_refused(tokenizer, tmp_path):
     state = trainable_state({f"student.{k}": v for k, v in net.state_dict().items()}, net, "student.")
     assert state and not any(k.startswith("student.base.") for k in state)
     path = tmp_path / "model.ckpt"
-    torch.save({"state_dict": state, REFERENCE_KEY: net.reference_dict()}, path)
+    torch.save({"state_dict": state, REFERENCE_KEY: net.reference.as_dict()}, path)
     fresh = _network("gpt2", tokenizer, KINDS["input_dependent"])
     x = _batch(tokenizer, ["peru"], "right")
     assert not torch.allclose(fresh(x), net(x))

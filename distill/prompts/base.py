@@ -46,6 +46,30 @@ class BaseReference:
         return {"source": self.source, "sha256": self.sha256}
 
 
+class FrozenBase(nn.Module):
+    """A prompted network's handling of its base: unless :attr:`trains_base`, the base stays in eval mode (no dropout,
+    no drop-path, as VPT keeps its encoder) whatever mode the network is set to, and its tensors are left out of
+    checkpoints (:meth:`frozen_prefixes`). Subclasses keep the base as ``self.base`` and say whether it trains."""
+
+    base: nn.Module
+
+    @property
+    def trains_base(self) -> bool:
+        """Whether the base trains too (full fine-tuning)."""
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> FrozenBase:
+        """Set the mode; a frozen base stays in eval."""
+        super().train(mode)
+        if not self.trains_base:
+            self.base.train(False)
+        return self
+
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes (within this module) that are the frozen base, left out of checkpoints."""
+        return () if self.trains_base else ("base.",)
+
+
 def state_sha256(module: nn.Module) -> str:
     """sha256 over a module's state: every entry's name, dtype, shape and bytes, in name order."""
     h = hashlib.sha256()

@@ -21,11 +21,18 @@ import torch
 from torch import nn
 
 from distill.models import register_backbone
-from distill.prompts.base import BaseReference, InputAdapter, describe_source, load_base, state_sha256
+from distill.prompts.base import (
+    BaseReference,
+    FrozenBase,
+    InputAdapter,
+    describe_source,
+    load_base,
+    state_sha256,
+)
 from distill.prompts.kinds import INITS, Geometry, PromptKind, build_kind
 
 
-class PromptedViT(nn.Module):
+class PromptedViT(FrozenBase):
     """A frozen ViT ``base`` with the tokens of ``prompt`` in every block and a trainable ``head``.
 
     Args:
@@ -62,17 +69,10 @@ class PromptedViT(nn.Module):
         self.head.requires_grad_(bool(train_head))
         self.base.train(False)
 
-    # -- modes and the frozen part --------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> PromptedViT:
-        """Set the mode; a frozen base stays in eval (dropout and drop-path off, as VPT keeps its encoder)."""
-        super().train(mode)
-        if not self.train_base:
-            self.base.train(False)
-        return self
-
-    def frozen_prefixes(self) -> tuple[str, ...]:
-        """State-dict prefixes (within this module) that are the frozen base, left out of checkpoints."""
-        return () if self.train_base else ("base.",)
+    # -- the frozen part ------------------------------------------------------------------------------------------
+    @property
+    def trains_base(self) -> bool:
+        return self.train_base
 
     def parameter_counts(self) -> dict[str, int]:
         """Trainable and total parameters."""

