@@ -301,3 +301,16 @@ def test_on_the_real_minilm_the_probe_pools_as_sentence_transformers_do(tokenize
     assert [r["token"] for r in english.nearest_tokens()] == ["what", "is", "the", "capital", "of"]
     assert english.prompt.prompt.shape == (6, 5, 384)
     assert english.parameter_counts()["trainable"] == 6 * 5 * 384 + 384 * 5 + 5
+
+
+@pytest.mark.parametrize(("verbalizer", "words"), [
+    (["asia", "africa", "europe"], ["verbalizer must be {words:", "['asia'"]),   # a list, not {words: [...]}
+    ({"words": "asia"}, ["verbalizer must be", "'asia'"]),  # one string: not read letter by letter
+    ({"word": ["asia", "africa", "europe"]}, ["verbalizer must be", "'word'"]),   # a misspelt key: not "0 words"
+    ({"words": ["asia", 3, "europe"]}, ["verbalizer must be"]),
+    ({"words": ["asia", "Asia", "europe"]}, ["'asia' and 'Asia' are the same token"]),  # uncased: two classes, 1 score
+])
+def test_a_malformed_verbalizer_is_one_line(verbalizer, words, tokenizer):
+    with pytest.raises(PromptedLMError) as e:
+        _network("llama", tokenizer, verbalizer=verbalizer)
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)

@@ -59,15 +59,19 @@ def word_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
     """The one token id of each verbalizer word (with a leading space, as it follows the text).
 
     Raises:
-        PromptedLMError: a word of several tokens (or none), naming it and its tokens.
+        PromptedLMError: a word of several tokens (or none), naming it and its tokens; two words of one token.
     """
-    ids = []
+    ids, first = [], {}
     for word in words:
         pieces = tokenizer(" " + str(word).lstrip(), add_special_tokens=False)["input_ids"]
         if len(pieces) != 1:
             raise PromptedLMError(f"verbalizer word {word!r} is {len(pieces)} tokens "
                                   f"{tokenizer.convert_ids_to_tokens(pieces)}, not one; choose a word that is one "
                                   "token for this tokenizer")
+        if pieces[0] in first:
+            raise PromptedLMError(f"verbalizer words {first[pieces[0]]!r} and {word!r} are the same token; each class "
+                                  "needs its own word")
+        first[pieces[0]] = word
         ids.append(pieces[0])
     return ids
 
@@ -220,12 +224,22 @@ def _check_init(init: Any) -> None:
     raise PromptedLMError(f"prompted_lm init must be random, vocab or {{text: \"an English prompt\"}}, got {init!r}")
 
 
+def _check_verbalizer(verbalizer: Any) -> None:
+    """``{words: [one word per class]}`` or None; anything else is one line naming what was given."""
+    if verbalizer is None:
+        return
+    words = verbalizer.get("words") if isinstance(verbalizer, dict) and set(verbalizer) == {"words"} else None
+    if not isinstance(words, list | tuple) or not all(isinstance(w, str) and w.strip() for w in words):
+        raise PromptedLMError(f"prompted_lm verbalizer must be {{words: [one word per class]}}, got {verbalizer!r}")
+
+
 def build_prompted_lm(base: nn.Module, tokenizer: Any, reference: Any, num_classes: int,
                       prompt: dict[str, Any] | str = "shallow", init: str | dict[str, Any] = "random",
                       head: str | None = None, verbalizer: dict[str, Any] | None = None, finetune: bool = False,
                       seed: int = 0) -> PromptedLM:
     """A :class:`PromptedLM` over an already loaded base (see :func:`prompted_lm` for the arguments)."""
     _check_init(init)
+    _check_verbalizer(verbalizer)
     if head is not None and head not in HEADS:
         raise PromptedLMError(f"prompted_lm head must be one of {', '.join(HEADS)}, got {head!r}")
     head = head or ("verbalizer" if verbalizer is not None else "linear")
@@ -233,7 +247,7 @@ def build_prompted_lm(base: nn.Module, tokenizer: Any, reference: Any, num_class
         raise PromptedLMError("prompted_lm head: verbalizer needs verbalizer: {words: [...]}, and only it takes one")
     if verbalizer is not None and reference.kind != "causal":
         raise PromptedLMError(f"prompted_lm verbalizer needs a causal LM; base {reference.source} is an encoder")
-    words = word_ids(tokenizer, (verbalizer or {}).get("words") or []) if verbalizer is not None else None
+    words = word_ids(tokenizer, verbalizer["words"]) if verbalizer is not None else None
     ids = None
     if isinstance(init, dict):
         ids = init_ids(init, tokenizer, 0, seed)
