@@ -153,6 +153,10 @@ def test_csv_and_jsonl_sources(tmp_path):
     ("nolabel.jsonl", '{"text": "a"}\n', DataError, "no 'label' column"),
     ("blank.csv", "text,label\nhello,\n", DataError, "row 1 has an empty text or label"),
     ("bad.jsonl", "[1, 2]\n", DataError, "not a JSON object"),
+    ("number.jsonl", '{"text": "a", "label": "x"}\n{"text": 5, "label": "y"}\n', DataError, "row 2 has text 5"),
+    ("list.jsonl", '{"text": ["a"], "label": "x"}\n', DataError, r"row 1 has text \['a'\]"),
+    ("bool.jsonl", '{"text": "a", "label": true}\n', DataError, "label True; a text is a string"),
+    ("float.jsonl", '{"text": "a", "label": 1.0}\n', DataError, "label 1.0; a text is a string"),
     ("data.txt", "x", DataError, "neither a text source"),
 ])
 def test_bad_files_are_one_line(tmp_path, name, content, error, words):

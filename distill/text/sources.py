@@ -147,6 +147,10 @@ def _file_examples(path: Path) -> list[Example]:
     examples = []
     for number, row in enumerate(rows, 1):
         text, label = row.get("text"), row.get("label")
+        if text is not None and not isinstance(text, str) or isinstance(label, bool) \
+                or label is not None and not isinstance(label, str | int):
+            raise DataError(f"data.source {str(path)!r}: row {number} has text {text!r} and label {label!r}; a text "
+                            "is a string, a label a string or an integer")
         if text is None or not str(text).strip() or label is None or not str(label).strip():
             raise DataError(f"data.source {str(path)!r}: row {number} has an empty text or label")
         examples.append(Example(str(text), str(label).strip()))
