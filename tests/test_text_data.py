@@ -145,6 +145,20 @@ def test_csv_and_jsonl_sources(tmp_path):
     assert TextDataModule(source=ints).class_names == ["0", "1"]
 
 
+def test_integer_labels_are_numbered_by_value(tmp_path):
+    # labels 0..11 from a CSV (strings) and a JSONL (integers): class k is label k, not text order 0, 1, 10, 11, 2
+    rows = [(f"text {i} {j}", i) for i in range(12) for j in range(3)]
+    csv_source = _write(tmp_path / "n.csv", "text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    jsonl = _write(tmp_path / "n.jsonl", "".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    for source in (csv_source, jsonl):
+        dm = TextDataModule(source=source, test_fraction=0.34)
+        assert dm.class_names == [str(i) for i in range(12)]
+        dm.setup("fit")
+        assert [int(t.split()[1]) for t in dm.cache_set.texts] == dm.cache_set.labels.tolist()
+    mixed = _write(tmp_path / "m.csv", "text,label\na,10\nb,9\nc,x\nd,10\ne,9\nf,x\n")
+    assert TextDataModule(source=mixed).class_names == ["10", "9", "x"]  # not all integers: text order
+
+
 @pytest.mark.parametrize("name, content, error, words", [
     ("empty.csv", "", DataError, "holds no rows"),
     ("header.csv", "text,label\n", DataError, "holds no rows"),
