@@ -4,7 +4,7 @@
   256 it ships); ``task: region`` (5 classes) or ``subregion`` labels each country's name. :func:`country_records`
   and :func:`country_split` give the records with their capitals, for the capital question.
 * a ``.csv`` or ``.jsonl`` file with a ``text`` and a ``label`` column (labels are read as strings and numbered in
-  sorted order).
+  sorted order, by value when every label is an integer: :func:`distill.text.data.class_order`).
 
 The split (:func:`stratified_split`) is a pure function of the texts and labels: within each class the examples are
 ordered by the sha256 of their text and the first ``test_fraction`` (then ``val_fraction``) of them held out, so every
