@@ -314,3 +314,23 @@ def test_a_malformed_verbalizer_is_one_line(verbalizer, words, tokenizer):
     with pytest.raises(PromptedLMError) as e:
         _network("llama", tokenizer, verbalizer=verbalizer)
     assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+@pytest.mark.parametrize(("arch", "positions"), [("bert", 512), ("gpt2", 1024)])
+def test_text_and_prompt_longer_than_the_bases_positions_is_one_line(arch, positions, tokenizer):
+    # the data truncate to the tokenizer's 512; 3 prompt tokens more overflow a base of absolute positions, which
+    # failed as "index 512 is out of bounds" -- now the line says which data.max_length fits
+    net = _network(arch, tokenizer, {"kind": "shallow", "length": 3},
+                   **({"verbalizer": {"words": ["a", "b", "c"]}} if arch == "gpt2" else {}))
+
+    def batch(width: int) -> torch.Tensor:
+        x = torch.ones(1, 3, width, dtype=torch.long)
+        x[0, 0] = 2000
+        x[0, 0, 0], x[0, 0, -1], x[0, 2, 0], x[0, 2, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id, 0, 0
+        return x
+
+    assert net(batch(positions - 3)).shape == (1, 3)  # exactly fills the positions
+    with pytest.raises(PromptedLMError) as e:
+        net(batch(positions - 2))
+    assert str(e.value) == (f"{positions - 2} text tokens + 3 prompt tokens exceed the base's {positions} positions: "
+                            f"set data.max_length to at most {positions - 3} (or shorten the prompt)")

@@ -100,6 +100,7 @@ class PromptedLM(nn.Module):
         self.reference = reference
         self.causal = reference.kind == "causal"
         self.num_features = base.config.hidden_size
+        self.positions = getattr(base.config, "max_position_embeddings", None)  # GPT-2's n_positions maps to it
         if verbalizer is not None and len(verbalizer) != num_classes:
             raise PromptedLMError(f"verbalizer has {len(verbalizer)} words but the data has {num_classes} classes")
         self.head = nn.Linear(self.num_features, num_classes) if verbalizer is None else nn.Identity()
@@ -143,6 +144,10 @@ class PromptedLM(nn.Module):
 
     def hidden_states(self, x: torch.Tensor) -> tuple[torch.Tensor, Layout]:
         """The base's last hidden states ``(B, L', D)`` over the prompted sequence, and its layout."""
+        if self.positions is not None and x.shape[-1] + self.prompt.length > self.positions:
+            raise PromptedLMError(f"{x.shape[-1]} text tokens + {self.prompt.length} prompt tokens exceed the base's "
+                                  f"{self.positions} positions: set data.max_length to at most "
+                                  f"{self.positions - self.prompt.length} (or shorten the prompt)")
         ids, span = x[:, 0], (x[:, 2] * x[:, 1]).bool()
         embeds = self.base.get_input_embeddings()(ids)
         embeds = torch.where(span[..., None], self.prompt.map_patches(embeds), embeds)
