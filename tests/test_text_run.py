@@ -96,7 +96,7 @@ def _write(path: Path, text: str) -> str:
 
 
 @pytest.mark.parametrize("case", ["no input", "prompt later", "empty csv", "label-less csv", "unknown source",
-                                  "no tokenizer", "unknown base"])
+                                  "no tokenizer", "unknown base", "image backbone"])
 def test_text_mistakes_exit_2_before_the_run_directory(tmp_path, left_base, capsys, case):
     data = {"name": "text", "source": "countryinfo", "batch_size": 16}
     backbone = {"name": "test_padding_probe", "init_args": {"base": MINILM, "padding": "right"}}
@@ -108,9 +108,12 @@ def test_text_mistakes_exit_2_before_the_run_directory(tmp_path, left_base, caps
         "unknown source": ({**data, "source": "countryinf"}, "neither a text source"),
         "no tokenizer": (data, "text data needs a tokenizer"),
         "unknown base": (data, "no installed package 'no_such_model_package'"),
+        "image backbone": ({**data, "tokenizer": MINILM}, "resnet18 is an image model, but the data have no image"),
     }[case]
     if case == "no tokenizer":
         backbone = {"name": "token_bag", "init_args": {"vocab_size": 30522}}
+    if case == "image backbone":  # was timm's zero-channel warning, then "weight of size [64, 0, 7, 7]"
+        backbone = {"name": "resnet18"}
     if case == "unknown base":
         backbone = {"name": "token_bag", "init_args": {"base": "package:no_such_model_package"}}
     out = tmp_path / "run"
