@@ -212,6 +212,7 @@ def test_around_takes_the_text_before_unless_told(tokenizer):
     ({"prompt": {"kind": "sideways"}}, ["sideways"]),
     ({"prompt": "shallow", "init": "english"}, ["init", "english"]),
     ({"prompt": "none"}, ["trains nothing"]),
+    ({"prompt": "shallow", "finetune": "no"}, ["finetune must be true or false, got 'no'"]),  # was: trained the base
 ])
 def test_bad_prompt_arguments_are_one_line(kwargs, words, tokenizer):
     arch = "gpt2" if kwargs.get("prompt") == "none" and "init" not in kwargs else "bert"

@@ -245,6 +245,8 @@ def build_prompted_lm(base: nn.Module, tokenizer: Any, reference: Any, num_class
     """A :class:`PromptedLM` over an already loaded base (see :func:`prompted_lm` for the arguments)."""
     _check_init(init)
     _check_verbalizer(verbalizer)
+    if not isinstance(finetune, bool):  # the string "no" is truthy: it would train the whole base
+        raise PromptedLMError(f"prompted_lm finetune must be true or false, got {finetune!r}")
     if head is not None and head not in HEADS:
         raise PromptedLMError(f"prompted_lm head must be one of {', '.join(HEADS)}, got {head!r}")
     head = head or ("verbalizer" if verbalizer is not None else "linear")
