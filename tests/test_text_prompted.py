@@ -335,3 +335,13 @@ def test_text_and_prompt_longer_than_the_bases_positions_is_one_line(arch, posit
         net(batch(positions - 2))
     assert str(e.value) == (f"{positions - 2} text tokens + 3 prompt tokens exceed the base's {positions} positions: "
                             f"set data.max_length to at most {positions - 3} (or shorten the prompt)")
+
+
+def test_an_image_batch_is_refused_in_one_line(tokenizer):
+    # prompted_lm on image data (digits' (B, 1, 8, 8) floats) was "IndexError: index 2 is out of bounds"
+    net = _network("bert", tokenizer)
+    with pytest.raises(PromptedLMError, match=r"reads text batches \(B, 3, L\).*torch.float32 batch of shape "
+                                              r"\(2, 1, 8, 8\)"):
+        net(torch.rand(2, 1, 8, 8))
+    with pytest.raises(PromptedLMError, match="shape"):
+        net(torch.rand(2, 3, 8))  # the right shape, but not token ids

@@ -144,6 +144,9 @@ class PromptedLM(nn.Module):
 
     def hidden_states(self, x: torch.Tensor) -> tuple[torch.Tensor, Layout]:
         """The base's last hidden states ``(B, L', D)`` over the prompted sequence, and its layout."""
+        if x.dim() != 3 or x.shape[1] != 3 or x.is_floating_point():
+            raise PromptedLMError(f"prompted_lm reads text batches (B, 3, L) of token ids and masks (data: text), "
+                                  f"got a {x.dtype} batch of shape {tuple(x.shape)}")
         if self.positions is not None and x.shape[-1] + self.prompt.length > self.positions:
             raise PromptedLMError(f"{x.shape[-1]} text tokens + {self.prompt.length} prompt tokens exceed the base's "
                                   f"{self.positions} positions: set data.max_length to at most "
