@@ -122,8 +122,8 @@ def test_untokenised_set_says_why():
         dm.cache_set[0]
 
 
-def _write(path: Path, text: str) -> str:
-    path.write_text(text)
+def _write(path: Path, text: str | bytes) -> str:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return str(path)
 
 
@@ -143,6 +143,17 @@ def test_csv_and_jsonl_sources(tmp_path):
     ints = _write(tmp_path / "n.jsonl", "".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n"
                                                 for i in range(6)))
     assert TextDataModule(source=ints).class_names == ["0", "1"]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    # Excel's "CSV UTF-8" starts with a BOM: it was refused as "no 'text' column (columns: \ufefftext, label)"
+    rows = "".join(f"t{i},{'ab'[i % 2]}\r\n" for i in range(6))
+    jsonl = "".join(json.dumps({"text": f"t{i}", "label": "ab"[i % 2]}) + "\n" for i in range(6))
+    for name, text in (("bom.csv", "text,label\r\n" + rows), ("bom.jsonl", jsonl)):
+        dm = TextDataModule(source=_write(tmp_path / name, "\ufeff" + text), test_fraction=0.34)
+        dm.setup("fit")
+        assert dm.class_names == ["a", "b"] and sorted(dm.cache_set.texts + dm.test_set.texts) == [f"t{i}" for i in
+                                                                                                   range(6)]
 
 
 def test_integer_labels_are_numbered_by_value(tmp_path):
@@ -172,6 +183,8 @@ def test_integer_labels_are_numbered_by_value(tmp_path):
     ("bool.jsonl", '{"text": "a", "label": true}\n', DataError, "label True; a text is a string"),
     ("float.jsonl", '{"text": "a", "label": 1.0}\n', DataError, "label 1.0; a text is a string"),
     ("data.txt", "x", DataError, "neither a text source"),
+    ("latin.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"), DataError,  # was a UnicodeDecodeError traceback
+     r"'.*latin.csv' is not UTF-8 text \(byte e9 at offset 14\); save it as UTF-8"),
 ])
 def test_bad_files_are_one_line(tmp_path, name, content, error, words):
     with pytest.raises(error, match=words) as info:

@@ -108,14 +108,14 @@ def countryinfo_examples(task: str | None) -> list[Example]:
 
 
 def _rows_csv(path: Path) -> tuple[list[str], list[dict]]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: the byte-order mark Excel writes is no column
         reader = csv.DictReader(f)
         return list(reader.fieldnames or []), list(reader)
 
 
 def _rows_jsonl(path: Path) -> tuple[list[str], list[dict]]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -137,7 +137,11 @@ FILE_READERS.register(".jsonl")(_rows_jsonl)
 def _file_examples(path: Path) -> list[Example]:
     if not path.is_file():
         raise DataNotFoundError(f"data.source {str(path)!r}: no such file")
-    columns, rows = FILE_READERS.get(path.suffix.lower())(path)
+    try:
+        columns, rows = FILE_READERS.get(path.suffix.lower())(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"data.source {str(path)!r} is not UTF-8 text (byte {e.object[e.start:e.start + 1].hex()} at "
+                        f"offset {e.start}); save it as UTF-8") from None
     missing = [c for c in ("text", "label") if c not in columns]
     if not rows:
         raise DataError(f"data.source {str(path)!r} holds no rows")
