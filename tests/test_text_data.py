@@ -183,6 +183,8 @@ def test_integer_labels_are_numbered_by_value(tmp_path):
     ("bool.jsonl", '{"text": "a", "label": true}\n', DataError, "label True; a text is a string"),
     ("float.jsonl", '{"text": "a", "label": 1.0}\n', DataError, "label 1.0; a text is a string"),
     ("data.txt", "x", DataError, "neither a text source"),
+    ("comma.csv", 'text,label\n"a, quoted",x\nhello, world,y\n', DataError,  # was: text 'hello', label 'world'
+     r"comma.csv:3 has 3 fields, the header 2: put a text that contains a comma in double quotes"),
     ("latin.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"), DataError,  # was a UnicodeDecodeError traceback
      r"'.*latin.csv' is not UTF-8 text \(byte e9 at offset 14\); save it as UTF-8"),
 ])

@@ -110,7 +110,13 @@ def countryinfo_examples(task: str | None) -> list[Example]:
 def _rows_csv(path: Path) -> tuple[list[str], list[dict]]:
     with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: the byte-order mark Excel writes is no column
         reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
+        rows = []
+        for row in reader:
+            if None in row:  # more fields than the header: an unquoted comma would shift the label
+                raise DataError(f"{path}:{reader.line_num} has {len(row) - 1 + len(row[None])} fields, the header "
+                                f"{len(reader.fieldnames or [])}: put a text that contains a comma in double quotes")
+            rows.append(row)
+        return list(reader.fieldnames or []), rows
 
 
 def _rows_jsonl(path: Path) -> tuple[list[str], list[dict]]:
