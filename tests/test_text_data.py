@@ -218,3 +218,16 @@ def test_truncation_to_max_length_and_to_the_models_positions():
 
 def tokenize_len(x: torch.Tensor) -> int:
     return int(x.shape[2])
+
+
+def test_a_fraction_that_holds_out_nothing_is_refused(tmp_path):
+    # two texts per class: 0.34 of 2 rounds to one test text each, 0.2 of 2 to no validation text; the validation
+    # split vanished silently (an EarlyStopping on val/acc was then refused as "not logged", naming no fraction)
+    source = _write(tmp_path / "four.csv", "text,label\nhello,a\nworld,b\nfoo,a\nbar,b\n")
+    with pytest.raises(DataError, match=r"four.csv': data.val_fraction 0.2 holds out no example"):
+        TextDataModule(source=source, test_fraction=0.34, val_fraction=0.2)
+    with pytest.raises(DataError, match=r"data.test_fraction 0.0 holds out no example"):
+        TextDataModule(source=source, test_fraction=0.0)
+    dm = TextDataModule(source=source, test_fraction=0.34, val_fraction=0.0)  # no validation asked: none needed
+    dm.setup("fit")
+    assert dm.val_set is None and len(dm.test_set) == 2

@@ -197,8 +197,10 @@ class TextDataModule(DistillDataModule):
         self._examples: dict[str, list[Example]] = {name: [] for name in SPLITS}
         for example, split in zip(examples, stratified_split(examples, test_fraction, val_fraction), strict=True):
             self._examples[split].append(example)
-        if not self._examples["test"]:
-            raise DataError(f"data.source {self.source!r}: data.test_fraction {test_fraction} holds out no example")
+        for split in ("test", "val"):
+            fraction = test_fraction if split == "test" else val_fraction
+            if (split == "test" or fraction) and not self._examples[split]:  # val: val/ metrics would vanish
+                raise DataError(f"data.source {self.source!r}: data.{split}_fraction {fraction} holds out no example")
         self._tokens: dict[str, dict[str, torch.Tensor]] = {}  # tokenizer source -> split -> (N, 3, L)
         self.tokenizer_used: str | None = None
 
