@@ -212,6 +212,8 @@ def test_around_takes_the_text_before_unless_told(tokenizer):
     ({"prompt": {"kind": "sideways"}}, ["sideways"]),
     ({"prompt": "shallow", "init": "english"}, ["init", "english"]),
     ({"prompt": "none"}, ["trains nothing"]),
+    ({"prompt": "shallow", "init": {"text": 5}}, ["init must be", "{'text': 5}"]),  # was the tokenizer's message
+    ({"prompt": "shallow", "init": {"text": "\u200b"}}, [r"init.text '\u200b' is no token"]),  # was "length ... 0"
     ({"prompt": "shallow", "finetune": "no"}, ["finetune must be true or false, got 'no'"]),  # was: trained the base
 ])
 def test_bad_prompt_arguments_are_one_line(kwargs, words, tokenizer):

@@ -227,7 +227,8 @@ def init_ids(init: str | dict[str, Any], tokenizer: Any, count: int, seed: int) 
 
 
 def _check_init(init: Any) -> None:
-    if init in ("random", "vocab") or (isinstance(init, dict) and set(init) == {"text"} and str(init["text"]).strip()):
+    text = init.get("text") if isinstance(init, dict) and set(init) == {"text"} else None
+    if init in ("random", "vocab") or (isinstance(text, str) and text.strip()):
         return
     raise PromptedLMError(f"prompted_lm init must be random, vocab or {{text: \"an English prompt\"}}, got {init!r}")
 
@@ -261,6 +262,8 @@ def build_prompted_lm(base: nn.Module, tokenizer: Any, reference: Any, num_class
     ids = None
     if isinstance(init, dict):
         ids = init_ids(init, tokenizer, 0, seed)
+        if not ids:
+            raise PromptedLMError(f"prompted_lm init.text {init['text']!r} is no token for this tokenizer")
         try:
             prompt = with_text_length(prompt, len(ids), init["text"])
         except ValueError as e:
