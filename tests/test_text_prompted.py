@@ -10,6 +10,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from distill.outputs import EMBEDDING, FeatureTap  # noqa: E402
 from distill.prompts import BaseMismatchError, load_prompted, trainable_state  # noqa: E402
 from distill.prompts.checkpoint import REFERENCE_KEY  # noqa: E402
 from distill.text.bases import BaseReference, load_base  # noqa: E402
@@ -347,3 +348,19 @@ def test_an_image_batch_is_refused_in_one_line(tokenizer):
         net(torch.rand(2, 1, 8, 8))
     with pytest.raises(PromptedLMError, match="shape"):
         net(torch.rand(2, 3, 8))  # the right shape, but not token ids
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_the_embedding_feature_is_the_pooled_state(arch, tokenizer):
+    # the embedding losses (rkd, pkt, sp, crd) read the classifier's input; a prompted_lm had no get_classifier()
+    # and was refused ("PromptedLM has no get_classifier()"); with a verbalizer the identity head passes it through
+    net = _network(arch, tokenizer, {"kind": "shallow", "length": 2},
+                   **({"verbalizer": {"words": ["asia", "africa", "europe"]}} if arch == "gpt2" else {}))
+    x = _batch(tokenizer, ["peru", "the united states"], "right")
+    out = FeatureTap(net, [EMBEDDING])(x)
+    hidden, layout = net.hidden_states(x)
+    pooled = net.pooled(hidden, layout)
+    torch.testing.assert_close(out.features[EMBEDDING], pooled)
+    assert out.features[EMBEDDING].shape == (2, 16)
+    if arch == "bert":
+        torch.testing.assert_close(out.logits, pooled @ net.head.weight.T + net.head.bias)

@@ -184,11 +184,16 @@ class PromptedLM(nn.Module):
         keep = (layout.mask & ~layout.prompt)[..., None].to(hidden.dtype)
         return (hidden * keep).sum(1) / keep.sum(1).clamp_min(1)
 
+    def get_classifier(self) -> nn.Module:
+        """The head (timm's contract): its input is the pooled ``(B, D)`` state, the embedding feature losses read
+        (``rkd``, ``pkt``, ``sp``, ``crd``); with a verbalizer it is an identity the pooled state passes through."""
+        return self.head
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden, layout = self.hidden_states(x)
-        pooled = self.pooled(hidden, layout)
+        pooled = self.head(self.pooled(hidden, layout))  # linear: the class scores; verbalizer: the pooled state
         if not len(self.verbalizer):
-            return self.head(pooled)
+            return pooled
         out = self.base.get_output_embeddings()
         logits = pooled @ out.weight[self.verbalizer].T
         return logits if out.bias is None else logits + out.bias[self.verbalizer]
