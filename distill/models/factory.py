@@ -131,7 +131,8 @@ def create_backbone(spec: str | dict[str, Any], num_classes: int, in_chans: int)
     Raises:
         RegistryError: unknown name (message lists close matches).
         BackboneError: ``init_args`` asked for pretrained weights that could not be loaded (none published, no
-            network, a missing file): one line naming the backbone and the cause.
+            network, a missing file), or an image model for data without channels (text): one line naming the
+            backbone and the cause.
         ValueError: malformed spec or an import failure.
     """
     check_backbone(spec)
@@ -142,6 +143,9 @@ def create_backbone(spec: str | dict[str, Any], num_classes: int, in_chans: int)
     name = spec["name"]
     if name in BACKBONES:
         return _call_with_supported(BACKBONES.get(name), {**kwargs, "in_chans": in_chans})
+    if in_chans < 1 and (timm.is_model(name) or name in torchvision.models.list_models()):
+        raise BackboneError(f"backbone {backbone_label(spec)} is an image model, but the data have no image channels "
+                            "(text data: use a text backbone such as prompted_lm or token_bag)")
     wants_weights = any(kwargs.get(key) for key in _WEIGHT_ARGS)
     if timm.is_model(name):
         path = kwargs.get("checkpoint_path")

@@ -35,6 +35,10 @@ class TokenBag(nn.Module):
         self.embed = nn.EmbeddingBag(size, dim, mode="sum")
         self.fc = nn.Linear(dim, num_classes)
 
+    def get_classifier(self) -> nn.Module:
+        """The linear classifier (timm's contract): its input, the mean embedding, is the ``embedding`` feature."""
+        return self.fc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, 3, L)`` long -> ``(B, num_classes)`` logits."""
         if x.ndim != 3 or x.shape[1] != 3 or x.dtype != torch.long:

@@ -284,11 +284,17 @@ def load_base(source: str, expected_sha256: str | None = None) -> LoadedBase:
         config = transformers.AutoConfig.from_pretrained(str(located.folder), **args)
         kind = model_kind(config)
         auto = transformers.AutoModelForCausalLM if kind == "causal" else transformers.AutoModel
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        if located.gguf_file is None:  # a folder loads in seconds: no bar over a bad recipe's one-line refusal
+            transformers.utils.logging.disable_progress_bar()
         try:
             model = auto.from_pretrained(str(located.folder), **args)
         except (OSError, ValueError) as error:
             raise BaseError(f"base {source!r}: cannot load its weights from {located.folder} "
                             f"({' '.join(str(error).split())[:200]})") from None
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
         model.eval()
         model.requires_grad_(False)
         _BASES[(source, sha)] = LoadedBase(model, tokenizer, BaseReference(source, sha, kind))

@@ -30,7 +30,7 @@ from distill.spec import GenerationSpec, thaw
 from distill.text.bases import load_tokenizer
 from distill.text.sources import SPLITS, Example, read_source, stratified_split
 
-__all__ = ["TextDataModule", "TextSet", "base_source", "parse_template", "tokenise"]
+__all__ = ["TextDataModule", "TextSet", "base_source", "class_order", "parse_template", "tokenise"]
 
 
 def parse_template(template: str) -> tuple[bool, str, str]:
@@ -104,6 +104,14 @@ def tokenise(tokenizer: Any, template: str, texts: Sequence[str], max_length: in
         x[i, 1, where] = 1
         x[i, 2, where] = torch.tensor(span)
     return x
+
+
+def class_order(labels: set[str]) -> list[str]:
+    """The class names in class-id order: sorted as text, or by value when every label is an integer (labels 0..10
+    get ids 0..10, not the text order 0, 1, 10, 2, ...)."""
+    if all(label.strip().lstrip("+-").isdigit() for label in labels):
+        return sorted(labels, key=lambda label: (int(label), label))
+    return sorted(labels)
 
 
 def base_source(spec: GenerationSpec) -> str | None:
@@ -182,15 +190,17 @@ class TextDataModule(DistillDataModule):
         self.source, self.task, self.template, self.tokenizer = str(source), task, template, tokenizer
         self.max_length, self.test_fraction, self.val_fraction = max_length, float(test_fraction), float(val_fraction)
         examples = read_source(self.source, task)
-        self.class_names = sorted({e.label for e in examples})
+        self.class_names = class_order({e.label for e in examples})
         self.num_classes = len(self.class_names)
         if self.num_classes < 2:
             raise DataError(f"data.source {self.source!r} has {self.num_classes} class; classification needs two")
         self._examples: dict[str, list[Example]] = {name: [] for name in SPLITS}
         for example, split in zip(examples, stratified_split(examples, test_fraction, val_fraction), strict=True):
             self._examples[split].append(example)
-        if not self._examples["test"]:
-            raise DataError(f"data.source {self.source!r}: data.test_fraction {test_fraction} holds out no example")
+        for split in ("test", "val"):
+            fraction = test_fraction if split == "test" else val_fraction
+            if (split == "test" or fraction) and not self._examples[split]:  # val: val/ metrics would vanish
+                raise DataError(f"data.source {self.source!r}: data.{split}_fraction {fraction} holds out no example")
         self._tokens: dict[str, dict[str, torch.Tensor]] = {}  # tokenizer source -> split -> (N, 3, L)
         self.tokenizer_used: str | None = None
 

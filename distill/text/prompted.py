@@ -59,15 +59,19 @@ def word_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
     """The one token id of each verbalizer word (with a leading space, as it follows the text).
 
     Raises:
-        PromptedLMError: a word of several tokens (or none), naming it and its tokens.
+        PromptedLMError: a word of several tokens (or none), naming it and its tokens; two words of one token.
     """
-    ids = []
+    ids, first = [], {}
     for word in words:
         pieces = tokenizer(" " + str(word).lstrip(), add_special_tokens=False)["input_ids"]
         if len(pieces) != 1:
             raise PromptedLMError(f"verbalizer word {word!r} is {len(pieces)} tokens "
                                   f"{tokenizer.convert_ids_to_tokens(pieces)}, not one; choose a word that is one "
                                   "token for this tokenizer")
+        if pieces[0] in first:
+            raise PromptedLMError(f"verbalizer words {first[pieces[0]]!r} and {word!r} are the same token; each class "
+                                  "needs its own word")
+        first[pieces[0]] = word
         ids.append(pieces[0])
     return ids
 
@@ -96,6 +100,7 @@ class PromptedLM(FrozenBase):
         self.reference = reference
         self.causal = reference.kind == "causal"
         self.num_features = base.config.hidden_size
+        self.positions = getattr(base.config, "max_position_embeddings", None)  # GPT-2's n_positions maps to it
         if verbalizer is not None and len(verbalizer) != num_classes:
             raise PromptedLMError(f"verbalizer has {len(verbalizer)} words but the data has {num_classes} classes")
         self.head = nn.Linear(self.num_features, num_classes) if verbalizer is None else nn.Identity()
@@ -128,6 +133,13 @@ class PromptedLM(FrozenBase):
 
     def hidden_states(self, x: torch.Tensor) -> tuple[torch.Tensor, Layout]:
         """The base's last hidden states ``(B, L', D)`` over the prompted sequence, and its layout."""
+        if x.dim() != 3 or x.shape[1] != 3 or x.is_floating_point():
+            raise PromptedLMError(f"prompted_lm reads text batches (B, 3, L) of token ids and masks (data: text), "
+                                  f"got a {x.dtype} batch of shape {tuple(x.shape)}")
+        if self.positions is not None and x.shape[-1] + self.prompt.length > self.positions:
+            raise PromptedLMError(f"{x.shape[-1]} text tokens + {self.prompt.length} prompt tokens exceed the base's "
+                                  f"{self.positions} positions: set data.max_length to at most "
+                                  f"{self.positions - self.prompt.length} (or shorten the prompt)")
         ids, span = x[:, 0], (x[:, 2] * x[:, 1]).bool()
         embeds = self.base.get_input_embeddings()(ids)
         embeds = torch.where(span[..., None], self.prompt.map_patches(embeds), embeds)
@@ -161,11 +173,16 @@ class PromptedLM(FrozenBase):
         keep = (layout.mask & ~layout.prompt)[..., None].to(hidden.dtype)
         return (hidden * keep).sum(1) / keep.sum(1).clamp_min(1)
 
+    def get_classifier(self) -> nn.Module:
+        """The head (timm's contract): its input is the pooled ``(B, D)`` state, the embedding feature losses read
+        (``rkd``, ``pkt``, ``sp``, ``crd``); with a verbalizer it is an identity the pooled state passes through."""
+        return self.head
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden, layout = self.hidden_states(x)
-        pooled = self.pooled(hidden, layout)
+        pooled = self.head(self.pooled(hidden, layout))  # linear: the class scores; verbalizer: the pooled state
         if not len(self.verbalizer):
-            return self.head(pooled)
+            return pooled
         out = self.base.get_output_embeddings()
         logits = pooled @ out.weight[self.verbalizer].T
         return logits if out.bias is None else logits + out.bias[self.verbalizer]
@@ -204,9 +221,19 @@ def init_ids(init: str | dict[str, Any], tokenizer: Any, count: int, seed: int) 
 
 
 def _check_init(init: Any) -> None:
-    if init in ("random", "vocab") or (isinstance(init, dict) and set(init) == {"text"} and str(init["text"]).strip()):
+    text = init.get("text") if isinstance(init, dict) and set(init) == {"text"} else None
+    if init in ("random", "vocab") or (isinstance(text, str) and text.strip()):
         return
     raise PromptedLMError(f"prompted_lm init must be random, vocab or {{text: \"an English prompt\"}}, got {init!r}")
+
+
+def _check_verbalizer(verbalizer: Any) -> None:
+    """``{words: [one word per class]}`` or None; anything else is one line naming what was given."""
+    if verbalizer is None:
+        return
+    words = verbalizer.get("words") if isinstance(verbalizer, dict) and set(verbalizer) == {"words"} else None
+    if not isinstance(words, list | tuple) or not all(isinstance(w, str) and w.strip() for w in words):
+        raise PromptedLMError(f"prompted_lm verbalizer must be {{words: [one word per class]}}, got {verbalizer!r}")
 
 
 def build_prompted_lm(base: nn.Module, tokenizer: Any, reference: Any, num_classes: int,
@@ -215,6 +242,9 @@ def build_prompted_lm(base: nn.Module, tokenizer: Any, reference: Any, num_class
                       seed: int = 0) -> PromptedLM:
     """A :class:`PromptedLM` over an already loaded base (see :func:`prompted_lm` for the arguments)."""
     _check_init(init)
+    _check_verbalizer(verbalizer)
+    if not isinstance(finetune, bool):  # the string "no" is truthy: it would train the whole base
+        raise PromptedLMError(f"prompted_lm finetune must be true or false, got {finetune!r}")
     if head is not None and head not in HEADS:
         raise PromptedLMError(f"prompted_lm head must be one of {', '.join(HEADS)}, got {head!r}")
     head = head or ("verbalizer" if verbalizer is not None else "linear")
@@ -222,10 +252,12 @@ def build_prompted_lm(base: nn.Module, tokenizer: Any, reference: Any, num_class
         raise PromptedLMError("prompted_lm head: verbalizer needs verbalizer: {words: [...]}, and only it takes one")
     if verbalizer is not None and reference.kind != "causal":
         raise PromptedLMError(f"prompted_lm verbalizer needs a causal LM; base {reference.source} is an encoder")
-    words = word_ids(tokenizer, (verbalizer or {}).get("words") or []) if verbalizer is not None else None
+    words = word_ids(tokenizer, verbalizer["words"]) if verbalizer is not None else None
     ids = None
     if isinstance(init, dict):
         ids = init_ids(init, tokenizer, 0, seed)
+        if not ids:
+            raise PromptedLMError(f"prompted_lm init.text {init['text']!r} is no token for this tokenizer")
         try:
             prompt = with_text_length(prompt, len(ids), init["text"])
         except ValueError as e:

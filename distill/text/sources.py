@@ -4,7 +4,7 @@
   256 it ships); ``task: region`` (5 classes) or ``subregion`` labels each country's name. :func:`country_records`
   and :func:`country_split` give the records with their capitals, for the capital question.
 * a ``.csv`` or ``.jsonl`` file with a ``text`` and a ``label`` column (labels are read as strings and numbered in
-  sorted order).
+  sorted order, by value when every label is an integer: :func:`distill.text.data.class_order`).
 
 The split (:func:`stratified_split`) is a pure function of the texts and labels: within each class the examples are
 ordered by the sha256 of their text and the first ``test_fraction`` (then ``val_fraction``) of them held out, so every
@@ -108,14 +108,20 @@ def countryinfo_examples(task: str | None) -> list[Example]:
 
 
 def _rows_csv(path: Path) -> tuple[list[str], list[dict]]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: the byte-order mark Excel writes is no column
         reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
+        rows = []
+        for row in reader:
+            if None in row:  # more fields than the header: an unquoted comma would shift the label
+                raise DataError(f"{path}:{reader.line_num} has {len(row) - 1 + len(row[None])} fields, the header "
+                                f"{len(reader.fieldnames or [])}: put a text that contains a comma in double quotes")
+            rows.append(row)
+        return list(reader.fieldnames or []), rows
 
 
 def _rows_jsonl(path: Path) -> tuple[list[str], list[dict]]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -137,7 +143,11 @@ FILE_READERS.register(".jsonl")(_rows_jsonl)
 def _file_examples(path: Path) -> list[Example]:
     if not path.is_file():
         raise DataNotFoundError(f"data.source {str(path)!r}: no such file")
-    columns, rows = FILE_READERS.get(path.suffix.lower())(path)
+    try:
+        columns, rows = FILE_READERS.get(path.suffix.lower())(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"data.source {str(path)!r} is not UTF-8 text (byte {e.object[e.start:e.start + 1].hex()} at "
+                        f"offset {e.start}); save it as UTF-8") from None
     missing = [c for c in ("text", "label") if c not in columns]
     if not rows:
         raise DataError(f"data.source {str(path)!r} holds no rows")
@@ -147,6 +157,10 @@ def _file_examples(path: Path) -> list[Example]:
     examples = []
     for number, row in enumerate(rows, 1):
         text, label = row.get("text"), row.get("label")
+        if text is not None and not isinstance(text, str) or isinstance(label, bool) \
+                or label is not None and not isinstance(label, str | int):
+            raise DataError(f"data.source {str(path)!r}: row {number} has text {text!r} and label {label!r}; a text "
+                            "is a string, a label a string or an integer")
         if text is None or not str(text).strip() or label is None or not str(label).strip():
             raise DataError(f"data.source {str(path)!r}: row {number} has an empty text or label")
         examples.append(Example(str(text), str(label).strip()))
