@@ -33,8 +33,10 @@ def one_line_error(capsys) -> str:
     (SINUSOID, ["--network", "{name: conv4}"], "network {'name': 'conv4'} cannot run on sinusoid episodes"),
     (DIGITS, ["--network", "{name: mlp}"], "network {'name': 'mlp'} cannot run on digits episodes (inputs of shape "
                                            "(1, 8, 8)): RuntimeError"),
-    (SINUSOID, ["--network", "{name: mlp, nope: 1}"], "unexpected keyword argument 'nope'"),
-    (DIGITS, ["--network", "{name: conv4, nope: 1}"], "unexpected keyword argument 'nope'"),
+    (SINUSOID, ["--network", "{name: mlp, nope: 1}"], "network.nope is not an option of mlp (accepted: hidden, "
+                                                       "in_features, layers)"),
+    (DIGITS, ["--network", "{name: conv4, nope: 1}"], "network.nope is not an option of conv4 (accepted: blocks, "
+                                                      "hidden)"),
 ], ids=["unknown baselines key", "zero baseline epochs", "negative baseline lr", "baselines on sinusoid",
         "conv4 without channels", "mlp without layers", "conv4 on sinusoid", "mlp on images", "unknown mlp option",
         "unknown conv4 option"])
