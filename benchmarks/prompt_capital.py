@@ -16,6 +16,12 @@ prompt goes at the very start of the text, and the Instruct model answers a chat
    the batches).
 3. Sampling: the English start trained free-running -- the model's own outputs fed back by argmax, straight-through
    Gumbel-softmax or the expected embedding -- beside teacher forcing, all scored the same way.
+4. Depth: the English start as a deep prompt (one set of vectors per decoder layer, :func:`distill.text.decode.
+   deepen`: layer ``i`` starts at the states the English tokens have entering layer ``i`` after the leading special
+   tokens, so before training it is the first paraphrase exactly), trained with teacher forcing like the shallow one.
+
+Every run measured by this script records its own commit, date and load (``measured``); runs reused from an earlier
+invocation keep theirs, and the earlier invocations' stamps are kept under ``earlier``.
 """
 
 from __future__ import annotations
@@ -118,6 +124,11 @@ INITS: dict[str, Callable[[Any, Any, int, int], torch.Tensor]] = {
     "vocabulary": lambda model, _tokenizer, n, seed: decode.vocab_init(model, n, seed),
     "random": lambda model, _tokenizer, n, seed: decode.random_init(model, n, seed),
 }
+#: prompt depth -> the start of that depth from a shallow start ``(n, d)`` and the leading special tokens
+DEPTHS: dict[str, Callable[[Any, torch.Tensor, tuple[int, ...]], torch.Tensor]] = {
+    "shallow": lambda _model, prompt, _lead: prompt,
+    "deep": decode.deepen,
+}
 Loss = Callable[[Any, torch.Tensor, list[QA]], torch.Tensor]
 #: training objective -> its loss of (model, prompt, batch), given the run's seed (Gumbel noise is seeded with it)
 OBJECTIVES: dict[str, Callable[[int], Loss]] = {
@@ -145,6 +156,20 @@ def train(model: Any, prompt: torch.Tensor, qas: list[QA], objective: str, steps
     return prompt.detach(), losses, (time.perf_counter() - start) / max(steps, 1)
 
 
+def earlier(path: Path) -> list[dict[str, Any]]:
+    """The stamps of the invocations that wrote ``path`` before (each with how many runs it measured), oldest first."""
+    if not path.is_file():
+        return []
+    previous = json.loads(path.read_text())
+    return [*previous.get("earlier", []), previous["provenance"] | {"measured_runs": previous["measured_runs"]}]
+
+
+def stamped(make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``make()``'s result with the commit, date and load it was measured at (``measured``)."""
+    at_start = provenance()
+    return {**make(), "measured": at_start | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]}}
+
+
 def cached(path: Path, make: Callable[[], dict[str, Any]], reused: list[str]) -> dict[str, Any]:
     """A run's result: read from ``path`` when an earlier (interrupted) measurement wrote it (its name is added to
     ``reused``), else made and written."""
@@ -166,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sampling-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--deep-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-batch", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="use only this many test countries (a quick try)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "prompt-capital")
@@ -181,8 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     score = Scorer(model, tokenizer, test_pairs, args.eval_batch)
     empty = model.get_input_embeddings().weight[:0].detach()
     reused: list[str] = []
-    zero_shot = [cached(args.out / f"zero-shot-{i}.json", lambda t=t: {"template": t, **score(
-        empty, lambda c, t=t: question(tokenizer, t, c))}, reused) for i, t in enumerate(PARAPHRASES)]
+    before = earlier(args.out / "prompt_capital.json")
+    zero_shot = [cached(args.out / f"zero-shot-{i}.json", lambda t=t: stamped(lambda: {"template": t, **score(
+        empty, lambda c, t=t: question(tokenizer, t, c))}), reused) for i, t in enumerate(PARAPHRASES)]
     train_qas = [decode.encode(tokenizer, INPUT.format(country=c), " " + a, stop=score.stop_id)
                  for c, a in train_pairs]
     length = len(tokenizer(INIT_TEXT, add_special_tokens=False)["input_ids"])
@@ -191,13 +218,13 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer(PARAPHRASES[0].format(country=c))["input_ids"]) for q, (c, _) in zip(score.qas(
             lambda c: INPUT.format(country=c)), test_pairs, strict=True))
 
-    def soft(init: str, objective: str, seed: int) -> dict[str, Any]:
-        start = INITS[init](model, tokenizer, length, seed)
+    def soft(init: str, objective: str, seed: int, kind: str = "shallow") -> dict[str, Any]:
+        start = DEPTHS[kind](model, INITS[init](model, tokenizer, length, seed), train_qas[0].lead)
         began = time.perf_counter()
         prompt, losses, per_step = train(model, start, train_qas, objective, args.steps, args.batch, args.lr, seed)
         result = score(prompt, lambda c: INPUT.format(country=c))
-        nearest, cosines = decode.nearest_tokens(model, prompt)
-        return {"init": init, "objective": objective, "seed": seed, **result, "train_losses": losses,
+        nearest, cosines = decode.nearest_tokens(model, decode.first_layer(prompt))
+        return {"init": init, "objective": objective, "seed": seed, "kind": kind, **result, "train_losses": losses,
                 "seconds_per_step": per_step, "wall_seconds": time.perf_counter() - began,
                 "nearest_tokens_end": [tokenizer.decode([t]) for t in nearest], "nearest_cosines_end": cosines}
 
@@ -207,15 +234,21 @@ def main(argv: list[str] | None = None) -> None:
     plan += [("English", o, s) for o in ("argmax", "gumbel_st", "expected") for s in args.sampling_seeds]
     plan += [(init, "teacher forcing", s) for init in INITS if init != "English" for s in args.seeds]
     runs = [cached(args.out / f"soft-{init}-{objective.replace(' ', '_')}-seed{seed}.json",
-                   lambda i=init, o=objective, s=seed: soft(i, o, s), reused) for init, objective, seed in plan]
+                   lambda i=init, o=objective, s=seed: stamped(lambda: soft(i, o, s)), reused)
+            for init, objective, seed in plan]
+    runs += [cached(args.out / f"soft-English-teacher_forcing-deep-seed{seed}.json",
+                    lambda s=seed: stamped(lambda: soft("English", "teacher forcing", s, "deep")), reused)
+             for seed in args.deep_seeds]
     doc = {"provenance": at_start | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
            "setting": {"base": SOURCE, "sha256": base.reference.sha256, "load_seconds": load_seconds,
                        "train_countries": len(train_pairs), "test_countries": len(test_pairs),
                        "dropped": dropped, "steps": args.steps, "batch": args.batch, "lr": args.lr,
-                       "seeds": args.seeds, "sampling_seeds": args.sampling_seeds, "prompt_length": length,
+                       "seeds": args.seeds, "sampling_seeds": args.sampling_seeds,
+                       "deep_seeds": args.deep_seeds, "layers": model.config.num_hidden_layers, "prompt_length": length,
                        "init_text": INIT_TEXT, "input": INPUT, "format": "plain",
                        "english_start_is_first_paraphrase": same_tokens},
-           "zero_shot": zero_shot, "runs": runs, "wall_seconds": time.perf_counter() - begin,
+           "earlier": before if reused else [], "zero_shot": zero_shot, "runs": runs,
+           "wall_seconds": time.perf_counter() - begin,
            "reused_runs": len(reused), "measured_runs": len(zero_shot) + len(runs) - len(reused)}
     atomic_write_json(args.out / "prompt_capital.json", doc)
     if not args.no_publish:

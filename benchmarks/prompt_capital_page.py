@@ -1,6 +1,7 @@
 """Renderers of the capital-question sections of docs/prompt-results-lm.md from ``docs/data/prompt_capital.json``,
 which ``python -m benchmarks.prompt_capital`` writes: the setting, the paraphrases zero-shot, the soft prompts by
-initialisation and seed, and the free-running sampling modes beside teacher forcing."""
+initialisation and seed, the free-running sampling modes beside teacher forcing, and the shallow prompt beside the
+deep one."""
 
 from __future__ import annotations
 
@@ -14,26 +15,44 @@ def _spread(values: list[float]) -> float:
     return max(values) - min(values) if values else 0.0
 
 
-def _runs(d: dict[str, Any], init: str, objective: str) -> list[dict[str, Any]]:
-    return [r for r in d["runs"] if r["init"] == init and r["objective"] == objective]
+def _runs(d: dict[str, Any], init: str, objective: str, kind: str = "shallow") -> list[dict[str, Any]]:
+    """The runs of one init, objective and depth (runs measured before depths existed are shallow)."""
+    return [r for r in d["runs"] if r["init"] == init and r["objective"] == objective
+            and r.get("kind", "shallow") == kind]
+
+
+def _provenance(d: dict[str, Any]) -> str:
+    """Which invocation measured what: this one's stamp, and when runs were reused, the earlier invocations'."""
+    p = d["provenance"]
+    head = (f"{stamp(p)}; load average at the end {', '.join(map(str, p['load_average_at_end']))}")
+    if not d.get("reused_runs"):
+        return f"Measured on {head}."
+    earlier = d.get("earlier", [])
+    unstamped = d["reused_runs"] - sum(e["measured_runs"] for e in earlier)
+    parts = [f"{e['measured_runs']} by the invocation on {stamp(e)}" for e in earlier]
+    parts += [f"{unstamped} by an earlier invocation whose stamp was not kept"] if unstamped > 0 else []
+    return (f"The last invocation of the script ran on {head}; it measured {d['measured_runs']} runs and reused "
+            f"{d['reused_runs']} that earlier invocations had measured ({'; '.join(parts)}). Runs measured since "
+            f"runs are stamped one by one carry their own commit and load, named where they are shown.")
 
 
 def setting(d: dict[str, Any]) -> str:
     """Machine, threads, load, date, commit, wall time, and the task's setting."""
-    p, s = d["provenance"], d["setting"]
+    s = d["setting"]
     dropped = ", ".join(s["dropped"]) or "none"
     return "\n".join([
-        f"Measured on {stamp(p)}; load average at the end {', '.join(map(str, p['load_average_at_end']))}. "
-        f"The base (`{s['base']}`, sha256 `{s['sha256'][:16]}…`) loaded in {s['load_seconds']:.0f} s; the script took "
+        f"{_provenance(d)} The base (`{s['base']}`, sha256 `{s['sha256'][:16]}…`) loaded in "
+        f"{s['load_seconds']:.0f} s; the script took "
         f"{d['wall_seconds'] / 60:.1f} min for {d['measured_runs']} runs"
-        + (f", reusing {d['reused_runs']} runs an earlier invocation had measured (each run's own seconds are in the "
-           f"tables)" if d.get("reused_runs") else "") + ".", "",
+        + (" (each run's own seconds are in the tables)" if d.get("reused_runs") else "") + ".", "",
         f"Countries: {s['train_countries']} for training, {s['test_countries']} held out for every score below "
         f"(left out because their capital holds a full stop: {dropped}). Text format: {s['format']}. Soft prompts: "
         f"{s['prompt_length']} vectors (the token count of \"{s['init_text']}\"), followed by the input "
         f"`{s['input'].strip()}`; Adam, learning rate {s['lr']}, {s['steps']} steps of {s['batch']} questions; "
         f"teacher-forced runs with seeds {', '.join(map(str, s['seeds']))}, free-running runs with seed(s) "
-        f"{', '.join(map(str, s['sampling_seeds']))}."])
+        f"{', '.join(map(str, s['sampling_seeds']))}"
+        + (f", deep runs (one set of {s['prompt_length']} vectors for each of the {s['layers']} layers) with seed(s) "
+           f"{', '.join(map(str, s['deep_seeds']))}" if s.get("deep_seeds") else "") + "."])
 
 
 def zero_shot(d: dict[str, Any]) -> str:
@@ -91,3 +110,44 @@ def sampling(d: dict[str, Any]) -> str:
                          f"{statistics.mean(r['seconds_per_step'] for r in runs):.2f}", len(runs)])
     return "\n".join(table(["training objective", "held-out exact match %", "held-out answer loss (teacher-forced)",
                             "own training loss, last 5 steps", "s / step", "seeds"], rows))
+
+
+def _measured(runs: list[dict[str, Any]]) -> str:
+    """Each run's own commit, date and load (1-minute average at its start and end), where it recorded them."""
+    stamps = []
+    for r in runs:
+        if "measured" in r:
+            m = r["measured"]
+            commit = m["commit"] + (" with uncommitted changes" if m.get("dirty") else "")
+            stamps.append(f"seed {r['seed']}: {m['date']}, commit `{commit}`, {m['torch_threads']} torch thread(s), "
+                          f"load average {m['load_average'][0]} at the start and {m['load_average_at_end'][0]} at "
+                          "the end")
+    return "; ".join(stamps) or "not recorded (measured before runs were stamped one by one)"
+
+
+def depth(d: dict[str, Any]) -> str:
+    """The English start trained with teacher forcing as a shallow and as a deep prompt, and each run's stamp."""
+    s, rows, means = d["setting"], [], {}
+    layers = s.get("layers")
+    for kind in ("shallow", "deep"):
+        runs = _runs(d, "English", "teacher forcing", kind)
+        if not runs:
+            continue
+        em = [r["exact_match"] for r in runs]
+        means[kind] = (statistics.mean(em), min(em), max(em))
+        vectors = s["prompt_length"] * (layers if kind == "deep" and layers else 1)
+        rows.append([kind, vectors, mean_std(em, digits=1), ", ".join(pct(x, 1) for x in em),
+                     f"{statistics.mean(r['answer_loss'] for r in runs):.2f}",
+                     f"{statistics.mean(r['seconds_per_step'] for r in runs):.2f}", _measured(runs)])
+    lines = table(["English start, teacher forcing", "trained vectors", "exact match % (mean ± std)", "per seed",
+                   "answer loss", "s / step", "measured"], rows)
+    if len(means) == 2:
+        (sm, slo, shi), (dm, dlo, dhi) = means["shallow"], means["deep"]
+        overlap = "overlap" if dlo <= shi and slo <= dhi else "do not overlap"
+        lines += ["", f"Both start from the first paraphrase's tokens "
+                  f"({pct(d['zero_shot'][0]['exact_match'], 1)}% zero-shot; the deep start holds the states those "
+                  f"tokens have, up to rounding). Trained, the deep prompt averages {pct(dm, 1)}% against the "
+                  f"shallow prompt's {pct(sm, 1)}% ({'+' if dm >= sm else ''}{pct(dm - sm, 1)} points); the seeds' "
+                  f"ranges ({pct(slo, 1)}–{pct(shi, 1)} shallow, {pct(dlo, 1)}–{pct(dhi, 1)} deep) {overlap}. "
+                  "Seconds per step compare only runs measured at the same load (see each run's stamp)."]
+    return "\n".join(lines)

@@ -104,7 +104,8 @@ SECTIONS: list[Section] = [
     *(Section(f"capital-{name}", "docs/prompt-results-lm.md", "docs/data/prompt_capital.json",
               "benchmarks.prompt_capital", render) for name, render in (
         ("setting", prompt_capital_page.setting), ("zero-shot", prompt_capital_page.zero_shot),
-        ("soft", prompt_capital_page.soft), ("sampling", prompt_capital_page.sampling))),
+        ("soft", prompt_capital_page.soft), ("sampling", prompt_capital_page.sampling),
+        ("depth", prompt_capital_page.depth))),
     Section("datasets-speed", "docs/datasets.md", "docs/data/data-pipeline.json", "benchmarks.data_pipeline",
             data_pipeline_page.speed),
     Section("speed-steps-per-call", "docs/concepts.md", "docs/data/steps-per-call.json", "benchmarks.steps_per_call",

@@ -185,3 +185,68 @@ def test_prompt_inits(model, tokenizer) -> None:
     assert tokens == ids and all(c == pytest.approx(1.0, abs=1e-4) for c in cosines)
     assert torch.equal(decode.vocab_init(model, 4, 0), decode.vocab_init(model, 4, 0))
     assert decode.random_init(model, 4, 0).shape == (4, model.config.hidden_size)
+
+
+# -- deep prompts: layer 0 inserted like the shallow prompt, layer i written over the prompt positions entering layer i
+
+@pytest.fixture(scope="module")
+def deep_model(tokenizer):
+    torch.manual_seed(2)
+    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=128, initializer_range=0.5,
+                                      pad_token_id=tokenizer.pad_token_id)
+    m = transformers.LlamaForCausalLM(config).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def layer_inputs(model, row, start: int, length: int) -> list:
+    """The states entering each decoder layer at positions ``start .. start + length`` of a batch of one row, caught
+    here with hooks of this test's own."""
+    caught, handles = [], []
+    for layer in model.model.layers:
+        handles.append(layer.register_forward_pre_hook(
+            lambda _m, args: caught.append(args[0][0, start:start + length].detach().clone())))
+    n = row.shape[1]
+    try:
+        model.model(inputs_embeds=row, attention_mask=torch.ones(1, n, dtype=torch.long),
+                    position_ids=torch.arange(n)[None])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return caught
+
+
+def test_a_deep_prompt_holding_the_shallow_states_scores_exactly_like_the_shallow_one(deep_model, batch) -> None:
+    prompt, qa = prompt_of(deep_model), batch[0]
+    row = plain_row(deep_model, prompt, qa, list(qa.answer[:-1]))  # what teacher forcing feeds, built here
+    deep = torch.stack(layer_inputs(deep_model, row, len(qa.lead), len(prompt)))
+    assert torch.equal(deep[0], prompt) and deep.shape == (3, len(prompt), deep_model.config.hidden_size)
+    assert decode.teacher_forced_loss(deep_model, deep, [qa]).item() == (
+        decode.teacher_forced_loss(deep_model, prompt, [qa]).item())
+    assert decode.greedy(deep_model, deep, batch, 5) == decode.greedy(deep_model, prompt, batch, 5)
+    started = decode.deepen(deep_model, prompt, qa.lead)
+    torch.testing.assert_close(started, deep, rtol=1e-4, atol=1e-4)  # another forward: rounding
+    assert decode.teacher_forced_loss(deep_model, started, batch).item() == pytest.approx(
+        decode.teacher_forced_loss(deep_model, prompt, batch).item(), rel=1e-5)
+
+
+def test_each_layer_of_a_deep_prompt_counts_gets_gradient_and_leaves_the_model_as_it_was(deep_model, batch) -> None:
+    before = {k: v.clone() for k, v in deep_model.state_dict().items()}
+    deep = decode.deepen(deep_model, prompt_of(deep_model), batch[0].lead)
+    moved = deep.clone()
+    moved[2] += 0.5
+    assert decode.teacher_forced_loss(deep_model, moved, batch).item() != pytest.approx(
+        decode.teacher_forced_loss(deep_model, deep, batch).item(), rel=1e-4)
+    for loss in (lambda p: decode.teacher_forced_loss(deep_model, p, batch),
+                 lambda p: decode.free_running_loss(deep_model, p, batch, FEEDBACK.get("expected")())):
+        tokens = deep.clone().requires_grad_(True)
+        loss(tokens).backward()
+        assert all(tokens.grad[i].abs().sum() > 0 for i in range(3))
+    assert all(torch.equal(v, before[k]) for k, v in deep_model.state_dict().items())
+    assert not any(layer._forward_pre_hooks for layer in deep_model.model.layers)
+    assert not any(p.requires_grad or p.grad is not None for p in deep_model.parameters())
+    with pytest.raises(UserError, match="deep prompt of 4 layers for a model of 3"):
+        decode.teacher_forced_loss(deep_model, torch.zeros(4, 3, deep_model.config.hidden_size), batch)

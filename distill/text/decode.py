@@ -1,6 +1,10 @@
-"""Answers of several tokens from a frozen causal language model behind a shallow soft prompt.
+"""Answers of several tokens from a frozen causal language model behind a soft prompt, shallow or deep.
 
-Pure functions over a Hugging Face causal LM (frozen: nothing here changes it) and a soft prompt tensor ``(n, d)``:
+Pure functions over a Hugging Face causal LM (frozen: nothing here changes it) and a soft prompt tensor: shallow
+``(n, d)``, or deep ``(layers, n, d)`` -- layer 0's tokens go in like the shallow prompt's, layer ``i``'s are written
+over the prompt positions of the states entering decoder layer ``i`` (the deep kinds' forward pre-hooks,
+:func:`distill.text.kinds.deep_tokens`, registered only while a forward runs); :func:`deepen` gives the deep prompt
+that starts where a shallow one stands:
 
 * :func:`teacher_forced_loss` -- cross-entropy on the answer tokens only, the gold answer fed in (teacher forcing);
 * :func:`greedy` -- greedy decoding until a stop token, and :func:`exact_match` of the decoded answers;
@@ -28,10 +32,15 @@ from torch import Tensor
 
 from distill.errors import UserError
 from distill.registry import Registry
+from distill.text.kinds import deep_tokens, layer_stack, overwrite_slots
 
 
 class PaddingSideError(UserError, ValueError):
     """A padding side other than ``left`` or ``right``."""
+
+
+class DeepPromptError(UserError, ValueError):
+    """A prompt that is neither ``(n, d)`` nor ``(layers, n, d)`` with at most the model's number of layers."""
 
 
 @dataclass(frozen=True)
@@ -102,17 +111,55 @@ def _embed(model: Any, ids: Sequence[int], like: Tensor) -> Tensor:
     return table(torch.tensor(list(ids), dtype=torch.long, device=like.device)).to(like.dtype)
 
 
+def first_layer(prompt: Tensor) -> Tensor:
+    """The tokens that go into the input embeddings: the shallow prompt ``(n, d)`` itself, or layer 0 of a deep one."""
+    if prompt.dim() not in (2, 3):
+        raise DeepPromptError(f"prompt of shape {tuple(prompt.shape)}: expected (n, d) or (layers, n, d)")
+    return prompt if prompt.dim() == 2 else prompt[0]
+
+
 def rows(model: Any, prompt: Tensor, batch: Sequence[QA], tail: Callable[[int, QA], Sequence[Tensor]]) -> list[Tensor]:
-    """Each example's embedded row: its lead tokens, the prompt, its question, then ``tail(i, qa)``'s pieces."""
-    return [torch.cat([_embed(model, qa.lead, prompt), prompt, _embed(model, qa.question, prompt), *tail(i, qa)])
+    """Each example's embedded row: its lead tokens, the prompt (layer 0 of a deep one), its question, then
+    ``tail(i, qa)``'s pieces."""
+    first = first_layer(prompt)
+    return [torch.cat([_embed(model, qa.lead, first), first, _embed(model, qa.question, first), *tail(i, qa)])
             for i, qa in enumerate(batch)]
 
 
-def hidden(model: Any, padded: Padded) -> Tensor:
-    """The last hidden states ``(B, T, d)`` of the model's body for a padded batch of embeddings (the vocabulary head
-    is applied by :func:`head` only where logits are needed)."""
-    out = model.base_model(inputs_embeds=padded.embeds, attention_mask=padded.mask, position_ids=padded.positions)
-    return out.last_hidden_state
+def prompt_slots(padded: Padded, batch: Sequence[QA], length: int) -> Tensor:
+    """``(B, length)``: the columns of each row's prompt positions (right after its lead tokens)."""
+    return torch.stack([cols[len(qa.lead):len(qa.lead) + length] for qa, cols in zip(batch, padded.columns,
+                                                                                      strict=True)])
+
+
+def body(model: Any, prompt: Tensor, batch: Sequence[QA], padded: Padded, **kwargs: Any) -> Any:
+    """The model's body (``model.base_model``) over a padded batch of :func:`rows`; a deep prompt's layers ``i >= 1``
+    overwrite the prompt positions entering decoder layer ``i`` during this forward only."""
+    layers = list(layer_stack(model))
+    if prompt.dim() == 3 and len(prompt) > len(layers):
+        raise DeepPromptError(f"deep prompt of {len(prompt)} layers for a model of {len(layers)}")
+    deep = layers[:len(prompt)] if prompt.dim() == 3 else []
+    slots = prompt_slots(padded, batch, first_layer(prompt).shape[0])
+    with deep_tokens(deep, lambda i: prompt[i], lambda h, tokens: overwrite_slots(h, slots, tokens[None])):
+        return model.base_model(inputs_embeds=padded.embeds, attention_mask=padded.mask,
+                                position_ids=padded.positions, **kwargs)
+
+
+def hidden(model: Any, prompt: Tensor, batch: Sequence[QA], padded: Padded) -> Tensor:
+    """The last hidden states ``(B, T, d)`` of the model's body for a padded batch of :func:`rows` (the vocabulary
+    head is applied by :func:`head` only where logits are needed)."""
+    return body(model, prompt, batch, padded).last_hidden_state
+
+
+@torch.no_grad()
+def deepen(model: Any, prompt: Tensor, lead: Sequence[int] = ()) -> Tensor:
+    """The deep prompt ``(layers, n, d)`` equal to the shallow ``prompt`` ``(n, d)`` after the ``lead`` tokens: layer
+    0 is ``prompt``, layer ``i`` the states its positions have entering decoder layer ``i``. In a causal model those
+    states depend only on what comes before, so this deep prompt scores exactly like the shallow one."""
+    embeds = torch.cat([_embed(model, lead, prompt), prompt])[None]
+    out = model.base_model(inputs_embeds=embeds, output_hidden_states=True)
+    depth = len(layer_stack(model))
+    return torch.stack([prompt, *[h[0, len(lead):] for h in out.hidden_states[1:depth]]]).to(prompt.dtype)
 
 
 def head(model: Any, states: Tensor) -> Tensor:
@@ -123,7 +170,7 @@ def head(model: Any, states: Tensor) -> Tensor:
 def teacher_forced_logits(model: Any, prompt: Tensor, batch: Sequence[QA], side: str = "left") -> list[Tensor]:
     """Per example, the logits ``(len(answer), V)`` that predict its answer tokens with the gold answer fed in."""
     padded = pad(rows(model, prompt, batch, lambda _i, qa: [_embed(model, qa.answer[:-1], prompt)]), side)
-    states = hidden(model, padded)
+    states = hidden(model, prompt, batch, padded)
     pairs = enumerate(zip(batch, padded.columns, strict=True))
     picked = [states[i, cols[len(cols) - len(qa.answer):]] for i, (qa, cols) in pairs]
     return list(head(model, torch.cat(picked)).split([len(qa.answer) for qa in batch]))
@@ -141,13 +188,13 @@ def unroll(model: Any, prompt: Tensor, batch: Sequence[QA], steps: int, choose: 
     """Run the model forward ``steps`` positions past each example's question, feeding back ``choose(logits)``
     (the next input embedding, ``(B, d)``) at each step; return the next-token logits ``(B, V)`` of every step.
 
-    The rows (lead, prompt, question) run once; each later position is one new column for every row, with a
-    key/value cache. The new column is real in every row (its mask is 1, its position one past the row's last real
-    token), so the padding of the first pass -- either side -- stays out of view.
+    The rows (lead, prompt, question) run once (a deep prompt's layers written in then, and held in the key/value
+    cache from there on); each later position is one new column for every row, with that cache. The new column is
+    real in every row (its mask is 1, its position one past the row's last real token), so the padding of the first
+    pass -- either side -- stays out of view.
     """
     padded = pad(rows(model, prompt, batch, lambda _i, _qa: []), side)
-    out = model.base_model(inputs_embeds=padded.embeds, attention_mask=padded.mask, position_ids=padded.positions,
-                           use_cache=True)
+    out = body(model, prompt, batch, padded, use_cache=True)
     logits = [head(model, out.last_hidden_state[torch.arange(len(batch)), padded.last()])]
     mask, position = padded.mask, padded.positions[torch.arange(len(batch)), padded.last()]
     for _ in range(steps - 1):
@@ -297,7 +344,8 @@ def answer_length(batch: Sequence[QA]) -> int:
     return max(len(qa.answer) for qa in batch)
 
 
-__all__ = ["FEEDBACK", "QA", "Argmax", "ExpectedEmbedding", "Feedback", "GumbelStraightThrough", "Padded",
-           "PaddingSideError", "answer_length", "encode", "english_init", "exact_match", "head", "hidden",
-           "unroll", "free_running_loss", "free_running_losses", "greedy", "nearest_tokens", "normalise", "pad",
-           "random_init", "rows", "teacher_forced_logits", "teacher_forced_loss", "vocab_init"]
+__all__ = ["FEEDBACK", "QA", "Argmax", "DeepPromptError", "ExpectedEmbedding", "Feedback", "GumbelStraightThrough",
+           "Padded", "PaddingSideError", "answer_length", "body", "deepen", "encode", "english_init", "exact_match",
+           "first_layer", "free_running_loss", "free_running_losses", "greedy", "head", "hidden", "nearest_tokens",
+           "normalise", "pad", "prompt_slots", "random_init", "rows", "teacher_forced_logits", "teacher_forced_loss",
+           "unroll", "vocab_init"]

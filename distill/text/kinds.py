@@ -9,19 +9,67 @@ and may map the input's embeddings (``map_patches``). Here they meet text:
   ``x[:, 2]``), for left and right padding alike, and the extended attention mask and position ids;
 * :func:`with_text_length` -- ``init: {text: ...}`` fixes the prompt's length to the text's token count;
 * :func:`set_static_tokens` -- the static tokens from per-layer states of real tokens (English or vocabulary init);
-* :func:`nearest_tokens` -- each block-0 prompt vector's nearest vocabulary token and its cosine.
+* :func:`nearest_tokens` -- each block-0 prompt vector's nearest vocabulary token and its cosine;
+* :func:`layer_stack` and :func:`deep_tokens` -- the deep kinds' mechanism, shared by :class:`~distill.text.prompted.
+  PromptedLM` and :mod:`distill.text.decode`: while a forward runs, a pre-hook on each layer ``i >= 1`` writes that
+  layer's own tokens over the prompt slots of the states entering it (:func:`overwrite_slots`).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from distill.errors import UserError
 from distill.prompts.kinds import PROMPTS, PromptKind
+
+
+class LayerStackError(UserError, ValueError):
+    """A base without a list of ``config.num_hidden_layers`` transformer layers to prompt (deep kinds)."""
+
+
+def layer_stack(model: nn.Module) -> nn.ModuleList:
+    """The base's stack of transformer layers: its first ``ModuleList`` of ``config.num_hidden_layers`` modules
+    (``encoder.layer`` of BERT, ``transformer.h`` of GPT-2, ``model.layers`` of Llama)."""
+    depth = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == depth:
+            return module
+    raise LayerStackError(f"prompted_lm: base {type(model).__name__} has no list of {depth} layers to prompt")
+
+
+def overwrite_slots(hidden: torch.Tensor, slots: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``hidden`` ``(B, L, D)`` with the positions ``slots`` ``(B, n)`` replaced by ``tokens`` ``(B or 1, n, D)``
+    (out of place: both get gradient)."""
+    b, _, d = hidden.shape
+    return hidden.scatter(1, slots[..., None].expand(-1, -1, d), tokens.expand(b, -1, -1).to(hidden.dtype))
+
+
+@contextmanager
+def deep_tokens(layers: Sequence[nn.Module], tokens: Callable[[int], torch.Tensor | None],
+                write: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """While open, the hidden states ``h`` entering each layer ``i >= 1`` of ``layers`` become ``write(h,
+    tokens(i))`` (left alone where ``tokens(i)`` is None): a forward pre-hook per layer, removed on leaving, so the
+    base is untouched outside the block."""
+    def overwriter(layer: int) -> Callable[[nn.Module, tuple], tuple | None]:
+        def hook(module: nn.Module, args: tuple) -> tuple | None:
+            own = tokens(layer)
+            return None if own is None else (write(args[0], own), *args[1:])
+        return hook
+
+    handles = [layer.register_forward_pre_hook(overwriter(i)) for i, layer in enumerate(layers) if i]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @dataclass(frozen=True)
@@ -76,8 +124,7 @@ class Layout:
 
     def overwrite(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """``hidden`` ``(B, L', D)`` with its prompt slots replaced by ``tokens`` (out of place: both get gradient)."""
-        b, _, d = hidden.shape
-        return hidden.scatter(1, self.slots[..., None].expand(-1, -1, d), tokens.expand(b, -1, -1).to(hidden.dtype))
+        return overwrite_slots(hidden, self.slots, tokens)
 
     def last_real(self) -> torch.Tensor:
         """``(B,)`` index of each sample's last real token (the next-token position of a causal model)."""

@@ -36,23 +36,13 @@ from distill.models import register_backbone
 from distill.prompts.base import FrozenBase
 from distill.prompts.kinds import Geometry, PromptKind, build_kind
 from distill.text.bases import load_base
-from distill.text.kinds import Layout, nearest_tokens, set_static_tokens, with_text_length
+from distill.text.kinds import Layout, deep_tokens, layer_stack, nearest_tokens, set_static_tokens, with_text_length
 
 HEADS = ("linear", "verbalizer")
 
 
 class PromptedLMError(UserError, ValueError):
     """A prompted language model that cannot be built as asked (verbalizer, init, head, sizes)."""
-
-
-def _layers(model: nn.Module) -> nn.ModuleList:
-    """The base's stack of transformer layers: its first ``ModuleList`` of ``config.num_hidden_layers`` modules
-    (``encoder.layer`` of BERT, ``transformer.h`` of GPT-2, ``model.layers`` of Llama)."""
-    depth = model.config.num_hidden_layers
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList) and len(module) == depth:
-            return module
-    raise PromptedLMError(f"prompted_lm: base {type(model).__name__} has no list of {depth} layers to prompt")
 
 
 def word_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
@@ -108,7 +98,7 @@ class PromptedLM(FrozenBase):
         self.register_buffer("special", torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long),
                              persistent=False)
         self._extra = {"use_cache": False} if self.causal else {}  # no key/value cache while scoring
-        self.layers = list(_layers(self.base))  # a plain list: the layers stay registered under base only
+        self.layers = list(layer_stack(self.base))  # a plain list: the layers stay registered under base only
         self.base.requires_grad_(self.finetune)
         self.base.train(False)
         if not (self.finetune or any(p.requires_grad for p in self.parameters())):
@@ -147,24 +137,11 @@ class PromptedLM(FrozenBase):
         context = (embeds * weights).sum(1) / weights.sum(1).clamp_min(1)
         layout = self.layout(x)
         first = self.prompt.tokens(0, context) if self.prompt.length else None
-        hooks = [layer.register_forward_pre_hook(self._overwriter(i, context, layout))
-                 for i, layer in enumerate(self.layers) if i and self.prompt.length]
-        try:
+        with deep_tokens(self.layers if self.prompt.length else [], lambda i: self.prompt.tokens(i, context),
+                         layout.overwrite):
             out = self.base.base_model(inputs_embeds=layout.insert(embeds, first), attention_mask=layout.mask.long(),
                                        position_ids=layout.position_ids, **self._extra)
-        finally:
-            for hook in hooks:
-                hook.remove()
         return out.last_hidden_state, layout
-
-    def _overwriter(self, layer: int, context: torch.Tensor, layout: Layout):
-        """A forward pre-hook writing layer ``layer``'s own prompt tokens into the slots (deep kinds)."""
-        def hook(module: nn.Module, args: tuple) -> tuple | None:
-            tokens = self.prompt.tokens(layer, context)
-            if tokens is None:
-                return None
-            return (layout.overwrite(args[0], tokens), *args[1:])
-        return hook
 
     def pooled(self, hidden: torch.Tensor, layout: Layout) -> torch.Tensor:
         """``(B, D)``: the last real position (causal) or the mean of the real non-prompt tokens (encoder)."""
