@@ -37,17 +37,23 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory):
     return transformers.AutoTokenizer.from_pretrained(folder)
 
 
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    torch.manual_seed(0)
+def tiny_llama(tokenizer, layers: int, seed: int):
+    """A frozen random Llama of ``layers`` layers over ``tokenizer``'s vocabulary (large weights: a width-32 model
+    whose positions attend to each other)."""
+    torch.manual_seed(seed)
     config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                                       max_position_embeddings=128, initializer_range=0.5,
                                       pad_token_id=tokenizer.pad_token_id)
     m = transformers.LlamaForCausalLM(config).eval()
     for p in m.parameters():
         p.requires_grad_(False)
     return m
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return tiny_llama(tokenizer, 2, 0)
 
 
 @pytest.fixture(scope="module")
@@ -191,15 +197,7 @@ def test_prompt_inits(model, tokenizer) -> None:
 
 @pytest.fixture(scope="module")
 def deep_model(tokenizer):
-    torch.manual_seed(2)
-    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-                                      max_position_embeddings=128, initializer_range=0.5,
-                                      pad_token_id=tokenizer.pad_token_id)
-    m = transformers.LlamaForCausalLM(config).eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m
+    return tiny_llama(tokenizer, 3, 2)
 
 
 def layer_inputs(model, row, start: int, length: int) -> list:
