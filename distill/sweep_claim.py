@@ -2,12 +2,13 @@
 trial of a worker that died is given back (the sweep around them is :mod:`distill.sweep`).
 
 A trial is claimed through the storage, never by looking first and acting after: a WAITING trial becomes RUNNING
-with :meth:`~optuna.storages.BaseStorage.set_trial_state_values`, which the RDB storages (a row lock) and the journal
-storage (a file lock) grant to exactly one caller, as :meth:`optuna.Study.ask` does. The claiming worker writes its
-id on the trial (``worker``: host, ``--out`` and a slot) and a heartbeat (a system attribute, the time) every
-``heartbeat`` seconds while the trial runs; a RUNNING trial whose heartbeat is older than three beats is marked
-failed by whichever worker sees it (its value is claimed again). A worker restarted with the same command gets the
-same id back and continues the trial it owned instead of waiting for the grace to pass.
+with :meth:`~optuna.storages.BaseStorage.set_trial_state_values`, which PostgreSQL (a row lock) and the journal
+storage (a file lock) grant to exactly one caller, as :meth:`optuna.Study.ask` does; SQLite, whose row locks lock
+nothing, with the claims taken in turn under a lock file beside the database (:func:`claim_lock`). The claiming
+worker writes its id on the trial (``worker``: host, ``--out`` and a slot) and a heartbeat (a system attribute, the
+time) every ``heartbeat`` seconds while the trial runs; a RUNNING trial whose heartbeat is older than three beats is
+marked failed by whichever worker sees it (its value is claimed again). A worker restarted with the same command
+gets the same id back and continues the trial it owned instead of waiting for the grace to pass.
 """
 
 from __future__ import annotations
@@ -57,16 +58,34 @@ def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     return study._storage
 
 
+def _rdb(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
+    """The RDB storage under ``storage``: a study loaded or created from an :class:`~optuna.storages.RDBStorage` keeps
+    it wrapped in Optuna's trial cache (``_CachedStorage``, whose backend is ``_backend``); None for other storages."""
+    if isinstance(storage, optuna.storages._CachedStorage):
+        storage = storage._backend
+    return storage if isinstance(storage, optuna.storages.RDBStorage) else None
+
+
+def claim_lock(storage: optuna.storages.BaseStorage) -> Path | None:
+    """The lock file a claim in this storage is taken under: ``DB.claim-lock`` beside a SQLite file, whose ``SELECT
+    ... FOR UPDATE`` locks nothing (two processes could both read a trial WAITING and both switch it to RUNNING;
+    SQLite's database is local to one machine, where ``flock`` works). None for PostgreSQL (a row lock), the journal
+    (a file lock) and in-memory SQLite (one process)."""
+    rdb = _rdb(storage)
+    url = rdb.engine.url if rdb is not None else None
+    if url is None or url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(f"{url.database}.claim-lock")
+
+
 @contextlib.contextmanager
 def _exclusive(storage: optuna.storages.BaseStorage) -> Iterator[None]:
-    """Around a claim in SQLite, whose ``SELECT ... FOR UPDATE`` locks nothing (two processes could both read a
-    trial WAITING and both switch it to RUNNING): a lock file beside the database (SQLite's database is local to
-    one machine, where ``flock`` works). PostgreSQL's row lock and the journal's file lock need none."""
-    url = storage.engine.url if isinstance(storage, optuna.storages.RDBStorage) else None
-    if url is None or url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    """Hold :func:`claim_lock` (when the storage needs one) around a claim."""
+    lock = claim_lock(storage)
+    if lock is None:
         yield
         return
-    with open(f"{url.database}.claim-lock", "a") as f:
+    with open(lock, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 

@@ -101,12 +101,10 @@ TPE = '{"key": "t", "low": 1.0, "high": 6.0, "trials": 6}'
 State = optuna.trial.TrialState
 
 
-# Two workers with their own --out on PostgreSQL and the journal, three sharing one --out, run by default. SQLite (the
-# same claim path, guarded by its file lock) runs with -m slow: one CI simulation on 2026-12-03 (commit 1e6ed93) saw
-# two grid values run twice by its two workers, which earlier runs of this test did not; until that race is found
-# the docs advise PostgreSQL or the journal for several workers.
+# Two workers with their own --out on every storage, and three sharing one --out on PostgreSQL and the journal, run by
+# default; three on SQLite (the same claim path) with -m slow, for time.
 @pytest.mark.parametrize(("storage", "n", "shared"), [
-    ("postgresql", 2, False), pytest.param("sqlite", 2, False, marks=pytest.mark.slow), ("journal", 2, False),
+    ("postgresql", 2, False), ("sqlite", 2, False), ("journal", 2, False),
     ("postgresql", 3, True), ("journal", 3, True), pytest.param("sqlite", 3, True, marks=pytest.mark.slow)],
     indirect=["storage"])
 def test_workers_run_each_value_of_the_grid_once(tmp_path, storage, n, shared) -> None:
@@ -166,6 +164,33 @@ def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, storage) -> None:
     again = workers(tmp_path, storage, 1, GRID, False)  # worker 0's command again (the killed one or the other)
     assert again[0].returncode == 0 and (tmp_path / "calls.txt").read_text() == ""
     assert outputs(tmp_path / "out0" / "x") == outputs(tmp_path / f"out{1 - killed}" / "x")
+
+
+def test_a_claim_in_sqlite_waits_for_the_lock_beside_the_database(tmp_path) -> None:
+    """The study a sweep opens keeps its SQLite storage inside Optuna's trial cache: the claim must still find the
+    database and take the lock file beside it (a claim that skipped it let two workers run one trial: seen on
+    2026-12-03). While another process holds the lock, a claim waits; once released, it gets the trial."""
+    import fcntl
+    import threading
+
+    from distill.sweep import SweepSpec, open_study
+    from distill.sweep_claim import claim_lock, claim_waiting
+
+    db = tmp_path / "study.db"
+    study, _ = open_study(SweepSpec("x", (1,), "given"), tmp_path / "out", f"sqlite:///{db}", "x")
+    assert claim_lock(study._storage) == Path(f"{db}.claim-lock")
+    assert claim_lock(storage_for(f"journal:{tmp_path / 'j.journal'}")) is None
+    study.enqueue_trial({}, user_attrs={"value": 1})
+    got = []
+    with open(f"{db}.claim-lock", "a") as held:  # another worker's claim in progress
+        fcntl.flock(held, fcntl.LOCK_EX)
+        thread = threading.Thread(target=lambda: got.append(claim_waiting(study, "here:/out#0")))
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive() and not got  # waiting for the lock, not claiming beside it
+        assert [t.state for t in study.get_trials()] == [State.WAITING]
+    thread.join(10)
+    assert got[0].number == 0 and study.get_trials()[0].state == State.RUNNING
 
 
 def test_a_missing_driver_or_an_unreachable_server_is_one_line_before_any_folder(tmp_path, capsys,
