@@ -3,20 +3,22 @@
 The script starts a throwaway PostgreSQL server (:mod:`benchmarks.postgres`) and, per measurement, a new database
 (one study) and ``N`` real ``distill sweep`` processes started at once, each with its own ``--out``, one torch thread
 each (``OMP_NUM_THREADS=1``): the digits recipe's generation 0 (``--generations 0``, ``--trainer.max_epochs E``)
-over 8 learning rates, ``--order given --metric test``. The wall time runs from starting the processes to the last
+over 8 learning rates, ``--order given --metric test``, for each trial length ``E`` asked (each worker's start-up, the
+same whatever ``E``, weighs less in longer trials). The wall time runs from starting the processes to the last
 one's exit, when every worker has written the complete ``sweep.csv``, ``best.yaml``, ``best.json``. Each
 measurement is checked from the storage: every value COMPLETE exactly once, nothing RUNNING or WAITING, every
 worker's ``sweep.csv`` the same 8 rows; a measurement that fails a check stops the script.
 
-Rounds are interleaved (each round runs every worker count, the order rotated) and the ratio to one worker is the
-ratio of medians, with each round's ratio beside it; the targets (2 workers <= 0.6x, 4 workers <= 0.35x) hold on a
-machine with at least as many cores as workers, so a count above the machine's cores is reported as not measurable
-there. The 1-minute load average is recorded before and after each measurement (the machine may be shared).
+Rounds are interleaved (each round runs every trial length and worker count, the order rotated) and the ratio to one
+worker is the ratio of medians (per trial length), with each round's ratio beside it; the targets (2 workers <=
+0.6x, 4 workers <= 0.35x) hold on a machine with at least as many cores as workers, so a count above the machine's
+cores is reported as not measurable there. The 1-minute load average is recorded before and after each measurement
+(the machine may be shared).
 
 Resumable: each finished measurement is kept in ``OUT/progress.json``; the same command again measures only the
 rest (an interrupted measurement is redone on a new database). Usage::
 
-    python -m benchmarks.sweep_workers [--workers 1 2 4] [--rounds 2] [--epochs 10] [--out runs/bench-sweep-workers]
+    python -m benchmarks.sweep_workers [--workers 1 2 4] [--rounds 2] [--epochs 10 40] [--out runs/bench-sweep-workers]
 
 It writes ``docs/data/sweep-workers.json`` and renders docs/distributed.md's section from it
 (``benchmarks/sweep_workers_page.py``); ``--no-write`` prints the result instead.
@@ -44,7 +46,7 @@ from benchmarks.pages import report
 from benchmarks.postgres import Server, server_bin, throwaway_server
 from benchmarks.suite_timing import spread, verdict
 from distill.io import atomic_write_json
-from distill.sweep import storage_for
+from distill.sweep_storage import storage_for
 
 DATA = "docs/data/sweep-workers.json"
 RECIPE = "recipes/digits-ban.yaml"
@@ -93,17 +95,22 @@ def measure(server: Server, n: int, epochs: int, work: Path, name: str) -> dict[
     if len(csvs) != 1 or next(iter(csvs)).count("\n") != len(VALUES) + 1:
         raise RuntimeError(f"{name}: the workers' sweep.csv differ or do not hold {len(VALUES)} rows")
     per_worker = collections.Counter(t.user_attrs["worker"] for t in complete)
+    busy = collections.Counter()  # each worker's seconds inside trials
+    for t in complete:
+        busy[t.user_attrs["worker"]] += (t.datetime_complete - t.datetime_start).total_seconds()
     return {"workers": n, "wall_seconds": wall, "load_before": load_before, "load_after": load_average(),
             "trials": len(trials), "complete_once": True, "trials_per_worker": sorted(per_worker.values()),
             "trial_seconds": statistics.median((t.datetime_complete - t.datetime_start).total_seconds()
                                                for t in complete),
-            "train_seconds": statistics.median(float(t.user_attrs["train_seconds"]) for t in complete)}
+            "train_seconds": statistics.median(float(t.user_attrs["train_seconds"]) for t in complete),
+            "outside_trials_seconds": wall - max(busy.values())}
 
 
 def summary(runs: list[dict[str, Any]], counts: list[int], cores: int) -> dict[str, Any]:
     """Per worker count: wall seconds (min, median, max), the ratio to one worker (of medians; per round) with
-    the target's verdict, and a trial's seconds (the median of the rounds' medians); the verdict is ``not
-    measurable here`` when the count exceeds ``cores``."""
+    the target's verdict, a trial's seconds (the median of the rounds' medians) and the wall seconds the busiest
+    worker spent outside trials (start-up, waiting, outputs; median); the verdict is ``not measurable here`` when
+    the count exceeds ``cores``."""
     wall = {n: [r["wall_seconds"] for r in sorted(runs, key=lambda r: r["round"]) if r["workers"] == n]
             for n in counts}
     out = {}
@@ -111,7 +118,9 @@ def summary(runs: list[dict[str, Any]], counts: list[int], cores: int) -> dict[s
         rounds = [a / b for a, b in zip(wall[n], wall[1], strict=True)]
         row = {"wall_seconds": spread(wall[n]), "ratio": statistics.median(wall[n]) / statistics.median(wall[1]),
                "ratio_rounds": rounds, "goal": GOALS.get(n), "verdict": "-",
-               "trial_seconds": statistics.median(r["trial_seconds"] for r in runs if r["workers"] == n)}
+               "trial_seconds": statistics.median(r["trial_seconds"] for r in runs if r["workers"] == n),
+               "outside_trials_seconds": statistics.median(r["outside_trials_seconds"] for r in runs
+                                                           if r["workers"] == n)}
         if n in GOALS:
             row["verdict"] = (f"not measurable here ({cores} cores < {n} workers)" if cores < n
                               else verdict([row["ratio"], *rounds], "<=", GOALS[n]))
@@ -123,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts (1 is needed)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of each trial's run")
+    parser.add_argument("--epochs", type=int, nargs="+", default=[10, 40],
+                        help="epochs of each trial's run; several: one table each (a short trial shows mostly each "
+                        "worker's start-up, a longer one what the workers gain)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-sweep-workers")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/data and the page alone")
     args = parser.parse_args(argv)
@@ -140,17 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         # each worker process runs one torch thread (OMP_NUM_THREADS=1), whatever this process has
         done = {"settings": settings, "provenance": {**provenance(), "torch_threads": 1}, "runs": [],
                 "server": version.strip()}
-    have = {(r["round"], r["workers"]) for r in done["runs"]}
+    have = {(r["epochs"], r["round"], r["workers"]) for r in done["runs"]}
     with throwaway_server(folder) as server:
         for r in range(args.rounds):
             order = args.workers[r % len(args.workers):] + args.workers[:r % len(args.workers)]
-            for n in order:
-                if (r, n) in have:
+            for e, n in ((e, n) for e in args.epochs for n in order):
+                if (e, r, n) in have:
                     continue
-                name = f"r{r}_w{n}_{time.time_ns()}"
-                run = {"round": r, **measure(server, n, args.epochs, args.out / f"round-{r}" / f"workers-{n}", name)}
-                print(f"round {r}, {n} worker(s): {run['wall_seconds']:.1f} s, load {run['load_before'][0]} -> "
-                      f"{run['load_after'][0]}", flush=True)
+                name = f"e{e}_r{r}_w{n}_{time.time_ns()}"
+                work = args.out / f"epochs-{e}" / f"round-{r}" / f"workers-{n}"
+                run = {"epochs": e, "round": r, **measure(server, n, e, work, name)}
+                print(f"{e} epochs, round {r}, {n} worker(s): {run['wall_seconds']:.1f} s, load "
+                      f"{run['load_before'][0]} -> {run['load_after'][0]}", flush=True)
                 done["runs"].append(run)
                 args.out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(progress, done, indent=1)
@@ -160,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"provenance": prov, "recipe": RECIPE, "key": KEY, "values": list(VALUES), "epochs": args.epochs,
               "rounds": args.rounds, "server": done["server"],
               "runs": runs, "load_1min": {"min": min(loads), "max": max(loads)}, "load_average_at_end": load_average(),
-              "by_workers": summary(runs, args.workers, prov["cores"])}
+              "by_epochs": {str(e): summary([r for r in runs if r["epochs"] == e], args.workers, prov["cores"])
+                            for e in args.epochs}}
     report(DATA, result, dry_run=args.no_write)
     return 0
 

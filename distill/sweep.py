@@ -40,11 +40,11 @@ from typing import Any
 
 import optuna
 
-from distill.errors import UserError
 from distill.io import atomic_write_bytes, atomic_write_json, atomic_writer
 from distill.state import config_diff
 from distill.sweep_claim import beating, claim_waiting, fail_stale, own, owned, worker_id
 from distill.sweep_plot import plot_sweep
+from distill.sweep_storage import SweepError, storage_for
 
 Objective = Callable[[Any, Path], dict[str, Any]]  # (value, trial run directory) -> {"objective": float, ...}
 AfterTrial = Callable[[optuna.Study], None]
@@ -53,10 +53,6 @@ Waiting = Callable[[list[optuna.trial.FrozenTrial]], None]
 ORDERS = ("ascending", "given")
 TrialState = optuna.trial.TrialState
 COMPLETE, FAIL, RUNNING, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING
-
-
-class SweepError(UserError, ValueError):
-    """A sweep option that cannot work (one line naming it)."""
 
 
 class TrialFailed(Exception):
@@ -121,48 +117,6 @@ def trial_dir(out: Path, key: str, value: Any, number: int | None = None) -> Pat
     return out / "trials" / name.replace("/", "_")
 
 
-def storage_for(url: str, heartbeat: float = 20.0) -> optuna.storages.BaseStorage:
-    """The storage a URL names: ``journal:PATH``, Optuna's journal in a file (no database server; safe on a shared
-    file system where SQLite is not), else an RDB storage (SQLite, PostgreSQL, MySQL URL; ``postgresql://`` uses
-    psycopg 3, the ``sweep`` extra's driver). The sweep's workers write their own heartbeat on the trials they run
-    (:mod:`distill.sweep_claim`) in either.
-
-    Raises:
-        SweepError: the driver is not installed, or the server cannot be reached (naming the fix).
-    """
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    import sqlalchemy.exc
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    try:
-        parsed.get_dialect().import_dbapi()
-    except ImportError as e:
-        fix = ('pip install "distill[sweep]" (psycopg 3)' if parsed.drivername == "postgresql+psycopg"
-               else f"install the module {e.name or e} (the sweep extra brings only PostgreSQL's psycopg 3)")
-        raise SweepError(f"--storage {parsed.drivername}: its driver is not installed: {fix}") from None
-    for attempt in range(5):
-        try:
-            return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False))
-        except sqlalchemy.exc.DBAPIError as e:
-            # workers started at once on a new database all create its tables and (PostgreSQL) enum types: the
-            # losers get a duplicate row, table or type, and find them made on the next try
-            if not (isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(e)):
-                if not isinstance(e, sqlalchemy.exc.OperationalError):
-                    raise
-                where = f"{parsed.host or 'localhost'}:{parsed.port or 'default port'}"
-                first = str(e.orig or e).strip().splitlines()[0]
-                raise SweepError(f"--storage: cannot open the database at {where} ({first}); start the server "
-                                 "or fix the URL") from None
-        time.sleep(0.2 * (attempt + 1))
-    return optuna.storages.RDBStorage(parsed.render_as_string(hide_password=False))
-
-
 def question_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs between two studies' questions, as ``key: old -> new`` strings (recipe keys by name)."""
     changed = [f"--{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
@@ -171,17 +125,16 @@ def question_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def open_study(spec: SweepSpec, out: Path, storage: str | None = None, study_name: str | None = None,
-               heartbeat: float = 20.0, question: dict[str, Any] | None = None,
-               force: bool = False) -> tuple[optuna.Study, Path]:
+               question: dict[str, Any] | None = None, force: bool = False) -> tuple[optuna.Study, Path]:
     """The study in ``storage`` that answers ``question`` (created when there is none) and the directory its trials
     and outputs go to: ``out`` for the first study, ``out/<name>`` for one ``force`` started beside it.
 
     Raises:
         SweepError: the storage holds a study of another question and ``force`` is not set (names the difference).
     """
-    rdb = storage_for(storage, heartbeat) if storage else None  # a server that cannot be reached: before any folder
+    rdb = storage_for(storage) if storage else None  # a server that cannot be reached: before any folder
     out.mkdir(parents=True, exist_ok=True)
-    rdb = rdb or storage_for(f"sqlite:///{(out / 'study.db').resolve()}", heartbeat)
+    rdb = rdb or storage_for(f"sqlite:///{(out / 'study.db').resolve()}")
     question = question or spec.question()
     base = study_name or f"sweep-{spec.key}"
     existing = set(optuna.get_all_study_names(rdb))
@@ -243,7 +196,7 @@ def run_sweep(spec: SweepSpec, objective: Objective, out: Path, storage: str | N
               study_name: str | None = None, heartbeat: float = 20.0, *, question: dict[str, Any] | None = None,
               force: bool = False, retry_failed: bool = False, after_trial: AfterTrial | None = None) -> optuna.Study:
     """Run (or resume) the sweep (:func:`open_study`, :func:`run_study`)."""
-    study, where = open_study(spec, out, storage, study_name, heartbeat, question, force)
+    study, where = open_study(spec, out, storage, study_name, question, force)
     return run_study(spec, objective, study, where, retry_failed, after_trial, heartbeat)
 
 

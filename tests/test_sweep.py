@@ -11,7 +11,8 @@ import optuna
 import pytest
 from conftest import run_cli
 
-from distill.sweep import SweepError, SweepSpec, results, run_sweep, storage_for, write_outputs
+from distill.sweep import SweepError, SweepSpec, results, run_sweep, write_outputs
+from distill.sweep_storage import storage_for
 
 SCORES = {1: 0.50, 2: 0.60, 4: 0.58, 8: 0.59, 16: 0.70, 32: 0.90}
 
@@ -70,7 +71,7 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path) -> N
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec, dies_at_4, tmp_path, heartbeat=1)
     assert calls == [1, 2]
-    storage = storage_for(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=1)
+    storage = storage_for(f"sqlite:///{tmp_path / 'study.db'}")
     study = optuna.load_study(study_name="sweep-length", storage=storage)
     killed = study.ask({"length": optuna.distributions.CategoricalDistribution([1, 2, 4, 8, 16, 32])})
     storage.record_heartbeat(killed._trial_id)  # a trial whose process got SIGKILL: its heartbeat stops

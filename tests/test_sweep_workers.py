@@ -18,7 +18,7 @@ import optuna
 import pytest
 
 from benchmarks.postgres import Server, free_port, server_bin, throwaway_server
-from distill.sweep import storage_for
+from distill.sweep_storage import storage_for
 
 WORKER = """
 import json, os, signal, sys, time
@@ -27,6 +27,7 @@ from distill.sweep import SweepSpec, run_sweep, write_outputs
 
 out, storage, calls, go, specs = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
 kill = os.environ.get("KILL_AT")
+(go.parent / f"ready-{os.getpid()}").write_text("")  # imported: the last to get here starts them all
 while not go.exists():  # start together
     time.sleep(0.02)
 
@@ -74,11 +75,15 @@ def workers(tmp: Path, url: str, n: int, spec: str, shared: bool, env: dict | No
     script.write_text(textwrap.dedent(WORKER))
     go = tmp / "go"
     go.unlink(missing_ok=True)
+    for ready in tmp.glob("ready-*"):
+        ready.unlink()
     env = {**os.environ, "PYTHONPATH": str(Path.cwd()), "OMP_NUM_THREADS": "1", **(env or {})}
     procs = [subprocess.Popen([sys.executable, str(script), str(tmp / ("out" if shared else f"out{i}")),
                                url, str(tmp / "calls.txt"), str(go), spec],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(n)]
-    time.sleep(0.2)
+    deadline = time.monotonic() + 120  # imports take seconds, more on a loaded machine: wait for every worker
+    while len(list(tmp.glob("ready-*"))) < n and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.05)
     go.write_text("")
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate()) for p in procs]
 
@@ -266,13 +271,14 @@ def test_the_benchmark_reads_ratios_to_one_worker_and_says_what_a_machine_cannot
     one over and one under 0.35 (within noise)."""
     from benchmarks.sweep_workers import summary
 
-    runs = [{"round": r, "workers": n, "wall_seconds": s, "trial_seconds": s / 8 * n}
+    runs = [{"round": r, "workers": n, "wall_seconds": s, "trial_seconds": s / 8 * n, "outside_trials_seconds": s / 10}
             for (r, n), s in {(0, 1): 100, (1, 1): 120, (0, 2): 55, (1, 2): 70, (1, 4): 30, (0, 4): 50}.items()]
     two_cores = summary(runs, [1, 2, 4], 2)
     assert two_cores["1"]["ratio"] == 1 and two_cores["1"]["verdict"] == "-"
     assert two_cores["2"]["ratio"] == pytest.approx(62.5 / 110)
     assert two_cores["2"]["ratio_rounds"] == pytest.approx([0.55, 70 / 120])
     assert two_cores["2"]["verdict"] == "met" and two_cores["2"]["wall_seconds"]["median"] == 62.5
+    assert two_cores["2"]["outside_trials_seconds"] == pytest.approx(6.25)  # the median of 5.5 and 7
     assert two_cores["4"]["verdict"] == "not measurable here (2 cores < 4 workers)"
     assert summary(runs, [1, 2, 4], 4)["4"]["verdict"] == "within noise"
 
@@ -283,7 +289,7 @@ def test_workers_opening_a_new_database_at_once_all_get_the_storage(monkeypatch)
     try again and find them made. Any other database error is not swallowed."""
     import sqlalchemy.exc
 
-    import distill.sweep as sweep
+    import distill.sweep_storage as sweep
 
     duplicate = sqlalchemy.exc.ProgrammingError("CREATE TYPE studydirection", {},
                                                 Exception('type "studydirection" already exists'))
