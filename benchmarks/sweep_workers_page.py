@@ -69,7 +69,7 @@ def _reading(d: dict[str, Any]) -> str:
             + (f"{' and '.join(map(str, over))} workers share them, and their target is for a machine with a core "
                f"per worker: not measurable here. " if over else "every worker count had a core of its own. "))
     if d["load_1min"]["max"] > cores:
-        text += (f"The 1-minute load average reached {d['load_1min']['max']} on {cores} cores: other jobs took part "
-                 "of the cores during the measurement, so these ratios say less than an idle machine's would about "
-                 "what the workers themselves gain.")
+        text += (f"The 1-minute load average reached {d['load_1min']['max']} on {cores} cores; it counts the "
+                 f"workers themselves (up to {max(counts)} processes), so above {cores} the cores were shared, by "
+                 "the larger worker counts or by other jobs on the machine.")
     return text
