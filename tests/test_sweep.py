@@ -121,6 +121,17 @@ def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "kd.init_args for 'fitnet'" in err, err
     assert not (tmp_path / "f").exists()
+    # A value only the network refuses (a prompt of 0 tokens) is caught by each value's preflight, as `distill run`
+    # would catch it, before the folder exists; the first value alone is fine.
+    vit = {"name": "prompted_vit", "init_args": {"base_args": {"img_size": 16, "patch_size": 4, "embed_dim": 24,
+                                                              "depth": 2, "num_heads": 2},
+                                                "source": {"seed": 3}, "prompt": {"kind": "shallow", "length": 2}}}
+    prompted = ["--task", "prompted", "--backbone", json.dumps(vit), "--generations", "0", "--metric", "test"]
+    assert run_cli("sweep", "recipes/digits-ban.yaml", "--key", "backbone.init_args.prompt.length", "--order",
+                   "given", "--values", "2,0", *prompted, "--out", str(tmp_path / "p")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "backbone.init_args.prompt.length = 0" in err and "length" in err, err
+    assert not (tmp_path / "p").exists()
 
 
 def test_a_one_value_sweep_finishes(tmp_path) -> None:

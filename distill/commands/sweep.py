@@ -147,10 +147,12 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
         except ValueError as e:
             raise SweepError(f"--key {args.key}: {e}") from None
     # values in the order written (a value of the wrong type gets the parser's error, not "not comparable")
+    recipes = []
     for value in spec.values if spec.values is not None else (args.low, args.high):
         recipe = load_recipe(args.recipe, [*overrides, *key_override(args.recipe, overrides, args.key, value)])
         for generation in recipe.specs:  # values only a loss's constructor refuses, too
             construct_loss(generation)
+        recipes.append((value, recipe))
     if spec.values is not None:
         spec.ordered()
     if args.metric == "val" and not float(base.cfg.data.get("val_fraction") or 0):
@@ -172,6 +174,7 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
         except ArgumentError:
             raise SweepError(f"--storage {args.storage!r} is not a database URL (e.g. sqlite:///study.db, "
                              "postgresql://user@host/db) nor journal:PATH") from None
+    _preflight(recipes, args.key)
     return {**spec.question(dump_config(base.cfg)), "metric": args.metric}
 
 
@@ -199,3 +202,42 @@ def _report(study: Any, key: str, where: Path, metric: str, values: tuple[Any, .
     Console().print(f"best {key} = {best['value']} ({metric} acc {100 * best['objective']:.2f}%); "
                     f"{where}/sweep.csv, sweep.png, best.yaml{retry}")
     return 1 if asked else 0
+
+
+def _preflight(recipes: list[tuple[Any, Any]], key: str) -> None:
+    """Each value's run checked as ``distill run`` checks it before training (its data, every generation's network
+    built and run on one sample, the loss's features, the trainer settings), one data module shared while the values
+    leave ``data`` alone: a value no trial could run (a prompt of 0 tokens, a backbone argument out of range) is
+    refused in one line before the sweep's folder exists, not recorded as a failed trial.
+
+    Raises:
+        SweepError: naming the key, the value and what its run refused.
+    """
+    import logging
+    import tempfile
+
+    from distill.errors import UserError
+    from distill.generations import BornAgainRun, build_datamodule
+    from distill.sweep import SweepError
+
+    dm, data = None, None
+    lightning_log = logging.getLogger("lightning.pytorch")  # the trainer check's GPU/TPU lines: warnings only, as
+    level = lightning_log.level  # in a run
+    lightning_log.setLevel(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory() as nowhere:  # preflight writes nothing in the run directory it is given
+            for value, recipe in recipes:
+                if dm is None or recipe.run.data != data:
+                    try:
+                        dm, data = build_datamodule(recipe.run.data), recipe.run.data
+                    except UserError as e:  # named with the value only when the value is what changed the data
+                        if not key.startswith("data."):
+                            raise
+                        raise SweepError(f"--key {key} = {value}: {e}") from None
+                try:
+                    BornAgainRun(recipe.run, Path(nowhere) / "run", "preflight", Console(quiet=True),
+                                 dm=dm).preflight()
+                except UserError as e:
+                    raise SweepError(f"--key {key} = {value}: {e}") from None
+    finally:
+        lightning_log.setLevel(level)
