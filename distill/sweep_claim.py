@@ -142,7 +142,8 @@ def fail_stale(study: optuna.Study, heartbeat: float) -> list[int]:
 @contextlib.contextmanager
 def beating(study: optuna.Study, trial_id: int, heartbeat: float) -> Iterator[None]:
     """Write the trial's heartbeat every ``heartbeat`` seconds while the body runs (a thread; it stops when the
-    trial is finished, by this worker or by another that found it stale)."""
+    trial is finished, by this worker or by another that found it stale, and outlives a write the storage refuses
+    once)."""
     storage, stop = storage_of(study), threading.Event()
 
     def beat() -> None:
@@ -151,6 +152,9 @@ def beating(study: optuna.Study, trial_id: int, heartbeat: float) -> Iterator[No
                 storage.set_trial_system_attr(trial_id, BEAT, time.time())
             except optuna.exceptions.UpdateFinishedTrialError:
                 return
+            except (optuna.exceptions.StorageInternalError, OSError):
+                continue  # a beat the storage could not take now (SQLite busy, a dropped connection): the next one
+                # counts, and the trial is failed only after three silent beats, not after one lost write
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
     thread.start()

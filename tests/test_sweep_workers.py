@@ -198,6 +198,28 @@ def test_a_claim_in_sqlite_waits_for_the_lock_beside_the_database(tmp_path) -> N
     assert got[0].number == 0 and study.get_trials()[0].state == State.RUNNING
 
 
+def test_a_heartbeat_the_storage_refuses_once_does_not_stop_the_beats(tmp_path, monkeypatch) -> None:
+    """A beat that fails (SQLite busy, a dropped connection: Optuna's StorageInternalError) is skipped, not the end
+    of the heartbeat: a thread that died on it would leave a live trial to be failed as stale and run twice."""
+    from distill.sweep_claim import BEAT, beating
+
+    study = optuna.create_study(storage=storage_for(f"journal:{tmp_path / 'study.journal'}"))
+    trial = study.ask()
+    storage, real, beats = study._storage, study._storage.set_trial_system_attr, []
+
+    def flaky(trial_id, key, value) -> None:
+        beats.append(value)
+        if len(beats) == 1:
+            raise optuna.exceptions.StorageInternalError("database is locked")
+        real(trial_id, key, value)
+
+    monkeypatch.setattr(storage, "set_trial_system_attr", flaky)
+    with beating(study, trial._trial_id, 0.05):
+        time.sleep(0.5)
+    assert len(beats) >= 3  # it went on beating after the refused one
+    assert study.get_trials()[0].system_attrs[BEAT] == beats[-1]
+
+
 def test_a_missing_driver_or_an_unreachable_server_is_one_line_before_any_folder(tmp_path, capsys,
                                                                                monkeypatch) -> None:
     from conftest import run_cli
