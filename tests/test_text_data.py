@@ -82,6 +82,9 @@ def test_country_records_and_split():
     assert len(records) == 250 and len({r["country"] for r in records}) == 250
     france = next(r for r in records if r["country"] == "France")
     assert france == {"country": "France", "capital": "Paris", "region": "Europe", "subregion": "Western Europe"}
+    vatican = next(r for r in records if r["country"] == "Vatican City State")  # countryinfo stores a list here
+    assert vatican["capital"] == "Vatican City"
+    assert not [r for r in records if any(v.startswith("[") for v in r.values())]
     split = country_split(test_fraction=0.3)
     assert sorted(r["country"] for s in split.values() for r in s) == sorted(r["country"] for r in records)
     counts, held = Counter(r["region"] for r in records), Counter(r["region"] for r in split["test"])

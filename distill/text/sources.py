@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from distill.data.errors import DataError, DataNotFoundError
 from distill.registry import Registry
@@ -53,11 +54,19 @@ def country_records() -> list[dict[str, str]]:
     records = []
     for country in countryinfo.all_countries():
         info = country.info()
-        record = {key: str(info.get(field) or "").strip() for key, field in
+        record = {key: _text(info.get(field)) for key, field in
                   (("country", "name"), ("capital", "capital"), ("region", "region"), ("subregion", "subregion"))}
         if record["country"] and record["capital"] and record["region"]:
             records.append(record)
     return sorted(records, key=lambda r: r["country"])
+
+
+def _text(value: Any) -> str:
+    """A countryinfo field as text; a list (Vatican City State's capital, ``['Vatican City']``) gives its first
+    entry, not the list's printed form."""
+    if isinstance(value, list | tuple):
+        value = value[0] if value else ""
+    return str(value or "").strip()
 
 
 def _text_key(text: str) -> str:
