@@ -301,7 +301,9 @@ class BornAgainRun:
             try:
                 model = self.loaded_network(spec) if spec.load is not None else \
                     create_backbone(thaw(spec.backbone), self.dm.num_classes, self.dm.in_chans)
-            except (TypeError, ValueError) as e:  # bad init_args or a model that cannot take this data
+            # bad init_args or a model that cannot take this data (torch's RuntimeError for a negative width,
+            # timm's AssertionError for heads that do not divide the width, while the layers are built)
+            except (TypeError, ValueError, RuntimeError, AssertionError) as e:
                 if isinstance(e, BackboneError):
                     raise
                 raise BackboneError(f"backbone {spec.label!r} cannot be built: {e}") from None

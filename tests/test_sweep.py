@@ -84,6 +84,10 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path) -> N
     assert optuna.trial.TrialState.RUNNING not in states  # the killed trial was marked failed
 
 
+PROMPTED_VIT = {"name": "prompted_vit", "init_args": {
+    "base_args": {"img_size": 16, "patch_size": 4, "embed_dim": 24, "depth": 2, "num_heads": 2},
+    "source": {"seed": 3}, "prompt": {"kind": "shallow", "length": 2}}}
+
 def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
     with pytest.raises(SweepError, match="--values"):
         SweepSpec("x")
@@ -132,6 +136,23 @@ def test_bad_sweep_options_are_one_line_errors(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "backbone.init_args.prompt.length = 0" in err and "length" in err, err
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(("key", "values", "backbone", "needle"), [
+    # torch refuses a negative width while building the layer (RuntimeError), timm asserts on heads (AssertionError)
+    ("backbone.init_args.width", "8,-3", {"name": "small_cnn", "init_args": {"width": 8}}, "negative dimension"),
+    ("backbone.init_args.base_args.num_heads", "2,5", PROMPTED_VIT, "divisible by num_heads"),
+])
+def test_a_value_the_backbone_refuses_while_built_is_one_line(tmp_path, capsys, key, values, backbone,
+                                                              needle) -> None:
+    task = ["--task", "prompted"] if backbone is PROMPTED_VIT else []
+    assert run_cli("sweep", "recipes/digits-ban.yaml", "--key", key, "--order", "given", "--values", values,
+                   "--backbone", json.dumps(backbone), *task, "--generations", "0", "--metric", "test",
+                   "--out", str(tmp_path / "s")) == 2
+    err = capsys.readouterr().err.strip()
+    bad = values.split(",")[1]
+    assert len(err.splitlines()) == 1 and f"{key} = {bad}" in err and needle in err, err
+    assert not (tmp_path / "s").exists()
 
 
 def test_a_one_value_sweep_finishes(tmp_path) -> None:
