@@ -299,7 +299,7 @@ def _run_trial(spec: SweepSpec, objective: Objective, study: optuna.Study, trial
         value = trial.suggest_float(spec.key, spec.low, spec.high, log=spec.log)
         trial.set_user_attr("value", value)
         where = trial_dir(out, spec.key, value, trial.number)
-    trial.set_user_attr("run_dir", str(where))
+    trial.set_user_attr("run_dir", str(where.resolve()))  # where it ran, whatever the folder this worker started in
     trial.set_user_attr("host", socket.gethostname())
     with beating(study, trial._trial_id, heartbeat), contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         try:

@@ -155,6 +155,26 @@ def test_a_value_the_backbone_refuses_while_built_is_one_line(tmp_path, capsys, 
     assert not (tmp_path / "s").exists()
 
 
+def test_a_refusal_of_the_recipe_itself_names_no_value(tmp_path, capsys) -> None:
+    """An EarlyStopping on a metric digits never logs (no validation split) fails every value's preflight: the recipe
+    is at fault, as `distill run` would say, so the line names no value; a value that alone fails is named."""
+    stop = json.dumps([{"class_path": "EarlyStopping", "init_args": {"monitor": "val_loss", "patience": 3}}])
+    assert run_cli("sweep", "recipes/digits-ban.yaml", "--key", "optimizer.lr", "--order", "given", "--values",
+                   "0.1,0.2", "--trainer.callbacks", stop, "--generations", "0", "--metric", "test",
+                   "--out", str(tmp_path / "s")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "EarlyStopping monitors 'val_loss'" in err, err
+    assert "optimizer.lr =" not in err and not (tmp_path / "s").exists()
+
+
+def test_the_run_directory_column_is_absolute_for_a_relative_out(tmp_path, monkeypatch) -> None:
+    """Workers started in different folders with a relative --out: each trial's run_dir says where it ran, read
+    from anywhere."""
+    monkeypatch.chdir(tmp_path)
+    study = run_sweep(SweepSpec("length", values=(1,)), stub([]), Path("rel"))
+    assert results(study, "length")[0]["run_dir"] == str((tmp_path / "rel" / "trials" / "length=1").resolve())
+
+
 def test_a_one_value_sweep_finishes(tmp_path) -> None:
     calls: list = []
     study = run_sweep(SweepSpec("length", values=(4,)), stub(calls), tmp_path)

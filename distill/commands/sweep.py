@@ -174,7 +174,7 @@ def _check(args: argparse.Namespace, overrides: list[str], spec: Any) -> dict[st
         except ArgumentError:
             raise SweepError(f"--storage {args.storage!r} is not a database URL (e.g. sqlite:///study.db, "
                              "postgresql://user@host/db) nor journal:PATH") from None
-    _preflight(recipes, args.key)
+    _preflight(recipes, args.key, base)
     return {**spec.question(dump_config(base.cfg)), "metric": args.metric}
 
 
@@ -204,14 +204,15 @@ def _report(study: Any, key: str, where: Path, metric: str, values: tuple[Any, .
     return 1 if asked else 0
 
 
-def _preflight(recipes: list[tuple[Any, Any]], key: str) -> None:
+def _preflight(recipes: list[tuple[Any, Any]], key: str, base: Any) -> None:
     """Each value's run checked as ``distill run`` checks it before training (its data, every generation's network
     built and run on one sample, the loss's features, the trainer settings), one data module shared while the values
     leave ``data`` alone: a value no trial could run (a prompt of 0 tokens, a backbone argument out of range) is
-    refused in one line before the sweep's folder exists, not recorded as a failed trial.
+    refused in one line before the sweep's folder exists, not recorded as a failed trial. A refusal the recipe
+    without the swept value (``base``) earns as well is the recipe's, and named without a value.
 
     Raises:
-        SweepError: naming the key, the value and what its run refused.
+        UserError: the recipe's own refusal; SweepError: naming the key, the value and what its run refused.
     """
     import logging
     import tempfile
@@ -220,24 +221,28 @@ def _preflight(recipes: list[tuple[Any, Any]], key: str) -> None:
     from distill.generations import BornAgainRun, build_datamodule
     from distill.sweep import SweepError
 
-    dm, data = None, None
+    last: list[Any] = [None, None]  # the data section and its module, rebuilt when a value changes it (one at a
+    # time: a module holds its whole dataset)
+
+    def check(recipe: Any, nowhere: str) -> None:
+        if last[1] is None or last[0] != recipe.run.data:
+            last[:] = [recipe.run.data, build_datamodule(recipe.run.data)]
+        BornAgainRun(recipe.run, Path(nowhere) / "run", "preflight", Console(quiet=True), dm=last[1]).preflight()
+
     lightning_log = logging.getLogger("lightning.pytorch")  # the trainer check's GPU/TPU lines: warnings only, as
     level = lightning_log.level  # in a run
     lightning_log.setLevel(logging.WARNING)
     try:
         with tempfile.TemporaryDirectory() as nowhere:  # preflight writes nothing in the run directory it is given
             for value, recipe in recipes:
-                if dm is None or recipe.run.data != data:
-                    try:
-                        dm, data = build_datamodule(recipe.run.data), recipe.run.data
-                    except UserError as e:  # named with the value only when the value is what changed the data
-                        if not key.startswith("data."):
-                            raise
-                        raise SweepError(f"--key {key} = {value}: {e}") from None
                 try:
-                    BornAgainRun(recipe.run, Path(nowhere) / "run", "preflight", Console(quiet=True),
-                                 dm=dm).preflight()
+                    check(recipe, nowhere)
                 except UserError as e:
+                    try:  # the recipe without the value refused the same way: the recipe's fault, not the value's
+                        check(base, nowhere)
+                    except UserError as own:
+                        if str(own) == str(e):
+                            raise
                     raise SweepError(f"--key {key} = {value}: {e}") from None
     finally:
         lightning_log.setLevel(level)
