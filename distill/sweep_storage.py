@@ -15,7 +15,6 @@ class SweepError(UserError, ValueError):
     """A sweep option that cannot work (one line naming it)."""
 
 
-
 def storage_for(url: str) -> optuna.storages.BaseStorage:
     """The storage a URL names: ``journal:PATH``, Optuna's journal in a file (no database server; safe on a shared
     file system where SQLite is not), else an RDB storage (SQLite, PostgreSQL, MySQL URL; ``postgresql://`` uses
