@@ -18,7 +18,7 @@ cores is reported as not measurable there. The 1-minute load average is recorded
 Resumable: each finished measurement is kept in ``OUT/progress.json``; the same command again measures only the
 rest (an interrupted measurement is redone on a new database). Usage::
 
-    python -m benchmarks.sweep_workers [--workers 1 2 4] [--rounds 2] [--epochs 10 40] [--out runs/bench-sweep-workers]
+    python -m benchmarks.sweep_workers [--workers 1 2 4] [--rounds 3] [--epochs 10 60] [--out runs/bench-sweep-workers]
 
 It writes ``docs/data/sweep-workers.json`` and renders docs/distributed.md's section from it
 (``benchmarks/sweep_workers_page.py``); ``--no-write`` prints the result instead.
@@ -131,8 +131,8 @@ def summary(runs: list[dict[str, Any]], counts: list[int], cores: int) -> dict[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts (1 is needed)")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--epochs", type=int, nargs="+", default=[10, 40],
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[10, 60],
                         help="epochs of each trial's run; several: one table each (a short trial shows mostly each "
                         "worker's start-up, a longer one what the workers gain)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-sweep-workers")

@@ -78,8 +78,8 @@ def storage(request, tmp_path) -> str:
     return request.getfixturevalue("postgres").database(f"t{os.getpid()}_{time.monotonic_ns()}")
 
 
-def workers(tmp: Path, url: str, n: int, spec: str, shared: bool, env: dict | None = None,
-            started: list | None = None) -> list[subprocess.CompletedProcess]:
+def workers(tmp: Path, url: str, n: int, spec: str, shared: bool,
+            env: dict | None = None) -> list[subprocess.CompletedProcess]:
     """Start ``n`` workers at once (each its own ``--out`` unless ``shared``), wait for all; their results."""
     script = tmp / "worker.py"
     script.write_text(textwrap.dedent(WORKER))
